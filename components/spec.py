@@ -1,0 +1,643 @@
+"""The cloud-neutral, typed, frozen stack spec and its validation.
+
+A stack config (``park:*`` keys in ``stacks/Pulumi.<stack>.yaml``) becomes a :class:`StackSpec`
+through :func:`parse_spec`. Validation runs in two passes and reports every problem at once,
+each as ``property.path: reason`` in the config's own camelCase names:
+
+1. structure — types, ranges, unknown keys (pydantic, every field at once);
+2. meaning — cross-field checks that need the whole spec (quotas against pool supply, kind
+   without GPUs, clashing names, versions, model placement).
+
+This module never imports a cloud SDK; Pulumi is imported lazily, only by
+:func:`spec_from_pulumi_config`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from kubernetes.utils.quantity import parse_quantity
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from park.components import catalog, versions
+
+# --- conventions every part of the project shares -------------------------------------------------
+
+CONFIG_NAMESPACE = "park"
+POOL_LABEL = "park-stack.io/pool"
+"""Every node carries this label with its pool's name, on every cloud; Kueue flavors select on it."""
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+RAY_SERVICE_ACCOUNT = "park-ray"
+"""The Kubernetes service account Ray pods run as in each team namespace; it carries the cloud identity."""
+STORAGE_CONFIGMAP = "park-storage"
+"""ConfigMap in each team namespace telling workloads where storage is."""
+SYSTEM_NAMESPACES = frozenset({
+    "default", "kube-system", "kube-public", "kube-node-lease", "kuberay-system", "kueue-system",
+    "monitoring", "gpu-operator", "nvidia-device-plugin", "park-system", "local-path-storage",
+})
+
+DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+Cloud = Literal["aws", "gcp", "kind"]
+_QUALIFIED_NAME = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                             r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+
+# --- the spec ----------------------------------------------------------------------------------
+
+
+class Taint(_Model):
+    key: str
+    value: str = ""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
+
+
+class GpuSharing(_Model):
+    """Share each physical GPU between several pods by time-slicing (NVIDIA device plugin)."""
+
+    strategy: Literal["time-slicing"] = "time-slicing"
+    replicas: int = Field(ge=2, le=48)
+    """How many pods may share one GPU; the node then advertises gpus x replicas ``nvidia.com/gpu``."""
+
+
+class NodePool(_Model):
+    name: DnsLabel
+    role: Literal["system", "workers"] = "workers"
+    """``system`` pools run the operators and monitoring; at least one is required."""
+    accelerator: str | None = None
+    """A catalog accelerator (``nvidia-l4``, ...) or none for a CPU pool."""
+    gpus_per_node: int | None = Field(default=None, ge=1)
+    """Default: the smallest node shape the cloud offers for the accelerator. Conflicts with a CPU pool."""
+    instance_type: str | None = None
+    """EC2 instance / GCE machine type. Default: from the catalog (GPU) or a general-purpose shape (CPU)."""
+    min_nodes: int = Field(default=0, ge=0, le=1000)
+    max_nodes: int = Field(default=1, ge=1, le=1000)
+    spot: bool = False
+    """Spot / preemptible capacity. Not on kind."""
+    disk_gib: int = Field(default=100, ge=20, le=16384)
+    labels: dict[str, str] = {}
+    taints: list[Taint] = []
+    """Extra taints. GPU pools always get ``nvidia.com/gpu=present:NoSchedule`` as well."""
+    gpu_sharing: GpuSharing | None = None
+    """Time-slicing; GPU pools only."""
+
+    @property
+    def has_gpus(self) -> bool:
+        return self.accelerator is not None
+
+
+class PoolQuota(_Model):
+    pool: str
+    cpu: str | int | float = 0
+    memory: str | int = 0
+    gpus: int = Field(default=0, ge=0)
+
+    @field_validator("cpu", "memory")
+    @classmethod
+    def _quantity(cls, value: str | int | float) -> str:
+        try:
+            parse_quantity(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a Kubernetes quantity (examples: 16, 500m, 64Gi)") from None
+        return str(value)
+
+
+class Team(_Model):
+    name: DnsLabel
+    namespace: DnsLabel | None = None
+    """Default: the team name."""
+    quotas: list[PoolQuota] = []
+    """Nominal quota per pool in the team's ClusterQueue; unused quota is lent within the cohort."""
+    default_priority: str | None = None
+    """Priority class given to this team's workloads unless they name one."""
+
+    @property
+    def namespace_name(self) -> str:
+        return self.namespace or self.name
+
+    @property
+    def cluster_queue(self) -> str:
+        return f"{self.name}-cq"
+
+    @property
+    def local_queue(self) -> str:
+        return f"{self.name}-queue"
+
+
+class PriorityClass(_Model):
+    name: DnsLabel
+    value: int = Field(ge=-(2**31), le=1_000_000_000)
+    description: str = ""
+
+
+DEFAULT_PRIORITY_CLASSES = (
+    PriorityClass(name="high", value=1000, description="Interactive and production serving; preempts lower."),
+    PriorityClass(name="normal", value=100, description="Default for training and batch."),
+    PriorityClass(name="low", value=10, description="Opportunistic work; first to be preempted."),
+)
+
+
+class Observability(_Model):
+    prometheus: bool = True
+    grafana: bool = True
+    """Needs prometheus."""
+    dcgm_exporter: bool = True
+    """GPU metrics; only installed where the stack has GPU pools."""
+    ray_metrics: bool = True
+    kueue_metrics: bool = True
+    retention: Annotated[str, StringConstraints(pattern=r"^[0-9]+[hdwy]$")] = "15d"
+
+
+class SharedFilesystem(_Model):
+    """FSx for Lustre on AWS, Filestore on GCP; mounted into Ray pods at ``mountPath``."""
+
+    capacity_gib: int = Field(default=1200, ge=1024, le=102400)
+    mount_path: str = "/mnt/shared"
+
+
+class Storage(_Model):
+    bucket: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] | None = None
+    """Default: ``<clusterName>-park-data``. On kind: a host folder mounted into every node."""
+    retention_days: int = Field(default=30, ge=1, le=3650)
+    """Objects under ``scratch/`` and noncurrent versions expire after this many days."""
+    shared_filesystem: SharedFilesystem | None = None
+    local_path: str = "/mnt/park-storage"
+    """kind only: the host folder mounted into every kind node as the storage location."""
+
+
+class Security(_Model):
+    private_endpoint: bool = False
+    """Serve the Kubernetes API on private addresses only."""
+    allowed_cidrs: list[str] = []
+    """CIDRs allowed to reach a public API endpoint. Required when the endpoint is public (not on kind)."""
+
+
+class ServedModel(_Model):
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")]
+    """The model id clients send in OpenAI requests."""
+    source: str
+    """A local path, ``s3://`` / ``gs://`` / ``file://`` URI, or a hub id like ``org/name``."""
+    gpu_fraction: float | None = Field(default=None, ge=0, le=8)
+    """GPUs per replica; below 1 shares a GPU. Default: 1 when the stack has a GPU pool, else 0 (CPU)."""
+    min_replicas: int = Field(default=1, ge=0, le=100)
+    max_replicas: int = Field(default=1, ge=1, le=100)
+    max_model_len: int | None = Field(default=None, ge=16)
+
+
+class StackSpec(_Model):
+    cloud: Cloud
+    cluster_name: Annotated[str, StringConstraints(pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$", max_length=40)]
+    region: str | None = None
+    """Cloud region; required on aws and gcp."""
+    zones: list[str] = []
+    """aws: at least two zones of the region. gcp: node locations (default: the region's zones)."""
+    project: str | None = None
+    """GCP project id; required on gcp."""
+    kube_context: str | None = None
+    """kind only: kubeconfig context of the cluster (default ``kind-<clusterName>``)."""
+    kubernetes_version: Annotated[str, StringConstraints(pattern=r"^1\.[0-9]{1,2}$")] = (
+        versions.DEFAULT_KUBERNETES_VERSION
+    )
+    node_pools: list[NodePool] = Field(min_length=1)
+    teams: list[Team] = Field(min_length=1)
+    priority_classes: list[PriorityClass] = list(DEFAULT_PRIORITY_CLASSES)
+    observability: Observability = Observability()
+    storage: Storage = Storage()
+    security: Security = Security()
+    models: list[ServedModel] = []
+
+    # -- derived facts, used by the adapters, the manifest builders and the workloads --
+
+    def pool(self, name: str) -> NodePool:
+        return next(p for p in self.node_pools if p.name == name)
+
+    @property
+    def gpu_pools(self) -> list[NodePool]:
+        return [p for p in self.node_pools if p.has_gpus]
+
+    @property
+    def has_gpus(self) -> bool:
+        return bool(self.gpu_pools)
+
+    def offering(self, pool: NodePool) -> catalog.Offering | None:
+        """The catalog node shape of a GPU pool; None for a CPU pool."""
+        if pool.accelerator is None:
+            return None
+        return catalog.find_offering(pool.accelerator, self.cloud, pool.gpus_per_node, pool.instance_type)
+
+    def instance_type(self, pool: NodePool) -> str:
+        offering = self.offering(pool)
+        if offering is not None:
+            return offering.instance_type
+        return pool.instance_type or catalog.DEFAULT_CPU_INSTANCE[self.cloud]
+
+    def gpus_per_node(self, pool: NodePool) -> int:
+        """Physical GPUs on one node of the pool."""
+        offering = self.offering(pool)
+        return offering.gpus_per_node if offering else 0
+
+    def gpu_slots_per_node(self, pool: NodePool) -> int:
+        """``nvidia.com/gpu`` a node advertises: physical GPUs times the time-slicing replicas."""
+        sharing = pool.gpu_sharing.replicas if pool.gpu_sharing else 1
+        return self.gpus_per_node(pool) * sharing
+
+    def node_labels(self, pool: NodePool) -> dict[str, str]:
+        """Labels every node of the pool carries (what Kueue flavors and workloads select on)."""
+        return {**pool.labels, POOL_LABEL: pool.name}
+
+    def node_taints(self, pool: NodePool) -> list[dict[str, str]]:
+        """Taints every node of the pool carries, as Kubernetes taint dicts."""
+        taints = [t.model_dump() for t in pool.taints]
+        if pool.has_gpus and not any(t["key"] == GPU_TAINT["key"] for t in taints):
+            taints.append(dict(GPU_TAINT))
+        return taints
+
+    def model_gpus(self, model: ServedModel) -> float:
+        if model.gpu_fraction is not None:
+            return model.gpu_fraction
+        return 1.0 if self.has_gpus else 0.0
+
+    @property
+    def bucket_name(self) -> str:
+        return self.storage.bucket or f"{self.cluster_name}-park-data"
+
+    @property
+    def storage_uri(self) -> str:
+        """Where workloads keep checkpoints and outputs."""
+        scheme = {"aws": "s3://", "gcp": "gs://"}.get(self.cloud)
+        if scheme is None:
+            return f"file://{self.storage.local_path}"
+        return f"{scheme}{self.bucket_name}"
+
+    @property
+    def context_name(self) -> str:
+        return self.kube_context or f"kind-{self.cluster_name}"
+
+    @property
+    def default_team(self) -> Team:
+        return self.teams[0]
+
+    @property
+    def priority_class_names(self) -> list[str]:
+        return [p.name for p in self.priority_classes]
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}" if self.path else self.reason
+
+
+class SpecError(ValueError):
+    """The stack config is invalid; ``problems`` lists every problem with its property path."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+# --- parsing -----------------------------------------------------------------------------------
+
+
+def parse_spec(config: dict[str, Any]) -> StackSpec:
+    """Validate a mapping of ``park`` config keys (without the ``park:`` prefix) into a spec.
+
+    Raises :class:`SpecError` listing every problem; never another exception for bad input.
+    """
+    if not isinstance(config, dict):
+        raise SpecError([Problem("", f"stack config must be a mapping of park:* keys, not {type(config).__name__}")])
+    try:
+        spec = StackSpec.model_validate(config)
+    except ValidationError as err:
+        raise SpecError(_structural_problems(err, config)) from None
+    problems = check_spec(spec)
+    if problems:
+        raise SpecError(problems)
+    return spec
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """camelCase keys allowed at the object that holds ``loc``'s last element."""
+    model: type[BaseModel] | None = StackSpec
+    for part in loc[:-1]:
+        if model is None or isinstance(part, int):
+            continue
+        field = next((f for n, f in model.model_fields.items() if f.alias == part or n == part), None)
+        model = _model_of(field.annotation) if field else None
+    if model is None:
+        return []
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found:
+            return found
+    return None
+
+
+def _structural_problems(err: ValidationError, config: dict[str, Any]) -> list[Problem]:
+    problems = []
+    for e in err.errors(include_url=False):
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
+        # pydantic tags union branches (str | int ...) in the location; drop those tags.
+        loc = tuple(p for p in loc if p not in {"str", "int", "float", "bool", "none", "is-instance[BaseModel]"})
+        if e["type"] == "extra_forbidden":
+            known = _known_keys(loc)
+            hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            reason = f"unknown key; did you mean {hint[0]!r}?" if hint else f"unknown key; known: {', '.join(known)}"
+        elif e["type"] == "missing":
+            reason = "required"
+        else:
+            reason = e["msg"].removeprefix("Value error, ")
+        problems.append(Problem(_path(loc), reason))
+    # one line per path: unions report one error per branch, keep the first
+    unique: dict[str, Problem] = {}
+    for p in problems:
+        unique.setdefault(p.path, p)
+    return list(unique.values())
+
+
+def check_spec(spec: StackSpec) -> list[Problem]:
+    """Cross-field checks on a structurally valid spec; returns every problem found."""
+    problems: list[Problem] = []
+    add = lambda path, reason: problems.append(Problem(path, reason))  # noqa: E731
+
+    # cluster location
+    if spec.cloud in ("aws", "gcp") and not spec.region:
+        add("region", f"required on {spec.cloud}")
+    if spec.cloud == "gcp" and not spec.project:
+        add("project", "required on gcp (the GCP project id)")
+    if spec.cloud == "aws" and len(set(spec.zones)) < 2:
+        add("zones", "aws needs at least two availability zones of the region (EKS requires subnets in two)")
+    for i, zone in enumerate(spec.zones):
+        if spec.region and not zone.startswith(spec.region):
+            add(f"zones[{i}]", f"{zone!r} is not a zone of region {spec.region!r}")
+    if spec.cloud != "kind" and spec.kube_context:
+        add("kubeContext", "only for kind; cloud clusters get their kubeconfig from the stack")
+
+    # Kubernetes version against what the pinned operators support
+    minor = tuple(int(x) for x in spec.kubernetes_version.split("."))
+    if not versions.KUBERNETES_MIN <= minor <= versions.KUBERNETES_MAX:
+        lo, hi = (".".join(map(str, v)) for v in (versions.KUBERNETES_MIN, versions.KUBERNETES_MAX))
+        add("kubernetesVersion", f"{spec.kubernetes_version} is outside {lo}-{hi}, the range supported by "
+                                 f"KubeRay {versions.KUBERAY_VERSION} and Kueue {versions.KUEUE_VERSION}")
+
+    # node pools
+    pool_names = Counter(p.name for p in spec.node_pools)
+    if not any(p.role == "system" for p in spec.node_pools):
+        add("nodePools", "needs a pool with role 'system' to run the operators and monitoring")
+    for i, pool in enumerate(spec.node_pools):
+        at = f"nodePools[{i}]"
+        if pool_names[pool.name] > 1:
+            add(f"{at}.name", f"duplicate pool name {pool.name!r}")
+        if pool.min_nodes > pool.max_nodes:
+            add(f"{at}.minNodes", f"{pool.min_nodes} is above maxNodes {pool.max_nodes}")
+        if pool.role == "system" and pool.min_nodes < 1:
+            add(f"{at}.minNodes", "a system pool needs at least one node")
+        if pool.role == "system" and pool.has_gpus:
+            add(f"{at}.accelerator", "a system pool runs operators; put GPUs in a workers pool")
+        if spec.cloud == "kind" and pool.spot:
+            add(f"{at}.spot", "kind has no spot capacity")
+        if pool.accelerator is None:
+            if pool.gpus_per_node is not None:
+                add(f"{at}.gpusPerNode", "set on a CPU pool; name an accelerator too")
+            if pool.gpu_sharing is not None:
+                add(f"{at}.gpuSharing", "GPU sharing on a CPU pool; name an accelerator or remove gpuSharing")
+        elif spec.cloud == "kind":
+            add(f"{at}.accelerator", "kind clusters have no GPUs; remove the accelerator (workloads fall back to CPU)")
+        elif pool.accelerator not in catalog.ACCELERATORS:
+            hint = difflib.get_close_matches(pool.accelerator, catalog.ACCELERATORS, n=1)
+            suggestion = f"did you mean {hint[0]!r}? " if hint else ""
+            add(f"{at}.accelerator", f"unknown {pool.accelerator!r}; {suggestion}known: {', '.join(catalog.ACCELERATORS)}")
+        else:
+            try:
+                catalog.find_offering(pool.accelerator, spec.cloud)
+            except catalog.CatalogError as err:
+                add(f"{at}.accelerator", str(err))
+            else:
+                try:
+                    catalog.find_offering(pool.accelerator, spec.cloud, instance_type=pool.instance_type)
+                except catalog.CatalogError as err:
+                    add(f"{at}.instanceType", str(err))
+                else:
+                    try:
+                        spec.offering(pool)
+                    except catalog.CatalogError as err:
+                        add(f"{at}.gpusPerNode", str(err))
+        if spec.cloud == "kind" and pool.instance_type not in (None, catalog.DEFAULT_CPU_INSTANCE["kind"]):
+            add(f"{at}.instanceType", "kind nodes are containers on this host; remove instanceType")
+        for key, value in pool.labels.items():
+            if not _QUALIFIED_NAME.match(key) or len(key.rsplit("/", 1)[-1]) > 63:
+                add(f"{at}.labels.{key}", "not a valid label key")
+            if not _LABEL_VALUE.match(value) or len(value) > 63:
+                add(f"{at}.labels.{key}", f"{value!r} is not a valid label value")
+            if key == POOL_LABEL:
+                add(f"{at}.labels.{key}", "set by park-stack to the pool name; remove it")
+        for j, taint in enumerate(pool.taints):
+            if not _QUALIFIED_NAME.match(taint.key):
+                add(f"{at}.taints[{j}].key", f"{taint.key!r} is not a valid taint key")
+    known_pools = {p.name: p for p in spec.node_pools}
+
+    # priority classes
+    priority_names = Counter(p.name for p in spec.priority_classes)
+    for i, pc in enumerate(spec.priority_classes):
+        if priority_names[pc.name] > 1:
+            add(f"priorityClasses[{i}].name", f"duplicate priority class {pc.name!r}")
+
+    # teams and quotas
+    team_names = Counter(t.name for t in spec.teams)
+    namespaces = Counter(t.namespace_name for t in spec.teams)
+    gpu_claims: dict[str, int] = Counter()
+    for i, team in enumerate(spec.teams):
+        at = f"teams[{i}]"
+        if team_names[team.name] > 1:
+            add(f"{at}.name", f"duplicate team name {team.name!r}")
+        ns_field = f"{at}.namespace" if team.namespace else f"{at}.name"
+        if team.namespace_name in SYSTEM_NAMESPACES:
+            add(ns_field, f"namespace {team.namespace_name!r} is reserved for the platform; choose another")
+        elif namespaces[team.namespace_name] > 1:
+            add(ns_field, f"namespace {team.namespace_name!r} is used by another team")
+        if team.default_priority is not None and team.default_priority not in priority_names:
+            add(f"{at}.defaultPriority", f"unknown priority class {team.default_priority!r}; "
+                                         f"known: {', '.join(spec.priority_class_names)}")
+        quota_pools = Counter(q.pool for q in team.quotas)
+        for j, quota in enumerate(team.quotas):
+            qat = f"{at}.quotas[{j}]"
+            pool = known_pools.get(quota.pool)
+            if pool is None:
+                add(f"{qat}.pool", f"unknown pool {quota.pool!r}; known: {', '.join(known_pools)}")
+                continue
+            if quota_pools[quota.pool] > 1:
+                add(f"{qat}.pool", f"pool {quota.pool!r} appears twice in this team's quotas")
+            if any(p.path.startswith(f"nodePools[{spec.node_pools.index(pool)}]") for p in problems):
+                continue  # the pool itself is broken; its supply is unknown
+            supply = spec.gpu_slots_per_node(pool) * pool.max_nodes
+            if quota.gpus > supply:
+                add(f"{qat}.gpus", f"{quota.gpus} GPUs is above what pool {pool.name!r} can supply "
+                                   f"({pool.max_nodes} nodes x {spec.gpu_slots_per_node(pool)} = {supply})")
+            gpu_claims[pool.name] += quota.gpus
+            shape = _node_shape(spec, pool)
+            if shape is not None:
+                vcpus, mem_gib = shape
+                if parse_quantity(quota.cpu) > vcpus * pool.max_nodes:
+                    add(f"{qat}.cpu", f"{quota.cpu} CPUs is above what pool {pool.name!r} can supply "
+                                      f"({pool.max_nodes} nodes x {vcpus} vCPUs)")
+                if parse_quantity(quota.memory) > mem_gib * pool.max_nodes * 2**30:
+                    add(f"{qat}.memory", f"{quota.memory} is above what pool {pool.name!r} can supply "
+                                         f"({pool.max_nodes} nodes x {mem_gib}Gi)")
+    for name, claimed in gpu_claims.items():
+        pool = known_pools[name]
+        supply = spec.gpu_slots_per_node(pool) * pool.max_nodes
+        if supply < claimed and not any(p.path.endswith(".gpus") for p in problems):
+            add("teams", f"GPU quotas on pool {name!r} add up to {claimed}, above the {supply} it can supply")
+
+    # observability, security
+    if spec.observability.grafana and not spec.observability.prometheus:
+        add("observability.grafana", "needs observability.prometheus (Grafana reads from it)")
+    for i, cidr in enumerate(spec.security.allowed_cidrs):
+        try:
+            ipaddress.ip_network(cidr)
+        except ValueError:
+            add(f"security.allowedCidrs[{i}]", f"{cidr!r} is not a CIDR")
+    if spec.cloud != "kind" and not spec.security.private_endpoint and not spec.security.allowed_cidrs:
+        add("security.allowedCidrs", "required when the API endpoint is public; list who may reach it "
+                                     "(0.0.0.0/0 allows everyone) or set security.privateEndpoint")
+    if spec.cloud == "kind" and spec.storage.shared_filesystem is not None:
+        add("storage.sharedFilesystem", "not on kind; storage.localPath is already shared by every node")
+
+    # served models
+    model_names = Counter(m.name for m in spec.models)
+    usable_gpu_pools = [p for p in spec.gpu_pools if spec.cloud != "kind" and not _pool_broken(problems, spec, p)]
+    max_gpus = max((spec.gpus_per_node(p) for p in usable_gpu_pools), default=0)
+    for i, model in enumerate(spec.models):
+        at = f"models[{i}]"
+        if model_names[model.name] > 1:
+            add(f"{at}.name", f"duplicate model name {model.name!r}")
+        if model.min_replicas > model.max_replicas:
+            add(f"{at}.minReplicas", f"{model.min_replicas} is above maxReplicas {model.max_replicas}")
+        gpus = spec.model_gpus(model)
+        if gpus > 0 and not usable_gpu_pools:
+            add(f"{at}.gpuFraction", f"{gpus:g} GPU per replica fits no pool: the stack has no GPU pool")
+        elif gpus > 1 and gpus != math.floor(gpus):
+            add(f"{at}.gpuFraction", f"{gpus:g}: above one GPU a replica takes whole GPUs")
+        elif gpus > max_gpus > 0:
+            add(f"{at}.gpuFraction", f"{gpus:g} GPUs per replica fits no pool (the largest has {max_gpus} per node)")
+    return problems
+
+
+def _pool_broken(problems: list[Problem], spec: StackSpec, pool: NodePool) -> bool:
+    return any(p.path.startswith(f"nodePools[{spec.node_pools.index(pool)}]") for p in problems)
+
+
+def _node_shape(spec: StackSpec, pool: NodePool) -> tuple[int, int] | None:
+    offering = spec.offering(pool)
+    if offering is not None:
+        return offering.vcpus, offering.memory_gib
+    return catalog.cpu_shape(spec.instance_type(pool))
+
+
+# --- where config comes from -------------------------------------------------------------------
+
+
+def config_from_stack_file(path: Path) -> dict[str, Any]:
+    """The ``park:*`` keys of a ``Pulumi.<stack>.yaml``, prefix removed."""
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise SpecError([Problem("", f"cannot read {path}: {err}")]) from None
+    if not isinstance(document, dict) or not isinstance(document.get("config", {}), dict):
+        raise SpecError([Problem("", f"{path}: expected a mapping with a 'config:' mapping")])
+    prefix = f"{CONFIG_NAMESPACE}:"
+    return {k.removeprefix(prefix): v for k, v in (document.get("config") or {}).items() if k.startswith(prefix)}
+
+
+def load_stack_file(path: Path) -> StackSpec:
+    return parse_spec(config_from_stack_file(path))
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The folder holding ``Pulumi.yaml``: searched upward from ``start`` (default: the working folder),
+    then beside this installed package (an editable install lives in the checkout)."""
+    for base in (start or Path.cwd(), Path(__file__).resolve().parent):
+        for folder in (base, *base.parents):
+            if (folder / "Pulumi.yaml").is_file() and (folder / "stacks").is_dir():
+                return folder
+    raise SpecError([Problem("", "cannot find the park-stack project (a folder with Pulumi.yaml and stacks/)")])
+
+
+def resolve_stack_file(stack: str) -> Path:
+    """``stack`` is a path to a ``Pulumi.<name>.yaml`` or the name of a stack under ``stacks/``."""
+    as_path = Path(stack)
+    if as_path.is_file():
+        return as_path
+    candidate = project_root() / "stacks" / f"Pulumi.{stack}.yaml"
+    if candidate.is_file():
+        return candidate
+    known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml")
+                   for p in (project_root() / "stacks").glob("Pulumi.*.yaml"))
+    raise SpecError([Problem("", f"no stack {stack!r}: not a file, and not one of {', '.join(known)}")])
+
+
+_STRING_KEYS = frozenset({"cloud", "clusterName", "region", "project", "kubeContext", "kubernetesVersion"})
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def spec_from_pulumi_config() -> StackSpec:
+    """Read the current Pulumi stack's ``park:*`` config; bad config ends in ``pulumi.RunError``
+    listing every problem, before any resource is declared."""
+    import pulumi
+
+    config = pulumi.Config(CONFIG_NAMESPACE)
+    raw: dict[str, Any] = {}
+    for name, field in StackSpec.model_fields.items():
+        key = field.alias or name
+        text = config.get(key)
+        if text is None:
+            continue
+        # Pulumi keeps structured values as JSON text; plain strings (cloud, kubernetesVersion) stay strings.
+        raw[key] = text if key in _STRING_KEYS else _json_or_text(text)
+    try:
+        return parse_spec(raw)
+    except SpecError as err:
+        raise pulumi.RunError(f"invalid stack config ({len(err.problems)} problems):\n{err}") from None
