@@ -19,6 +19,8 @@ import ipaddress
 import json
 import math
 import re
+import types
+import typing
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +57,8 @@ _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True,
+                              use_attribute_docstrings=True)
 
 
 # --- the spec ----------------------------------------------------------------------------------
@@ -63,20 +66,25 @@ class _Model(BaseModel):
 
 class Taint(_Model):
     key: str
+    """Taint key, e.g. ``dedicated``."""
     value: str = ""
+    """Taint value (may be empty)."""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
+    """What happens to pods that do not tolerate the taint."""
 
 
 class GpuSharing(_Model):
     """Share each physical GPU between several pods by time-slicing (NVIDIA device plugin)."""
 
     strategy: Literal["time-slicing"] = "time-slicing"
+    """Only time-slicing is supported (MPS and MIG are not managed by park-stack)."""
     replicas: int = Field(ge=2, le=48)
     """How many pods may share one GPU; the node then advertises gpus x replicas ``nvidia.com/gpu``."""
 
 
 class NodePool(_Model):
     name: DnsLabel
+    """Pool name (DNS label); every node carries it as the ``park-stack.io/pool`` label."""
     role: Literal["system", "workers"] = "workers"
     """``system`` pools run the operators and monitoring; at least one is required."""
     accelerator: str | None = None
@@ -86,11 +94,15 @@ class NodePool(_Model):
     instance_type: str | None = None
     """EC2 instance / GCE machine type. Default: from the catalog (GPU) or a general-purpose shape (CPU)."""
     min_nodes: int = Field(default=0, ge=0, le=1000)
+    """Autoscaler lower bound (the desired size at creation)."""
     max_nodes: int = Field(default=1, ge=1, le=1000)
+    """Autoscaler upper bound; quotas are checked against it."""
     spot: bool = False
     """Spot / preemptible capacity. Not on kind."""
     disk_gib: int = Field(default=100, ge=20, le=16384)
+    """Root disk per node, GiB (container images of GPU workloads are large)."""
     labels: dict[str, str] = {}
+    """Extra node labels."""
     taints: list[Taint] = []
     """Extra taints. GPU pools always get ``nvidia.com/gpu=present:NoSchedule`` as well."""
     gpu_sharing: GpuSharing | None = None
@@ -103,9 +115,13 @@ class NodePool(_Model):
 
 class PoolQuota(_Model):
     pool: str
+    """A node pool name."""
     cpu: str | int | float = 0
+    """Nominal CPU quota on that pool (Kubernetes quantity)."""
     memory: str | int = 0
+    """Nominal memory quota on that pool (Kubernetes quantity, e.g. ``64Gi``)."""
     gpus: int = Field(default=0, ge=0)
+    """Nominal ``nvidia.com/gpu`` quota (time-sliced GPUs count once per slice)."""
 
     @field_validator("cpu", "memory")
     @classmethod
@@ -119,6 +135,7 @@ class PoolQuota(_Model):
 
 class Team(_Model):
     name: DnsLabel
+    """Team name; names its ClusterQueue ``<name>-cq`` and LocalQueue ``<name>-queue``."""
     namespace: DnsLabel | None = None
     """Default: the team name."""
     quotas: list[PoolQuota] = []
@@ -141,8 +158,11 @@ class Team(_Model):
 
 class PriorityClass(_Model):
     name: DnsLabel
+    """Kueue WorkloadPriorityClass name."""
     value: int = Field(ge=-(2**31), le=1_000_000_000)
+    """Higher wins admission and may preempt lower."""
     description: str = ""
+    """Shown to users of the class."""
 
 
 DEFAULT_PRIORITY_CLASSES = (
@@ -154,20 +174,26 @@ DEFAULT_PRIORITY_CLASSES = (
 
 class Observability(_Model):
     prometheus: bool = True
+    """kube-prometheus-stack (Prometheus Operator, Prometheus, node exporter)."""
     grafana: bool = True
     """Needs prometheus."""
     dcgm_exporter: bool = True
     """GPU metrics; only installed where the stack has GPU pools."""
     ray_metrics: bool = True
+    """PodMonitors scraping Ray heads and workers in team namespaces."""
     kueue_metrics: bool = True
+    """ServiceMonitor for the Kueue controller."""
     retention: Annotated[str, StringConstraints(pattern=r"^[0-9]+[hdwy]$")] = "15d"
+    """How long Prometheus keeps metrics (``15d``, ``2w``)."""
 
 
 class SharedFilesystem(_Model):
     """FSx for Lustre on AWS, Filestore on GCP; mounted into Ray pods at ``mountPath``."""
 
     capacity_gib: int = Field(default=1200, ge=1024, le=102400)
+    """Size in GiB (FSx for Lustre and Filestore have minimums near 1.2 TiB / 1 TiB)."""
     mount_path: str = "/mnt/shared"
+    """Where Ray pods see it."""
 
 
 class Storage(_Model):
@@ -176,6 +202,7 @@ class Storage(_Model):
     retention_days: int = Field(default=30, ge=1, le=3650)
     """Objects under ``scratch/`` and noncurrent versions expire after this many days."""
     shared_filesystem: SharedFilesystem | None = None
+    """Optional shared POSIX filesystem (aws and gcp)."""
     local_path: str = "/mnt/park-storage"
     """kind only: the host folder mounted into every kind node as the storage location."""
 
@@ -195,13 +222,18 @@ class ServedModel(_Model):
     gpu_fraction: float | None = Field(default=None, ge=0, le=8)
     """GPUs per replica; below 1 shares a GPU. Default: 1 when the stack has a GPU pool, else 0 (CPU)."""
     min_replicas: int = Field(default=1, ge=0, le=100)
+    """Autoscaling lower bound (0 scales to zero when idle)."""
     max_replicas: int = Field(default=1, ge=1, le=100)
+    """Autoscaling upper bound."""
     max_model_len: int | None = Field(default=None, ge=16)
+    """Context length cap passed to vLLM (default: the model's)."""
 
 
 class StackSpec(_Model):
     cloud: Cloud
+    """Where the cluster runs."""
     cluster_name: Annotated[str, StringConstraints(pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$", max_length=40)]
+    """Cluster name; prefixes cloud resources and names the Kueue cohort."""
     region: str | None = None
     """Cloud region; required on aws and gcp."""
     zones: list[str] = []
@@ -213,13 +245,21 @@ class StackSpec(_Model):
     kubernetes_version: Annotated[str, StringConstraints(pattern=r"^1\.[0-9]{1,2}$")] = (
         versions.DEFAULT_KUBERNETES_VERSION
     )
+    """Kubernetes minor version as a quoted string; must be supported by the pinned KubeRay and Kueue."""
     node_pools: list[NodePool] = Field(min_length=1)
+    """Node pools; at least one with role ``system``."""
     teams: list[Team] = Field(min_length=1)
+    """Teams; the first is the default for reference workloads and conformance."""
     priority_classes: list[PriorityClass] = list(DEFAULT_PRIORITY_CLASSES)
+    """Workload priority classes. Default: high (1000), normal (100), low (10)."""
     observability: Observability = Observability()
+    """Monitoring add-ons."""
     storage: Storage = Storage()
+    """Bucket (or host folder on kind) for checkpoints, outputs and models."""
     security: Security = Security()
+    """API endpoint exposure."""
     models: list[ServedModel] = []
+    """Models the serving workload deploys."""
 
     # -- derived facts, used by the adapters, the manifest builders and the workloads --
 
@@ -337,6 +377,44 @@ def parse_spec(config: dict[str, Any]) -> StackSpec:
     return spec
 
 
+def _field_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The config path in a pydantic error location, without the tags pydantic adds for union branches
+    (``cpu: str | int | float`` reports ``('cpu', 'str')``). Walks the model so a user key that happens to
+    be called ``str`` is kept."""
+    path: list[Any] = []
+    annotation: Any = StackSpec
+    for part in loc:
+        annotation = _unwrap(annotation)
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) > 1:
+            annotation = None  # `part` names the union branch that failed, not a config key
+            continue
+        path.append(part)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = next((f for n, f in annotation.model_fields.items() if part in (f.alias, n)), None)
+            annotation = field.annotation if field else None
+        elif typing.get_origin(annotation) is list:
+            annotation = typing.get_args(annotation)[0]
+        elif typing.get_origin(annotation) is dict:
+            annotation = typing.get_args(annotation)[1]
+        else:
+            annotation = None
+    return tuple(path)
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Annotated[...] and Optional[...] around a single type."""
+    while True:
+        if typing.get_origin(annotation) is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+            continue
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+            annotation = args[0]
+            continue
+        return annotation
+
+
 def _path(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
@@ -349,33 +427,26 @@ def _path(loc: tuple[Any, ...]) -> str:
 
 def _known_keys(loc: tuple[Any, ...]) -> list[str]:
     """camelCase keys allowed at the object that holds ``loc``'s last element."""
-    model: type[BaseModel] | None = StackSpec
+    model: Any = StackSpec
     for part in loc[:-1]:
-        if model is None or isinstance(part, int):
-            continue
-        field = next((f for n, f in model.model_fields.items() if f.alias == part or n == part), None)
-        model = _model_of(field.annotation) if field else None
-    if model is None:
+        model = _unwrap(model)
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            field = next((f for n, f in model.model_fields.items() if part in (f.alias, n)), None)
+            model = field.annotation if field else None
+        elif typing.get_origin(model) in (list, dict):
+            model = typing.get_args(model)[-1]
+        else:
+            return []
+    model = _unwrap(model)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
         return []
     return [f.alias or n for n, f in model.model_fields.items()]
-
-
-def _model_of(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _model_of(arg)
-        if found:
-            return found
-    return None
 
 
 def _structural_problems(err: ValidationError, config: dict[str, Any]) -> list[Problem]:
     problems = []
     for e in err.errors(include_url=False):
-        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
-        # pydantic tags union branches (str | int ...) in the location; drop those tags.
-        loc = tuple(p for p in loc if p not in {"str", "int", "float", "bool", "none", "is-instance[BaseModel]"})
+        loc = _field_path(e["loc"])
         if e["type"] == "extra_forbidden":
             known = _known_keys(loc)
             hint = difflib.get_close_matches(str(loc[-1]), known, n=1)

@@ -48,6 +48,13 @@ GPU_OPERATOR_CHART = Chart("gpu-operator", GPU_OPERATOR_VERSION, "https://helm.n
 RAY_IMAGE_GPU = _pin("RAY_IMAGE_GPU", f"rayproject/ray:{RAY_VERSION}-py311-gpu")
 RAY_IMAGE_CPU = _pin("RAY_IMAGE_CPU", f"rayproject/ray:{RAY_VERSION}-py311-cpu")
 
+# The reference workloads' image: the Ray image above plus park-stack (workloads/Dockerfile). A team builds
+# and pushes it to its own registry (on kind: `kind load docker-image`), then points these pins at it.
+WORKLOAD_IMAGE = _pin("WORKLOAD_IMAGE", "park-stack/workloads:0.1.0")
+"""CPU variant (kind profile, CPU pools), built FROM ``RAY_IMAGE_CPU``."""
+WORKLOAD_IMAGE_GPU = _pin("WORKLOAD_IMAGE_GPU", f"{WORKLOAD_IMAGE}-gpu")
+"""GPU variant, built FROM ``RAY_IMAGE_GPU``."""
+
 # API versions of the custom resources we render.
 RAY_API_VERSION = "ray.io/v1"
 KUEUE_API_VERSION = "kueue.x-k8s.io/v1beta2"

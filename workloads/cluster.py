@@ -1,0 +1,245 @@
+"""The RayCluster shape every reference workload runs on, built from the stack spec.
+
+One builder serves the train and batch RayJobs and the serve RayService (its ``rayClusterConfig``), so
+placement rules live in one place: the head runs on the system pool and takes no work; workers run on a
+workers pool (GPU first), select it by :data:`~park.components.spec.POOL_LABEL`, tolerate its taints, run
+as the Ray service account (which carries the cloud identity) and read the storage ConfigMap.
+
+Everything here is a pure function of :class:`StackSpec` returning plain dicts, valid against the
+KubeRay 1.7 CRDs.
+"""
+
+from __future__ import annotations
+
+import math
+
+from kubernetes.utils.quantity import parse_quantity
+
+from park.components import versions
+from park.components.spec import (
+    GPU_RESOURCE,
+    POOL_LABEL,
+    RAY_SERVICE_ACCOUNT,
+    STORAGE_CONFIGMAP,
+    NodePool,
+    Problem,
+    SpecError,
+    StackSpec,
+    Team,
+)
+
+METRICS_PORT = 8080
+"""Ray's Prometheus metrics port in every Ray pod; the observability add-on scrapes it."""
+HEAD_PORTS = {"gcs-server": 6379, "dashboard": 8265, "client": 10001, "serve": 8000, "metrics": METRICS_PORT}
+HEAD_CPUS = "1"
+HEAD_MEMORY = "2Gi"
+"""The head runs GCS, the dashboard and the job supervisor only (``num-cpus: 0``); this is enough for them."""
+STORAGE_MOUNT_NAME = "park-storage"
+SHM_VOLUME_NAME = "dshm"
+
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
+
+
+def workload_image(spec: StackSpec, gpu: bool) -> str:
+    """The park-stack workload image (workloads/Dockerfile) for GPU or CPU pods; pinned in versions."""
+    del spec  # the same image serves every cloud; kept for a per-stack override later
+    return versions.WORKLOAD_IMAGE_GPU if gpu else versions.WORKLOAD_IMAGE
+
+
+def default_worker_pool(spec: StackSpec) -> NodePool:
+    """The first GPU pool, else the first workers pool."""
+    workers = [p for p in spec.node_pools if p.role == "workers"]
+    gpu_workers = [p for p in workers if p.has_gpus]
+    if gpu_workers:
+        return gpu_workers[0]
+    if workers:
+        return workers[0]
+    raise SpecError([Problem("nodePools", "no pool with role 'workers' to run Ray workers on")])
+
+
+def system_pool(spec: StackSpec) -> NodePool:
+    """The first system pool: where Ray heads run (validated specs always have one)."""
+    pool = next((p for p in spec.node_pools if p.role == "system"), None)
+    if pool is None:
+        raise SpecError([Problem("nodePools", "needs a pool with role 'system' to run the Ray head")])
+    return pool
+
+
+def team_for(spec: StackSpec, team: Team | str | None) -> Team:
+    """A team of the spec by object or name; the default team when None."""
+    if team is None:
+        return spec.default_team
+    name = team if isinstance(team, str) else team.name
+    found = next((t for t in spec.teams if t.name == name), None)
+    if found is None:
+        raise SpecError([Problem("teams", f"unknown team {name!r}; known: {', '.join(t.name for t in spec.teams)}")])
+    return found
+
+
+def kueue_labels(spec: StackSpec, team: Team | None = None, priority: str | None = None) -> dict[str, str]:
+    """Labels that hand a RayJob / RayService to Kueue: the team's LocalQueue and a WorkloadPriorityClass
+    (``priority``, else the team default; no priority label when neither is set)."""
+    chosen = team_for(spec, team)
+    labels = {QUEUE_LABEL: chosen.local_queue}
+    priority = priority or chosen.default_priority
+    if priority is not None:
+        if priority not in spec.priority_class_names:
+            raise SpecError([Problem("priority", f"unknown priority class {priority!r}; "
+                                                 f"known: {', '.join(spec.priority_class_names)}")])
+        labels[PRIORITY_LABEL] = priority
+    return labels
+
+
+def tolerations(taints: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Tolerations that let a pod onto nodes with exactly these taints."""
+    out = []
+    for taint in taints:
+        if taint.get("value"):
+            out.append({"key": taint["key"], "operator": "Equal", "value": taint["value"], "effect": taint["effect"]})
+        else:
+            out.append({"key": taint["key"], "operator": "Exists", "effect": taint["effect"]})
+    return out
+
+
+def cpu_quantity(cpus: float) -> str:
+    """A CPU count as a Kubernetes quantity: whole numbers plain, fractions in millicores."""
+    if cpus <= 0:
+        raise ValueError(f"worker_cpus must be above 0, got {cpus}")
+    return str(int(cpus)) if float(cpus).is_integer() else f"{round(cpus * 1000)}m"
+
+
+def _checked_quantity(name: str, value: str) -> str:
+    try:
+        parse_quantity(value)
+    except ValueError:
+        raise ValueError(f"{name}: {value!r} is not a Kubernetes quantity (examples: 4Gi, 512Mi)") from None
+    return value
+
+
+def _storage_volume(spec: StackSpec) -> tuple[list[dict], list[dict]]:
+    """On kind the storage location is a host folder present on every node: mount it at the same path,
+    so the ``file://`` storage URI means the same thing in every pod. Clouds use object storage."""
+    if spec.cloud != "kind":
+        return [], []
+    path = spec.storage.local_path
+    volume = {"name": STORAGE_MOUNT_NAME, "hostPath": {"path": path, "type": "DirectoryOrCreate"}}
+    return [volume], [{"name": STORAGE_MOUNT_NAME, "mountPath": path}]
+
+
+def _container(name: str, image: str, resources: dict, ports: dict[str, int], env: dict[str, str],
+               mounts: list[dict]) -> dict:
+    container = {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "ports": [{"name": port_name, "containerPort": port} for port_name, port in ports.items()],
+        "resources": resources,
+        "envFrom": [{"configMapRef": {"name": STORAGE_CONFIGMAP}}],
+        "volumeMounts": [{"name": SHM_VOLUME_NAME, "mountPath": "/dev/shm"}, *mounts],
+    }
+    if env:
+        container["env"] = [{"name": key, "value": value} for key, value in sorted(env.items())]
+    return container
+
+
+def _pod_template(spec: StackSpec, pool: NodePool, container: dict, volumes: list[dict], shm_size: str) -> dict:
+    pod = {
+        "serviceAccountName": RAY_SERVICE_ACCOUNT,
+        "nodeSelector": {POOL_LABEL: pool.name},
+        "containers": [container],
+        "volumes": [{"name": SHM_VOLUME_NAME, "emptyDir": {"medium": "Memory", "sizeLimit": shm_size}}, *volumes],
+    }
+    taints = spec.node_taints(pool)
+    if taints:
+        pod["tolerations"] = tolerations(taints)
+    return {"spec": pod}
+
+
+def ray_cluster_spec(spec: StackSpec, *, pool: NodePool | None = None, workers: int, worker_cpus: float,
+                     worker_memory: str, worker_gpus: float = 0, image: str | None = None,
+                     env: dict[str, str] | None = None, shm_size: str = "1Gi", autoscaling: bool = False,
+                     min_workers: int | None = None, max_workers: int | None = None) -> dict:
+    """A RayCluster ``spec`` (rayVersion, headGroupSpec, workerGroupSpecs) for KubeRay 1.7.
+
+    ``worker_gpus`` becomes a whole ``nvidia.com/gpu`` limit (rounded up: Kubernetes has no fractional
+    GPUs; on a time-sliced pool one unit is one slice). With ``autoscaling`` the in-tree autoscaler scales
+    the group between ``min_workers`` (default 0) and ``max_workers`` (default ``workers``).
+    """
+    pool = pool or default_worker_pool(spec)
+    if pool.role != "workers":
+        raise ValueError(f"pool {pool.name!r} has role {pool.role!r}; Ray workers run on a 'workers' pool")
+    if workers < 0:
+        raise ValueError(f"workers must be 0 or more, got {workers}")
+    if worker_gpus < 0:
+        raise ValueError(f"worker_gpus must be 0 or more, got {worker_gpus}")
+    if worker_gpus > 0 and not pool.has_gpus:
+        raise ValueError(f"worker_gpus={worker_gpus:g} on pool {pool.name!r}, which has no GPUs")
+    gpu_limit = math.ceil(worker_gpus)
+    if gpu_limit > spec.gpu_slots_per_node(pool) and pool.has_gpus:
+        raise ValueError(f"worker_gpus={worker_gpus:g} is above the {spec.gpu_slots_per_node(pool)} "
+                         f"GPUs a node of pool {pool.name!r} offers")
+    _checked_quantity("worker_memory", worker_memory)
+    _checked_quantity("shm_size", shm_size)
+    low = (0 if autoscaling else workers) if min_workers is None else min_workers
+    high = workers if max_workers is None else max_workers
+    if not low <= workers <= high:
+        raise ValueError(f"need min_workers <= workers <= max_workers, got {low} <= {workers} <= {high}")
+
+    env = dict(env or {})
+    head_pool = system_pool(spec)
+    storage_volumes, storage_mounts = _storage_volume(spec)
+
+    head_image = image or workload_image(spec, gpu=False)
+    head_resources = {"requests": {"cpu": HEAD_CPUS, "memory": HEAD_MEMORY},
+                      "limits": {"cpu": HEAD_CPUS, "memory": HEAD_MEMORY}}
+    head_container = _container("ray-head", head_image, head_resources, HEAD_PORTS, env, storage_mounts)
+
+    worker_image = image or workload_image(spec, gpu=gpu_limit > 0)
+    quantities = {"cpu": cpu_quantity(worker_cpus), "memory": worker_memory}
+    if gpu_limit:
+        quantities[GPU_RESOURCE] = str(gpu_limit)
+    worker_resources = {"requests": dict(quantities), "limits": dict(quantities)}
+    worker_container = _container("ray-worker", worker_image, worker_resources, {"metrics": METRICS_PORT},
+                                  env, storage_mounts)
+
+    cluster = {
+        "rayVersion": versions.RAY_VERSION,
+        "headGroupSpec": {
+            # num-cpus 0: no tasks or actors on the head, so a busy workload cannot starve GCS.
+            "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0",
+                               "metrics-export-port": str(METRICS_PORT)},
+            "template": _pod_template(spec, head_pool, head_container, storage_volumes, shm_size),
+        },
+        "workerGroupSpecs": [{
+            "groupName": f"{pool.name}-workers",
+            "replicas": workers,
+            "minReplicas": low,
+            "maxReplicas": high,
+            "rayStartParams": {"metrics-export-port": str(METRICS_PORT)},
+            "template": _pod_template(spec, pool, worker_container, storage_volumes, shm_size),
+        }],
+    }
+    if autoscaling:
+        cluster["enableInTreeAutoscaling"] = True
+        cluster["autoscalerOptions"] = {"upscalingMode": "Default", "idleTimeoutSeconds": 60}
+    return cluster
+
+
+def worker_shape(spec: StackSpec, pool: NodePool, *, share: float = 1.0) -> dict:
+    """Worker size that fits one node of ``pool`` with room for the kubelet and daemonsets:
+    ``{"worker_cpus", "worker_memory", "worker_gpus"}``. ``share`` (0-1] takes part of a node."""
+    offering = spec.offering(pool)
+    if offering is not None:
+        vcpus, mem_gib = offering.vcpus, offering.memory_gib
+    else:
+        from park.components import catalog
+
+        vcpus, mem_gib = catalog.cpu_shape(spec.instance_type(pool)) or (2, 8)
+    # keep ~10% (at least one CPU / 1 GiB) for system daemons; Ray wants whole CPUs per worker
+    cpus = max(1, math.floor(min(vcpus * 0.9, vcpus - 1) * share)) if vcpus > 1 else 1
+    memory_gib = max(1, math.floor(min(mem_gib * 0.85, mem_gib - 1) * share))
+    gpus = spec.gpus_per_node(pool)
+    if pool.gpu_sharing is not None:
+        gpus = 1  # one time-sliced slot per worker
+    return {"worker_cpus": float(cpus), "worker_memory": f"{memory_gib}Gi", "worker_gpus": float(gpus)}

@@ -1,0 +1,122 @@
+"""A tiny random Llama that transformers and vLLM both load, built in seconds without network.
+
+There is no model hub here (and none on an air-gapped cluster), yet the serving workload, the batch
+workload's LLM stage and the conformance suite all need a real model directory. This builds one: a
+2-layer Llama with random weights (fixed seed, so every build is identical) and a byte-level BPE
+tokenizer trained locally on a small built-in corpus, with a chat template. Its answers are gibberish,
+but greedy decoding is deterministic, which makes Hugging Face ``generate`` a usable oracle for vLLM.
+
+``park tiny-model DIR`` calls :func:`build_tiny_llama`.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+TINY_SEED = 1234
+TINY_HIDDEN = 64
+TINY_LAYERS = 2
+TINY_HEADS = 4
+TINY_KV_HEADS = 2
+TINY_VOCAB = 512
+TINY_MAX_POSITIONS = 1024
+INIT_STD = 0.25
+"""Larger than Llama's 0.02 so next-token logits are well apart: greedy picks then do not flip on the
+float rounding differences between vLLM's kernels and Hugging Face's."""
+
+BOS, EOS, UNK = "<s>", "</s>", "<unk>"
+ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
+
+CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>' }}\n{{ message['content'] }}{{ eos_token }}\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>' }}\n{% endif %}"
+)
+"""Zephyr-like: ``<s><|user|>\\nHello</s>\\n<|assistant|>\\n``."""
+
+_CORPUS = """\
+The PARK stack runs PyTorch training, Ray jobs and vLLM serving on Kubernetes.
+A platform team writes one stack config and gets a GPU cluster with KubeRay and Kueue.
+Ray Serve routes each request to a replica; vLLM batches tokens on the accelerator.
+Teams share GPUs through quotas in one cohort; idle quota is lent to the others.
+Checkpoints go to the bucket, outputs go to the bucket, and the report lists what passed.
+What is the capital of France? Paris is the capital of France.
+Hello! How can I help you today? Tell me a short story about a small robot.
+Once upon a time there was a tiny model that answered every question with confidence.
+"""
+
+
+def _training_text() -> list[str]:
+    """The corpus, plus every printable ASCII character so any ASCII text encodes without <unk>."""
+    return [*_CORPUS.splitlines(), string.printable] * 4
+
+
+def build_tokenizer():
+    """A byte-level BPE tokenizer trained on the built-in corpus, wrapped for transformers.
+
+    The alphabet is printable ASCII only (not all 256 bytes), so every token the random model may
+    emit decodes to valid text; other characters become ``<unk>``.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE(unk_token=UNK))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    special = [BOS, EOS, UNK, *ROLE_TOKENS]
+    trainer = trainers.BpeTrainer(vocab_size=TINY_VOCAB, special_tokens=special, show_progress=False)
+    tokenizer.train_from_iterator(_training_text(), trainer=trainer)
+    # Prompts start with <s>, as Llama's do; the chat template adds it itself.
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, tokenizer.token_to_id(BOS))]
+    )
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token=BOS, eos_token=EOS, unk_token=UNK, pad_token=EOS,
+        additional_special_tokens=list(ROLE_TOKENS), model_max_length=TINY_MAX_POSITIONS,
+    )
+    wrapped.chat_template = CHAT_TEMPLATE
+    return wrapped
+
+
+def build_tiny_llama(path: str | Path) -> Path:
+    """Write a tiny random Llama (weights, config, tokenizer, chat template) to ``path``; return it.
+
+    Deterministic: the same seed gives the same weights, so outputs are comparable across builds.
+    """
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    target = Path(path).expanduser().resolve()
+    target.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=TINY_HIDDEN,
+        intermediate_size=TINY_HIDDEN * 2,
+        num_hidden_layers=TINY_LAYERS,
+        num_attention_heads=TINY_HEADS,
+        num_key_value_heads=TINY_KV_HEADS,
+        max_position_embeddings=TINY_MAX_POSITIONS,
+        initializer_range=INIT_STD,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+        dtype="float32",
+    )
+    generator_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(TINY_SEED)
+        model = LlamaForCausalLM(config).to(torch.float32).eval()
+    finally:
+        torch.random.set_rng_state(generator_state)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, do_sample=False,
+    )
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
