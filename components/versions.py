@@ -66,3 +66,28 @@ DEFAULT_KUBERNETES_VERSION = "1.33"
 
 # Where the vendored CRD schemas live: ../shared/schemas beside the checkout, or PARK_CRD_SCHEMA_DIR.
 CRD_SCHEMA_DIR_ENV = "PARK_CRD_SCHEMA_DIR"
+
+# --- cloud-side pins used by the cloud adapters (components/clouds/) ---
+
+# kind: the release whose node images we pin, and one node image per Kubernetes minor, pinned by digest as
+# kind's release notes publish them (a tag alone can be re-pushed). PARK_KIND_NODE_IMAGE overrides the
+# image for every minor.
+KIND_VERSION = _pin("KIND_VERSION", "v0.31.0")
+KIND_NODE_IMAGES: dict[str, str] = {
+    # 1.30 has no image in kind v0.31.0; this one is from kind v0.29.0 (works best effort with later kinds).
+    "1.30": "kindest/node:v1.30.13@sha256:397209b3d947d154f6641f2d0ce8d473732bd91c87d9575ade99049aa33cd648",
+    "1.31": "kindest/node:v1.31.14@sha256:6f86cf509dbb42767b6e79debc3f2c32e4ee01386f0489b3b2be24b0a55aac2b",
+    "1.32": "kindest/node:v1.32.11@sha256:5fc52d52a7b9574015299724bd68f183702956aa4a2116ae75a63cb574b35af8",
+    "1.33": "kindest/node:v1.33.7@sha256:d26ef333bdb2cbe9862a0f7c3803ecc7b4303d8cea8e814b481b09949d353040",
+    "1.34": "kindest/node:v1.34.3@sha256:08497ee19eace7b4b5348db5c6a1591d7752b164530a36f855cb0f2bdcbadd48",
+    "1.35": "kindest/node:v1.35.0@sha256:452d707d4862f52530247495d180205e029056831160e22870e37e3f6c1ac31f",
+}
+
+
+def kind_node_image(kubernetes_minor: str) -> str | None:
+    """The kindest/node image for a Kubernetes minor ("1.33"), or None when none is pinned."""
+    return os.environ.get("PARK_KIND_NODE_IMAGE") or KIND_NODE_IMAGES.get(kubernetes_minor)
+
+
+# Lustre version of the optional FSx for Lustre file system on aws (PERSISTENT_2 needs 2.12 or later).
+FSX_LUSTRE_VERSION = _pin("FSX_LUSTRE_VERSION", "2.15")

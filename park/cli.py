@@ -2,7 +2,44 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="park-stack: the PARK stack (PyTorch, AI models, Ray, Kubernetes) as code.")
+
+
+@app.callback()
+def _park() -> None:
+    """Keeps `park` a group of sub-commands even while only one is registered (typer would otherwise
+    turn a lone command into the root command and reject its name as an extra argument)."""
+
+
+@app.command("kind-config")
+def kind_config(
+    stack: str = typer.Argument(help="A stack under stacks/ (e.g. kind) or the path of a Pulumi.<stack>.yaml"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the config here instead of to stdout"),
+) -> None:
+    """Write the kind cluster config of a kind stack; then: kind create cluster --config FILE."""
+    from park.components.clouds.kind import kind_config_command
+
+    kind_config_command(stack, out)
+
+
+@app.command("render")
+def render(
+    stack: str = typer.Argument(help="A stack under stacks/ (e.g. kind) or the path of a Pulumi.<stack>.yaml"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write one file per object into this folder"),
+    workloads: bool = typer.Option(False, "--workloads", help="Append the reference RayJobs / RayService"),
+) -> None:
+    """Write every Kubernetes object the stack applies as YAML (stdout, or one file per object)."""
+    from park.components.render import render_command
+
+    raise typer.Exit(render_command(stack, out, workloads))
+
+
+# `park conformance`: the command function lives with the suite; its module imports only typer at the top.
+from park.conformance.cli import conformance as _conformance  # noqa: E402
+
+app.command("conformance")(_conformance)

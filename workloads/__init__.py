@@ -1,0 +1,32 @@
+"""Reference workloads: each a runnable Ray program plus the manifest that runs it on KubeRay.
+
+- ``train``: Ray Train data-parallel PyTorch with a checkpoint per epoch (RayJob)
+- ``batch``: Ray Data batch inference with exactly-once output (RayJob)
+- ``serve``: vLLM on Ray Serve behind an OpenAI API (RayService)
+- ``cluster``: the RayCluster shape, Kueue labels and RayJob envelope they share
+
+Importing this package is cheap: Ray, torch and vLLM are imported only when a workload runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from park.components.spec import StackSpec
+
+
+def render_workloads(spec: StackSpec) -> list[dict]:
+    """The custom resources of the reference workloads for ``spec``: the train RayJob, the batch RayJob and,
+    once the serve builder exists, the serve RayService. Pure: same spec, same documents."""
+    from park.workloads.batch.manifest import build_rayjob as build_batch
+    from park.workloads.train.manifest import build_rayjob as build_train
+
+    documents = [build_train(spec), build_batch(spec)]
+    if importlib.util.find_spec("park.workloads.serve.manifest") is not None:
+        from park.workloads.serve.manifest import build_rayservice
+
+        documents.append(build_rayservice(spec))
+    return documents
+
+
+__all__ = ["render_workloads"]

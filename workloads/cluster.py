@@ -11,11 +11,15 @@ KubeRay 1.7 CRDs.
 
 from __future__ import annotations
 
+import json
 import math
 
 from kubernetes.utils.quantity import parse_quantity
 
-from park.components import versions
+from park.components import catalog, versions
+from park.components.manifests import storage as manifests_storage
+from park.components.manifests.common import tolerations_for
+from park.components.manifests.namespaces import RAY_METRICS_PORT
 from park.components.spec import (
     GPU_RESOURCE,
     POOL_LABEL,
@@ -28,7 +32,7 @@ from park.components.spec import (
     Team,
 )
 
-METRICS_PORT = 8080
+METRICS_PORT = RAY_METRICS_PORT
 """Ray's Prometheus metrics port in every Ray pod; the observability add-on scrapes it."""
 HEAD_PORTS = {"gcs-server": 6379, "dashboard": 8265, "client": 10001, "serve": 8000, "metrics": METRICS_PORT}
 HEAD_CPUS = "1"
@@ -36,6 +40,17 @@ HEAD_MEMORY = "2Gi"
 """The head runs GCS, the dashboard and the job supervisor only (``num-cpus: 0``); this is enough for them."""
 STORAGE_MOUNT_NAME = "park-storage"
 SHM_VOLUME_NAME = "dshm"
+
+RAY_UID = 1000
+"""The ``ray`` user of the rayproject/ray images (and so of workloads/Dockerfile)."""
+CONTAINER_SECURITY_CONTEXT = {
+    # Meets Pod Security "restricted", which team namespaces warn about (they enforce "baseline").
+    "runAsNonRoot": True,
+    "runAsUser": RAY_UID,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
@@ -91,17 +106,6 @@ def kueue_labels(spec: StackSpec, team: Team | None = None, priority: str | None
     return labels
 
 
-def tolerations(taints: list[dict[str, str]]) -> list[dict[str, str]]:
-    """Tolerations that let a pod onto nodes with exactly these taints."""
-    out = []
-    for taint in taints:
-        if taint.get("value"):
-            out.append({"key": taint["key"], "operator": "Equal", "value": taint["value"], "effect": taint["effect"]})
-        else:
-            out.append({"key": taint["key"], "operator": "Exists", "effect": taint["effect"]})
-    return out
-
-
 def cpu_quantity(cpus: float) -> str:
     """A CPU count as a Kubernetes quantity: whole numbers plain, fractions in millicores."""
     if cpus <= 0:
@@ -118,13 +122,19 @@ def _checked_quantity(name: str, value: str) -> str:
 
 
 def _storage_volume(spec: StackSpec) -> tuple[list[dict], list[dict]]:
-    """On kind the storage location is a host folder present on every node: mount it at the same path,
-    so the ``file://`` storage URI means the same thing in every pod. Clouds use object storage."""
-    if spec.cloud != "kind":
+    """On kind the storage location is a host folder, offered in each team namespace as the claim
+    ``park-storage`` (Pod Security ``baseline`` forbids hostPath in pods); mounted at the same path, the
+    ``file://`` storage URI means the same thing in every pod. Clouds use object storage: nothing to mount."""
+    if not manifests_storage.uses_host_path(spec):
         return [], []
-    path = spec.storage.local_path
-    volume = {"name": STORAGE_MOUNT_NAME, "hostPath": {"path": path, "type": "DirectoryOrCreate"}}
-    return [volume], [{"name": STORAGE_MOUNT_NAME, "mountPath": path}]
+    volume = {"name": STORAGE_MOUNT_NAME, "persistentVolumeClaim": {"claimName": manifests_storage.PVC_NAME}}
+    return [volume], [{"name": STORAGE_MOUNT_NAME, "mountPath": spec.storage.local_path}]
+
+
+def _unshared(document: dict) -> dict:
+    """A copy in which no dict or list appears twice (YAML would write anchors and aliases for those;
+    deepcopy keeps the sharing)."""
+    return json.loads(json.dumps(document))
 
 
 def _container(name: str, image: str, resources: dict, ports: dict[str, int], env: dict[str, str],
@@ -137,6 +147,7 @@ def _container(name: str, image: str, resources: dict, ports: dict[str, int], en
         "resources": resources,
         "envFrom": [{"configMapRef": {"name": STORAGE_CONFIGMAP}}],
         "volumeMounts": [{"name": SHM_VOLUME_NAME, "mountPath": "/dev/shm"}, *mounts],
+        "securityContext": CONTAINER_SECURITY_CONTEXT,
     }
     if env:
         container["env"] = [{"name": key, "value": value} for key, value in sorted(env.items())]
@@ -152,7 +163,7 @@ def _pod_template(spec: StackSpec, pool: NodePool, container: dict, volumes: lis
     }
     taints = spec.node_taints(pool)
     if taints:
-        pod["tolerations"] = tolerations(taints)
+        pod["tolerations"] = tolerations_for(taints)
     return {"spec": pod}
 
 
@@ -223,23 +234,85 @@ def ray_cluster_spec(spec: StackSpec, *, pool: NodePool | None = None, workers: 
     if autoscaling:
         cluster["enableInTreeAutoscaling"] = True
         cluster["autoscalerOptions"] = {"upscalingMode": "Default", "idleTimeoutSeconds": 60}
-    return cluster
+    return _unshared(cluster)
 
 
-def worker_shape(spec: StackSpec, pool: NodePool, *, share: float = 1.0) -> dict:
-    """Worker size that fits one node of ``pool`` with room for the kubelet and daemonsets:
-    ``{"worker_cpus", "worker_memory", "worker_gpus"}``. ``share`` (0-1] takes part of a node."""
+SUBMITTER_ALLOWANCE_GIB = 1
+"""Memory left in a team's quota for the RayJob's submitter pod (K8sJobMode) when sizing workers."""
+
+
+def worker_shape(spec: StackSpec, pool: NodePool, *, workers: int = 1, team: Team | None = None) -> dict:
+    """Worker pod size for ``workers`` pods on ``pool``: ``{"worker_cpus", "worker_memory", "worker_gpus"}``.
+
+    A pod takes at most one node, less room for the kubelet and daemonsets (10%, at least one CPU and 1 GiB),
+    and when ``team`` has a quota on the pool, all pods together stay inside it (so Kueue can admit the
+    job without borrowing). GPU pods take every GPU of a node, or one slice of a time-sliced GPU."""
     offering = spec.offering(pool)
     if offering is not None:
         vcpus, mem_gib = offering.vcpus, offering.memory_gib
     else:
-        from park.components import catalog
+        vcpus, mem_gib = catalog.cpu_shape(spec.instance_type(pool)) or catalog.cpu_shape("kind-node")
+    cpus = max(1.0, min(vcpus * 0.9, vcpus - 1.0))
+    memory_gib = max(1.0, min(mem_gib * 0.85, mem_gib - 1.0))
+    gpus = 1 if pool.gpu_sharing is not None else spec.gpus_per_node(pool)
+    quota = next((q for q in (team.quotas if team else []) if q.pool == pool.name), None)
+    if quota is not None and workers > 0:
+        quota_cpu = float(parse_quantity(quota.cpu))
+        quota_mem_gib = float(parse_quantity(quota.memory)) / 2**30
+        if quota_cpu > 0:
+            cpus = min(cpus, quota_cpu / workers)
+        if quota_mem_gib > 0:
+            memory_gib = min(memory_gib, (quota_mem_gib - SUBMITTER_ALLOWANCE_GIB) / workers)
+        if pool.has_gpus and quota.gpus:
+            gpus = min(gpus, quota.gpus // workers)
+    # Ray schedules whole CPUs best; round down, keep at least one
+    return {"worker_cpus": float(max(1, math.floor(cpus))), "worker_memory": f"{max(1, math.floor(memory_gib))}Gi",
+            "worker_gpus": float(gpus)}
 
-        vcpus, mem_gib = catalog.cpu_shape(spec.instance_type(pool)) or (2, 8)
-    # keep ~10% (at least one CPU / 1 GiB) for system daemons; Ray wants whole CPUs per worker
-    cpus = max(1, math.floor(min(vcpus * 0.9, vcpus - 1) * share)) if vcpus > 1 else 1
-    memory_gib = max(1, math.floor(min(mem_gib * 0.85, mem_gib - 1) * share))
-    gpus = spec.gpus_per_node(pool)
-    if pool.gpu_sharing is not None:
-        gpus = 1  # one time-sliced slot per worker
-    return {"worker_cpus": float(cpus), "worker_memory": f"{memory_gib}Gi", "worker_gpus": float(gpus)}
+
+# --- RayJob: the envelope the train and batch workloads share -----------------------------------
+
+TTL_AFTER_FINISHED_S = 600
+"""Keep a finished RayJob's cluster-less record this long for `kubectl describe` and log collection."""
+SHORT_DEADLINE_S = 30 * 60
+LONG_DEADLINE_S = 2 * 60 * 60
+DEFAULT_BACKOFF_LIMIT = 2
+"""Resubmissions of a failed job; each one resumes (train: from the latest checkpoint; batch: rewrites
+the same output files)."""
+PART_OF_LABEL = {"app.kubernetes.io/part-of": "park-stack"}
+
+
+def runtime_env_yaml(env: dict[str, str]) -> str:
+    """``runtimeEnvYAML`` of a RayJob: environment variables only (the code is in the image)."""
+    import yaml
+
+    return yaml.safe_dump({"env_vars": dict(sorted(env.items()))}, sort_keys=False)
+
+
+def rayjob(spec: StackSpec, *, name: str, entrypoint: list[str], cluster_spec: dict, env: dict[str, str],
+           team: Team | str | None = None, priority: str | None = None,
+           active_deadline_s: int = LONG_DEADLINE_S, backoff_limit: int = DEFAULT_BACKOFF_LIMIT) -> dict:
+    """A RayJob queued through Kueue: created suspended (Kueue un-suspends it on admission), its own
+    RayCluster deleted when the job ends, the entrypoint submitted by a Kubernetes Job (K8sJobMode)."""
+    import shlex
+
+    from park.components.manifests.common import metadata
+
+    chosen = team_for(spec, team)
+    labels = {**PART_OF_LABEL, "app.kubernetes.io/name": name, **kueue_labels(spec, chosen, priority)}
+    return {
+        "apiVersion": versions.RAY_API_VERSION,
+        "kind": "RayJob",
+        "metadata": metadata(name, chosen.namespace_name, labels=labels),
+        "spec": {
+            "entrypoint": shlex.join(entrypoint),
+            "runtimeEnvYAML": runtime_env_yaml(env),
+            "submissionMode": "K8sJobMode",
+            "suspend": True,
+            "shutdownAfterJobFinishes": True,
+            "ttlSecondsAfterFinished": TTL_AFTER_FINISHED_S,
+            "activeDeadlineSeconds": active_deadline_s,
+            "backoffLimit": backoff_limit,
+            "rayClusterSpec": _unshared(cluster_spec),
+        },
+    }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from park.components.spec import RAY_SERVICE_ACCOUNT, StackSpec
 
@@ -56,6 +56,14 @@ class ClusterHandle:
     lives outside Kubernetes, as with EKS Pod Identity)."""
     depends_on: list["pulumi.Resource"] = field(default_factory=list)
     """Resources the add-ons must wait for (node groups, add-ons of the managed cluster)."""
+    shared_filesystem: "pulumi.Output[dict[str, str]] | None" = None
+    """Where the shared filesystem is, for the storage add-on's PersistentVolume; None without one.
+    FSx for Lustre: ``{"kind": "fsx-lustre", "fileSystemId", "dnsName", "mountName", "mountPath"}``
+    (mount through the aws-fsx-csi-driver add-on); Filestore: ``{"kind": "filestore", "server", "share",
+    "mountPath"}`` (a plain NFS volume)."""
+    outputs: dict[str, "pulumi.Output[Any]"] = field(default_factory=dict)
+    """Cloud-specific facts worth exporting or handing to add-ons, e.g. ``clusterAutoscalerRoleArn`` on aws,
+    ``vpcId`` / ``network``. Documented per cloud in docs/clouds.md."""
 
 
 class CloudAdapter(Protocol):
@@ -91,7 +99,8 @@ def load_adapter(cloud: str) -> CloudAdapter:
 
 def gcp_ray_service_account_email(spec: StackSpec) -> str:
     """The Google service account the Ray Kubernetes service account impersonates on GKE."""
-    account_id = f"{spec.cluster_name}-ray"[:30]
+    # GCP account ids are 6-30 characters and must not end in a hyphen.
+    account_id = f"{spec.cluster_name}-ray"[:30].rstrip("-")
     return f"{account_id}@{spec.project}.iam.gserviceaccount.com"
 
 

@@ -4,8 +4,8 @@ Why this data: the machines that run the conformance suite have no network and n
 scikit-learn, yet the training check must learn something real (loss falls, accuracy rises well above
 chance). Each sample is an 8x8 grey image of one digit 0-9 drawn from a 3x5 pixel font, placed at a random
 offset, with random stroke brightness, Gaussian noise and a few flipped pixels. Same seed, same data, on
-every worker and every run, so data-parallel shards agree and reruns are comparable. Chance is 10%; a
-small CNN reaches >90% in a few epochs.
+every worker and every run, so data-parallel shards agree and reruns are comparable. Chance is 10%; the
+small CNN of model.py passes 70% within four passes over 4096 samples and keeps climbing.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ FONT = {
     8: ("###", "#.#", "###", "#.#", "###"),
     9: ("###", "#.#", "###", "..#", "###"),
 }
-NOISE_STD = 0.35
-FLIP_PROBABILITY = 0.04
+NOISE_STD = 0.2
+FLIP_PROBABILITY = 0.02
 
 
 def glyphs() -> torch.Tensor:
@@ -44,7 +44,7 @@ def make_glyph_digits(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor
     labels = torch.randint(0, NUM_CLASSES, (count,), generator=generator)
     rows = torch.randint(0, IMAGE_SIZE - 5 + 1, (count,), generator=generator)
     cols = torch.randint(0, IMAGE_SIZE - 3 + 1, (count,), generator=generator)
-    brightness = 0.5 + 0.5 * torch.rand(count, generator=generator)
+    brightness = 0.6 + 0.4 * torch.rand(count, generator=generator)
     images = torch.zeros(count, IMAGE_SIZE, IMAGE_SIZE)
     for i in range(count):
         r, c = int(rows[i]), int(cols[i])

@@ -1,0 +1,152 @@
+"""The small vocabulary every manifest builder shares: cluster facts, Helm releases, add-on groups.
+
+Builders are pure functions of ``(StackSpec, ClusterFacts)`` returning plain dicts, so ``park render``,
+the schema tests and the Pulumi components all apply exactly the same objects. Nothing here imports
+Pulumi or a cloud SDK.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from park.components import versions
+from park.components.spec import POOL_LABEL, StackSpec
+
+HELM_RELEASE_API_VERSION = "park-stack.io/v1"
+"""``park render`` writes each Helm release as a document of this API version (kind ``HelmRelease``).
+It is a review format, not a CRD any controller reads."""
+MANAGED_BY_LABEL = {"app.kubernetes.io/managed-by": "park-stack"}
+
+KUBERAY_NAMESPACE = "kuberay-system"
+KUEUE_NAMESPACE = "kueue-system"
+MONITORING_NAMESPACE = "monitoring"
+DEVICE_PLUGIN_NAMESPACE = "nvidia-device-plugin"
+KUBE_SYSTEM_NAMESPACE = "kube-system"
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+"""Set by Kubernetes on every namespace; NetworkPolicies and ClusterQueues select namespaces by it."""
+
+
+@dataclass(frozen=True)
+class ClusterFacts:
+    """What the manifests need to know about the provisioned cluster beyond the spec.
+
+    Under ``pulumi up`` these come from the cloud adapter's outputs; ``park render`` (no cloud at hand)
+    uses :meth:`for_spec`, which computes the same values from the spec alone.
+    """
+
+    storage_uri: str
+    """Where workloads keep checkpoints and outputs (``s3://``, ``gs://`` or ``file://``)."""
+    ray_service_account_annotations: dict[str, str] = field(default_factory=dict)
+    """Annotations giving the Ray service account its cloud identity (GKE Workload Identity)."""
+    shared_filesystem: dict[str, str] | None = None
+    """Where the shared filesystem is (``ClusterHandle.shared_filesystem``): FSx for Lustre
+    ``{"kind": "fsx-lustre", "fileSystemId", "dnsName", "mountName", "mountPath"}`` or Filestore
+    ``{"kind": "filestore", "server", "share", "mountPath"}``; None without one."""
+
+    @classmethod
+    def for_spec(cls, spec: StackSpec) -> ClusterFacts:
+        """Facts from the spec alone. Addresses of a shared filesystem exist only once the cloud created it:
+        they appear as ``<placeholders>`` here (``pulumi up`` fills in the real ones)."""
+        from park.components.clouds import ray_identity_annotations
+
+        return cls(storage_uri=spec.storage_uri, ray_service_account_annotations=ray_identity_annotations(spec),
+                   shared_filesystem=placeholder_shared_filesystem(spec))
+
+
+def placeholder_shared_filesystem(spec: StackSpec) -> dict[str, str] | None:
+    shared = spec.storage.shared_filesystem
+    if shared is None:
+        return None
+    if spec.cloud == "aws":
+        return {"kind": "fsx-lustre", "fileSystemId": "<fsx-file-system-id>", "dnsName": "<fsx-dns-name>",
+                "mountName": "<fsx-mount-name>", "mountPath": shared.mount_path}
+    return {"kind": "filestore", "server": "<filestore-ip-address>", "share": "<filestore-share>",
+            "mountPath": shared.mount_path}
+
+
+@dataclass(frozen=True)
+class HelmRelease:
+    """One Helm chart installed at a pinned version with the given values."""
+
+    name: str
+    """Helm release name; fixed so the services it creates have predictable names."""
+    namespace: str
+    chart: versions.Chart
+    values: dict[str, Any]
+
+    @property
+    def is_oci(self) -> bool:
+        return self.chart.repo.startswith("oci://")
+
+    def to_document(self) -> dict[str, Any]:
+        """The release as a reviewable document (what ``park render`` prints)."""
+        chart: dict[str, Any] = {"name": self.chart.name, "version": self.chart.version}
+        chart["repository" if not self.is_oci else "oci"] = self.chart.repo
+        return {
+            "apiVersion": HELM_RELEASE_API_VERSION,
+            "kind": "HelmRelease",
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": {"chart": chart, "values": self.values},
+        }
+
+
+@dataclass(frozen=True)
+class AddonManifests:
+    """Everything one add-on applies: Helm releases first, then the plain objects (often their custom
+    resources), which is the order the Pulumi component and ``park render`` use."""
+
+    name: str
+    releases: tuple[HelmRelease, ...] = ()
+    objects: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.releases and not self.objects
+
+    def documents(self) -> list[dict[str, Any]]:
+        return [r.to_document() for r in self.releases] + [dict(o) for o in self.objects]
+
+
+# --- small helpers for building objects -------------------------------------------------------------
+
+
+def metadata(name: str, namespace: str | None = None, labels: dict[str, str] | None = None,
+             annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    meta["labels"] = {**MANAGED_BY_LABEL, **(labels or {})}
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return meta
+
+
+def system_pool_selector(spec: StackSpec) -> dict[str, str]:
+    """nodeSelector that keeps operators and monitoring on the (first) system pool."""
+    system = next(p for p in spec.node_pools if p.role == "system")
+    return {POOL_LABEL: system.name}
+
+
+def tolerations_for(taints: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Tolerations that let a pod onto nodes carrying ``taints`` (one per key and effect, any value)."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for taint in taints:
+        key = (taint["key"], taint["effect"])
+        if key not in seen:
+            seen.add(key)
+            out.append({"key": taint["key"], "operator": "Exists", "effect": taint["effect"]})
+    return out
+
+
+def gpu_pool_tolerations(spec: StackSpec) -> list[dict[str, str]]:
+    """Tolerations for every taint of every GPU pool (node agents must run on all GPU nodes)."""
+    return tolerations_for([t for pool in spec.gpu_pools for t in spec.node_taints(pool)])
+
+
+def gpu_pool_affinity(spec: StackSpec) -> dict[str, Any]:
+    """Node affinity for the GPU pools: a DaemonSet selects several pools, which one nodeSelector cannot."""
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": POOL_LABEL, "operator": "In", "values": [p.name for p in spec.gpu_pools]}]}
+    ]}}}

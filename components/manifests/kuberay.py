@@ -1,0 +1,37 @@
+"""The KubeRay operator: one Helm release in ``kuberay-system`` on the system pool, metrics on.
+
+The chart installs the RayCluster / RayJob / RayService CRDs (over 1 MB each: Helm creates them, so no
+client-side apply annotation limit applies). The operator's own ServiceMonitor is enabled when Prometheus
+is installed; the observability add-on is then applied first so the ServiceMonitor CRD exists.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from park.components import versions
+from park.components.manifests import observability
+from park.components.manifests.common import (
+    KUBERAY_NAMESPACE,
+    AddonManifests,
+    ClusterFacts,
+    HelmRelease,
+    system_pool_selector,
+)
+from park.components.spec import StackSpec
+
+NAMESPACE = KUBERAY_NAMESPACE
+RELEASE_NAME = "kuberay-operator"
+
+
+def operator_values(spec: StackSpec) -> dict[str, Any]:
+    return {
+        "nodeSelector": system_pool_selector(spec),
+        "metrics": {"enabled": True, "serviceMonitor": {"enabled": observability.installs_prometheus(spec)}},
+    }
+
+
+def build(spec: StackSpec, facts: ClusterFacts) -> AddonManifests:
+    del facts
+    release = HelmRelease(RELEASE_NAME, NAMESPACE, versions.KUBERAY_CHART, operator_values(spec))
+    return AddonManifests("kuberay", releases=(release,))

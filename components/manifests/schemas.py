@@ -1,0 +1,194 @@
+"""Validate rendered objects against real schemas: CRDs (strictly) and core Kubernetes (kubernetes-validate).
+
+Custom resources are checked with ``jsonschema`` against the ``openAPIV3Schema`` of the CRD version their
+``apiVersion`` names, read from the CRD YAMLs in ``../shared/schemas`` beside the checkout (or the folder in
+``$PARK_CRD_SCHEMA_DIR``; the CRDs are never copied into the project). The API server prunes unknown fields
+silently, which hides typos; to catch them, every object schema that lists ``properties`` and neither keeps
+unknown fields (``x-kubernetes-preserve-unknown-fields``) nor sets ``additionalProperties`` is made closed
+(``additionalProperties: false``).
+
+Usage (also from the workloads' tests)::
+
+    from park.components.manifests.schemas import validate_custom_resource
+    assert validate_custom_resource(ray_job) == []
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+from park.components import versions
+
+SCHEMA_DIR_ENV = versions.CRD_SCHEMA_DIR_ENV
+
+
+class SchemaDirMissing(FileNotFoundError):
+    """The CRD schema folder is not there; tests turn this into a skip with its message as the reason."""
+
+
+class SchemaNotFound(LookupError):
+    """No CRD in the schema folder defines this apiVersion and kind."""
+
+
+@dataclass(frozen=True)
+class CrdVersion:
+    group: str
+    version: str
+    kind: str
+    scope: str
+    """``Namespaced`` or ``Cluster``."""
+    schema: dict[str, Any]
+    """The version's openAPIV3Schema, made strict."""
+    source: Path
+
+
+def default_schema_dir() -> Path:
+    """``$PARK_CRD_SCHEMA_DIR``, else ``../shared/schemas`` relative to the project root."""
+    configured = os.environ.get(SCHEMA_DIR_ENV)
+    if configured:
+        return Path(configured)
+    from park.components.spec import SpecError, project_root
+
+    try:
+        root = project_root()
+    except SpecError:
+        root = Path(__file__).resolve().parents[2]
+    return root.parent / "shared" / "schemas"
+
+
+def strict(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``schema`` in which unknown fields are errors, except where the CRD keeps them."""
+    schema = copy.deepcopy(schema)
+    _close(schema)
+    return schema
+
+
+def _close(node: Any) -> None:
+    if not isinstance(node, dict):
+        return
+    if ("properties" in node and "additionalProperties" not in node
+            and not node.get("x-kubernetes-preserve-unknown-fields")):
+        node["additionalProperties"] = False
+    for child in (node.get("properties") or {}).values():
+        _close(child)
+    items = node.get("items")
+    for child in items if isinstance(items, list) else [items]:
+        _close(child)
+    _close(node.get("additionalProperties"))
+    for key in ("allOf", "anyOf", "oneOf"):
+        for child in node.get(key) or []:
+            _close(child)
+    _close(node.get("not"))
+
+
+def _load_yaml(path: Path) -> list[Any]:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader reads a 1.4 MB CRD in ~0.3 s
+    with path.open() as handle:
+        return [doc for doc in yaml.load_all(handle, Loader=loader) if doc]
+
+
+@functools.cache
+def crd_index(schema_dir: Path) -> dict[tuple[str, str], CrdVersion]:
+    """(apiVersion, kind) -> strict schema, for every CRD version in every YAML file of ``schema_dir``."""
+    if not schema_dir.is_dir():
+        raise SchemaDirMissing(f"CRD schema folder {schema_dir} not found; put the KubeRay and Kueue CRDs there "
+                               f"(see ARCHITECTURE.md) or point ${SCHEMA_DIR_ENV} at them")
+    index: dict[tuple[str, str], CrdVersion] = {}
+    for path in sorted(schema_dir.glob("*.y*ml")):
+        for doc in _load_yaml(path):
+            if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            spec = doc["spec"]
+            for version in spec.get("versions", []):
+                api_version = f"{spec['group']}/{version['name']}"
+                schema = version.get("schema", {}).get("openAPIV3Schema")
+                if schema is None or not version.get("served", True):
+                    continue
+                index[(api_version, spec["names"]["kind"])] = CrdVersion(
+                    spec["group"], version["name"], spec["names"]["kind"], spec.get("scope", "Namespaced"),
+                    strict(schema), path)
+    return index
+
+
+def find_crd(api_version: str, kind: str, schema_dir: Path | None = None) -> CrdVersion:
+    index = crd_index(schema_dir or default_schema_dir())
+    found = index.get((api_version, kind))
+    if found is None:
+        groups = sorted({a.split("/")[0] for a, _ in index})
+        raise SchemaNotFound(f"no CRD for {api_version} {kind} in {schema_dir or default_schema_dir()} "
+                             f"(it has CRDs of: {', '.join(groups)})")
+    return found
+
+
+def _json_path(error: jsonschema.ValidationError) -> str:
+    path = "$"
+    for part in error.absolute_path:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def validate_custom_resource(obj: dict[str, Any], schema_dir: Path | None = None) -> list[str]:
+    """Every problem of a custom resource against its CRD, as ``$.json.path: message``; [] when valid.
+
+    Also checks what the CRD schema leaves to the API server: a ``metadata.name``, and a namespace exactly
+    when the kind is namespaced. Raises :class:`SchemaNotFound` for an apiVersion/kind no CRD defines and
+    :class:`SchemaDirMissing` when the schema folder is absent.
+    """
+    crd = find_crd(str(obj.get("apiVersion")), str(obj.get("kind")), schema_dir)
+    validator = jsonschema.Draft202012Validator(crd.schema)
+    problems = [f"{_json_path(e)}: {e.message}" for e in sorted(validator.iter_errors(obj), key=_json_path)]
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    if not meta.get("name"):
+        problems.append("$.metadata.name: required")
+    if crd.scope == "Namespaced" and not meta.get("namespace"):
+        problems.append(f"$.metadata.namespace: {crd.kind} is namespaced; set a namespace")
+    if crd.scope == "Cluster" and meta.get("namespace"):
+        problems.append(f"$.metadata.namespace: {crd.kind} is cluster-scoped; remove the namespace")
+    return problems
+
+
+# --- core Kubernetes objects -------------------------------------------------------------------------
+
+
+def kubernetes_validate_version(kubernetes_version: str) -> tuple[str, bool]:
+    """The schema version kubernetes-validate will use for ``kubernetes_version`` and whether it is exact.
+
+    kubernetes-validate bundles one schema set per minor version; without the exact one, the nearest
+    older one is used (or the oldest bundled, for a version older than all of them).
+    """
+    from kubernetes_validate.utils import all_versions
+
+    bundled = {".".join(v.split(".")[:2]) for v in all_versions()}
+    if kubernetes_version in bundled:
+        return kubernetes_version, True
+    def as_tuple(version: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in version.split("."))
+
+    older = [v for v in bundled if as_tuple(v) <= as_tuple(kubernetes_version)]
+    if older:
+        return max(older, key=as_tuple), False
+    return min(bundled, key=as_tuple), False
+
+
+def validate_core_object(obj: dict[str, Any], kubernetes_version: str) -> list[str]:
+    """Problems of a built-in Kubernetes object under kubernetes-validate's strict schemas; [] when valid.
+
+    kubernetes-validate reports the first problem only. Needs the ``dev`` extra (kubernetes-validate).
+    """
+    import kubernetes_validate
+
+    version, _ = kubernetes_validate_version(kubernetes_version)
+    try:
+        kubernetes_validate.validate(obj, version, strict=True)
+    except kubernetes_validate.ValidationError as err:
+        return [f"{_json_path(err)}: {err.message}"]
+    except kubernetes_validate.SchemaNotFoundError as err:
+        return [f"$: {err.message}"]
+    return []

@@ -1,0 +1,130 @@
+"""``park conformance``: run the conformance suite against a target and write the evidence.
+
+This module is imported by ``park --help``, so it imports only typer at the top; the suite, Ray, the
+kubernetes client and the workloads are imported when the command runs.
+
+Exit codes: 0 every selected check passed (not-applicable and opt-in skips allowed), 1 a check failed,
+2 the run could not start (bad option, unusable stack, no cluster reachable), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+import typer
+
+INJECT_TRAIN_ENV = "PARK_CONFORMANCE_INJECT_TRAIN_MIN_ACCURACY"
+INJECT_BATCH_ENV = "PARK_CONFORMANCE_INJECT_BATCH_DROP_ROWS"
+
+
+class TargetChoice(str, enum.Enum):
+    local = "local"
+    kubernetes = "kubernetes"
+
+
+class GpuChoice(str, enum.Enum):
+    auto = "auto"
+    require = "require"
+    off = "off"
+
+
+def conformance(
+    target: TargetChoice = typer.Option(TargetChoice.local, "--target", "-t",
+                                        help="local: an embedded Ray on this machine; kubernetes: a live cluster."),
+    stack: str | None = typer.Option(None, "--stack", "-s",
+                                     help="Stack name under stacks/ or a Pulumi.<stack>.yaml: queues, storage and "
+                                          "models to use. Local default: kind."),
+    kubeconfig: Path | None = typer.Option(None, "--kubeconfig", help="kubeconfig file (kubernetes target)."),
+    context: str | None = typer.Option(None, "--context", help="kubeconfig context (kubernetes target)."),
+    only: list[str] | None = typer.Option(None, "--only", help="Run only these layers or checks (comma-separated "
+                                                               "or repeated), e.g. workloads,operators.ray-head."),
+    skip: list[str] | None = typer.Option(None, "--skip", help="Leave out these layers or checks."),
+    out: Path | None = typer.Option(None, "--out", "-o",
+                                    help="Evidence folder. Default: ./conformance-<run id>/ (printed at the end)."),
+    model: str | None = typer.Option(None, "--model", help="Serve this model folder instead of a fresh tiny Llama."),
+    gpu: GpuChoice = typer.Option(GpuChoice.auto, "--gpu",
+                                  help="auto: use GPUs when present, else CPU; require: fail without one; off: CPU."),
+    timeout: float = typer.Option(1800.0, "--timeout", min=1, help="Time budget of the whole run, in seconds."),
+    keep: bool = typer.Option(False, "--keep", help="Leave what the run created (namespace, Ray, scratch folder)."),
+    destructive: bool = typer.Option(False, "--destructive",
+                                     help="Also run checks that preempt workloads or add paid nodes."),
+    list_checks: bool = typer.Option(False, "--list", help="List the checks and what each proves, then exit."),
+    inject_train_min_accuracy: float | None = typer.Option(None, "--inject-train-min-accuracy", hidden=True,
+                                                           envvar=INJECT_TRAIN_ENV,
+                                                           help="Test only: the training accuracy bar."),
+    inject_batch_drop_rows: int | None = typer.Option(None, "--inject-batch-drop-rows", hidden=True,
+                                                      envvar=INJECT_BATCH_ENV,
+                                                      help="Test only: rows the batch workload drops."),
+) -> None:
+    """Prove the stack works, layer by layer, then with the reference train, serve and batch workloads.
+
+    Evidence (junit.xml, results.json, e2e.log, report.md) goes to --out even when a check fails.
+    """
+    from rich.console import Console
+
+    from park.conformance.checks import SelectionError, select
+    from park.conformance.context import Injections, RunOptions
+
+    console = Console(highlight=False)
+    if not console.is_terminal:  # CI logs: wide enough that reasons are not folded into a narrow column
+        console = Console(highlight=False, width=160)
+    if list_checks:
+        console.print(_list_table())
+        raise typer.Exit(0)
+    try:
+        selection = select(only, skip)
+    except SelectionError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    options = RunOptions(
+        target=target.value, stack=stack, kubeconfig=str(kubeconfig) if kubeconfig else None, context=context,
+        only=tuple(only or ()), skip=tuple(skip or ()), out_dir=out.resolve() if out else None, model=model,
+        gpu=gpu.value, timeout_s=timeout, keep=keep, destructive=destructive,
+        injections=Injections(train_min_accuracy=inject_train_min_accuracy, batch_drop_rows=inject_batch_drop_rows),
+    )
+    raise typer.Exit(run_and_report(options, selection, console))
+
+
+def run_and_report(options, selection, console) -> int:
+    """Run with a live view on ``console``; print the summary, the verdict and where the evidence is."""
+    from park.conformance import session
+    from park.conformance.progress import Progress, summary_table
+
+    def progress(results):
+        return Progress(console, results, f"park conformance --target {options.target}")
+
+    outcome = session.run(options, listener_factory=progress, selection=selection)
+    console.print()
+    console.print(summary_table(outcome.results))
+    if outcome.setup_error:
+        console.print(f"[red]error:[/red] {outcome.setup_error}")
+    if outcome.facts.get("accelerator"):
+        console.print(f"accelerator: {outcome.facts['accelerator']}")
+    if options.injections.active:
+        console.print(f"[yellow]fault injection active (test only):[/yellow] {', '.join(options.injections.active)}")
+    counts = outcome.verdict.counts
+    style = "green" if outcome.verdict.passed else "red"
+    console.print(f"[bold {style}]{outcome.verdict.word.upper()}[/bold {style}]: {counts['passed']} passed, "
+                  f"{counts['failed']} failed, {counts['skipped']} skipped, {counts['not_applicable']} not "
+                  f"applicable; verdict in {outcome.verdict_s:.1f} s, cleanup {outcome.cleanup_s:.1f} s")
+    for result in outcome.results:
+        if result.status.value == "failed":
+            console.print(f"[red]FAILED[/red] {result.name}: {result.reason}")
+    console.print(f"evidence: {outcome.out_dir}")
+    return outcome.exit_code
+
+
+def _list_table():
+    from rich.table import Table
+
+    from park.conformance.checks import CHECKS
+
+    table = Table(title="park conformance checks (in run order)")
+    for column in ("check", "proves", "requirements", "needs"):
+        table.add_column(column, overflow="fold")
+    for check in CHECKS:
+        flags = [flag for flag, on in (("gpu", check.gpu), ("destructive", check.destructive)) if on]
+        table.add_row(check.name + (f" [{', '.join(flags)}]" if flags else ""), check.proves,
+                      ", ".join(check.requirements), ", ".join(check.needs))
+    return table

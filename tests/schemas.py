@@ -1,0 +1,89 @@
+"""Test helpers around :mod:`park.components.manifests.schemas`: shipped stacks, document classes, skips.
+
+Import from a test module (pytest puts ``tests/`` on ``sys.path``)::
+
+    from schemas import assert_valid_custom_resource, shipped_specs
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from park.components.manifests.common import HELM_RELEASE_API_VERSION
+from park.components.manifests.schemas import (
+    SchemaDirMissing,
+    SchemaNotFound,
+    crd_index,
+    default_schema_dir,
+    validate_core_object,
+    validate_custom_resource,
+)
+from park.components.spec import StackSpec, load_stack_file, project_root
+
+CRD_GROUPS = frozenset({"ray.io", "kueue.x-k8s.io", "monitoring.coreos.com"})
+"""API groups of custom resources the project renders (validated against CRDs, not kubernetes-validate)."""
+
+
+def shipped_stack_files() -> list[Path]:
+    return sorted((project_root() / "stacks").glob("Pulumi.*.yaml"))
+
+
+def stack_name(path: Path) -> str:
+    return path.name.removeprefix("Pulumi.").removesuffix(".yaml")
+
+
+def shipped_specs() -> dict[str, StackSpec]:
+    """Stack name -> spec, for every ``stacks/Pulumi.<stack>.yaml``."""
+    return {stack_name(path): load_stack_file(path) for path in shipped_stack_files()}
+
+
+def group_of(doc: dict[str, Any]) -> str:
+    api_version = doc["apiVersion"]
+    return api_version.split("/")[0] if "/" in api_version else ""
+
+
+def is_helm_release(doc: dict[str, Any]) -> bool:
+    return doc["apiVersion"] == HELM_RELEASE_API_VERSION
+
+
+def is_custom_resource(doc: dict[str, Any]) -> bool:
+    return group_of(doc) in CRD_GROUPS
+
+
+def is_core_object(doc: dict[str, Any]) -> bool:
+    return not is_helm_release(doc) and not is_custom_resource(doc)
+
+
+def describe(doc: dict[str, Any]) -> str:
+    meta = doc.get("metadata", {})
+    where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+    return f"{doc['kind']} {where}{meta.get('name')}"
+
+
+def require_schema_dir() -> Path:
+    """The CRD folder, with its index loaded; skips the calling test (with the reason) when it is missing."""
+    folder = default_schema_dir()
+    try:
+        crd_index(folder)
+    except SchemaDirMissing as err:
+        pytest.skip(str(err))
+    return folder
+
+
+def assert_valid_custom_resource(doc: dict[str, Any]) -> None:
+    """Fails listing every schema problem; skips when no CRD for the kind is available here."""
+    require_schema_dir()
+    try:
+        problems = validate_custom_resource(doc)
+    except SchemaNotFound as err:
+        pytest.skip(f"{describe(doc)}: {err}")
+    assert problems == [], f"{describe(doc)} does not match its CRD:\n" + "\n".join(problems)
+
+
+def assert_valid_core_object(doc: dict[str, Any], kubernetes_version: str) -> None:
+    pytest.importorskip("kubernetes_validate", reason="kubernetes-validate comes with the dev extra")
+    problems = validate_core_object(doc, kubernetes_version)
+    assert problems == [], f"{describe(doc)} is not valid Kubernetes {kubernetes_version}:\n" + "\n".join(problems)

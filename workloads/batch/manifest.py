@@ -1,0 +1,45 @@
+"""The RayJob that runs the batch-inference workload on a KubeRay cluster, queued through Kueue."""
+
+from __future__ import annotations
+
+from park.components.spec import NodePool, StackSpec, Team
+from park.workloads import cluster, storage
+
+NAME = "park-batch"
+INPUT_FOLDER = "batch/input"
+OUTPUT_FOLDER = "batch/output"
+DEFAULT_ROWS = 10_000
+RUNTIME_ENV = {
+    "PYTHONUNBUFFERED": "1",
+    "HF_HUB_OFFLINE": "1",  # the optional LLM stage loads a model folder; never reach for a hub
+}
+
+
+def entrypoint(spec: StackSpec, *, rows: int = DEFAULT_ROWS, input_uri: str | None = None,
+               output_uri: str | None = None, llm_model: str | None = None) -> list[str]:
+    """The command the job runs; input and output default to folders in the stack's storage."""
+    command = ["python", "-m", "park.workloads.batch",
+               "--input-uri", input_uri or storage.join(spec.storage_uri, INPUT_FOLDER),
+               "--output-uri", output_uri or storage.join(spec.storage_uri, OUTPUT_FOLDER),
+               "--rows", str(rows)]
+    if llm_model:
+        command += ["--llm-model", llm_model]
+    return command
+
+
+def build_rayjob(spec: StackSpec, *, team: Team | str | None = None, priority: str | None = None,
+                 pool: NodePool | None = None, worker_pods: int | None = None, rows: int = DEFAULT_ROWS,
+                 llm_model: str | None = None, output_folder: str = OUTPUT_FOLDER, name: str = NAME) -> dict:
+    """The batch RayJob. Workers go to ``pool`` (default: the first GPU pool, else the first workers pool),
+    ``worker_pods`` of them (default: two, or the pool's maximum if smaller), sized to a node and the team's
+    quota. ``llm_model`` (a folder the pods can read, e.g. on kind ``/mnt/park-storage/models/tiny-llama``)
+    adds the vLLM stage. A rerun overwrites ``output_folder``; give concurrent runs their own folder."""
+    pool = pool or cluster.default_worker_pool(spec)
+    chosen = cluster.team_for(spec, team)
+    pods = worker_pods if worker_pods is not None else min(2, pool.max_nodes)
+    shape = cluster.worker_shape(spec, pool, workers=pods, team=chosen)
+    cluster_spec = cluster.ray_cluster_spec(spec, pool=pool, workers=pods, **shape)
+    command = entrypoint(spec, rows=rows, llm_model=llm_model,
+                         output_uri=storage.join(spec.storage_uri, output_folder))
+    return cluster.rayjob(spec, name=name, entrypoint=command, cluster_spec=cluster_spec, env=RUNTIME_ENV,
+                          team=chosen, priority=priority, active_deadline_s=cluster.SHORT_DEADLINE_S)
