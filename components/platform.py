@@ -28,8 +28,8 @@ ADDON_DEPENDENCIES: dict[str, tuple[str, ...]] = {
 
 def cluster_facts(handle: ClusterHandle) -> pulumi.Output[ClusterFacts]:
     """The handle's outputs as the one value the manifest builders take."""
-    shared = handle.shared_filesystem if handle.shared_filesystem is not None else None
-    return pulumi.Output.all(handle.storage_uri, handle.ray_service_account_annotations, shared).apply(
+    return pulumi.Output.all(handle.storage_uri, handle.ray_service_account_annotations,
+                             handle.shared_filesystem).apply(
         lambda v: ClusterFacts(storage_uri=v[0], ray_service_account_annotations=dict(v[1] or {}),
                                shared_filesystem=dict(v[2]) if v[2] else None))
 

@@ -39,6 +39,8 @@ CONFIG_NAMESPACE = "park"
 POOL_LABEL = "park-stack.io/pool"
 """Every node carries this label with its pool's name, on every cloud; Kueue flavors select on it."""
 GPU_RESOURCE = "nvidia.com/gpu"
+DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
+"""Node label naming the NVIDIA device plugin config (per-pool time-slicing) a node uses."""
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
 RAY_SERVICE_ACCOUNT = "park-ray"
 """The Kubernetes service account Ray pods run as in each team namespace; it carries the cloud identity."""
@@ -298,7 +300,10 @@ class StackSpec(_Model):
 
     def node_labels(self, pool: NodePool) -> dict[str, str]:
         """Labels every node of the pool carries (what Kueue flavors and workloads select on)."""
-        return {**pool.labels, POOL_LABEL: pool.name}
+        labels = {**pool.labels, POOL_LABEL: pool.name}
+        if pool.gpu_sharing is not None:
+            labels[DEVICE_PLUGIN_CONFIG_LABEL] = pool.name
+        return labels
 
     def node_taints(self, pool: NodePool) -> list[dict[str, str]]:
         """Taints every node of the pool carries, as Kubernetes taint dicts."""
@@ -537,8 +542,8 @@ def check_spec(spec: StackSpec) -> list[Problem]:
                 add(f"{at}.labels.{key}", "not a valid label key")
             if not _LABEL_VALUE.match(value) or len(value) > 63:
                 add(f"{at}.labels.{key}", f"{value!r} is not a valid label value")
-            if key == POOL_LABEL:
-                add(f"{at}.labels.{key}", "set by park-stack to the pool name; remove it")
+            if key in (POOL_LABEL, DEVICE_PLUGIN_CONFIG_LABEL):
+                add(f"{at}.labels.{key}", "set by park-stack from the pool; remove it")
         for j, taint in enumerate(pool.taints):
             if not _QUALIFIED_NAME.match(taint.key):
                 add(f"{at}.taints[{j}].key", f"{taint.key!r} is not a valid taint key")

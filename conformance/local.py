@@ -91,6 +91,19 @@ def rayjob_as_job(rayjob: dict) -> tuple[str, dict]:
     return entrypoint, runtime_env
 
 
+LOCAL_CHECKS: dict[str, str] = {
+    "infrastructure.host": "check_host",
+    "accelerators.gpu-visible": "check_gpu_visible",
+    "operators.ray-head": "check_ray_head",
+    "storage.read-write": "check_storage",
+    "workloads.train": "check_train",
+    "workloads.batch": "check_batch",
+    "workloads.serve": "check_serve",
+    "observability.ray-metrics": "check_ray_metrics",
+}
+"""Check name -> the method of the target that proves it; every other check is not applicable here."""
+
+
 class LocalTarget:
     name = "local"
     platform_under_test = False
@@ -103,21 +116,12 @@ class LocalTarget:
         self._head: LocalRayHead | None = None
         self._head_error: str | None = None
         self._gpus: list[str] | None = None
-        self._functions: dict[str, Callable[[RunContext], Passed]] = {
-            "infrastructure.host": self.check_host,
-            "accelerators.gpu-visible": self.check_gpu_visible,
-            "operators.ray-head": self.check_ray_head,
-            "storage.read-write": self.check_storage,
-            "workloads.train": self.check_train,
-            "workloads.batch": self.check_batch,
-            "workloads.serve": self.check_serve,
-            "observability.ray-metrics": self.check_ray_metrics,
-        }
 
     # -- Target protocol --
 
     def implementation(self, check: Check) -> Callable[[RunContext], Passed] | None:
-        return self._functions.get(check.name)
+        method = LOCAL_CHECKS.get(check.name)
+        return getattr(self, method) if method else None
 
     def not_applicable_reason(self, check: Check) -> str:
         return ("needs a Kubernetes cluster; the local target has none (run park conformance --target "

@@ -30,14 +30,9 @@ def storage_roundtrip(uri: str = typer.Option(..., help="Object to write: a stor
     """A Ray task writes ``nonce`` to ``uri`` and reads it back; prints where it ran and the SHA-256."""
     import ray
 
-    from park.workloads import storage
-
     @ray.remote(num_cpus=0.1)
     def write_and_read(uri: str, text: str) -> dict:
-        storage.write_text(uri, text)
-        back = storage.read_text(uri)
-        return {"host": socket.gethostname(), "sha256": hashlib.sha256(back.encode()).hexdigest(),
-                "bytes": len(back.encode()), "same": back == text}
+        return _roundtrip(uri, text)
 
     ray.init()
     try:
@@ -47,6 +42,22 @@ def storage_roundtrip(uri: str = typer.Option(..., help="Object to write: a stor
     print(RESULT_PREFIX + json.dumps(outcome), flush=True)
     if not outcome["same"]:
         sys.exit(1)
+
+
+@app.command("storage-direct")
+def storage_direct(uri: str = typer.Option(..., help="Object to write: a storage URI (file://, s3://, gs://)."),
+                   nonce: str = typer.Option(..., help="Text to write; read back and compared.")) -> None:
+    """Write ``nonce`` to ``uri`` with this pod's identity and read it back (no Ray: a plain pod)."""
+    print(RESULT_PREFIX + json.dumps(_roundtrip(uri, nonce)), flush=True)
+
+
+def _roundtrip(uri: str, text: str) -> dict:
+    from park.workloads import storage
+
+    storage.write_text(uri, text)
+    back = storage.read_text(uri)
+    return {"host": socket.gethostname(), "sha256": hashlib.sha256(back.encode()).hexdigest(),
+            "bytes": len(back.encode()), "same": back == text}
 
 
 def parse_result(logs: str) -> dict | None:

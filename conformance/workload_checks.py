@@ -213,9 +213,134 @@ def compare_ids(input_ids: list[str], output_ids: list[str]) -> dict[str, Any]:
 # --- serve --------------------------------------------------------------------------------------
 
 
+SERVE_READY_S = 420.0
+"""vLLM's CPU engine starts in ~30 s on an idle 2-core machine; a busy one needs several times that."""
+CHAT_MAX_TOKENS = 8
+CHAT_PROMPT = "What is the capital of France?"
+
+
+def serve_module():
+    """The serve workload's builders: ``serve_config`` (config module) and ``build_rayservice`` (manifest)."""
+    import types
+
+    config = _workload_module("park.workloads.serve.config")
+    manifest = _workload_module("park.workloads.serve.manifest")
+    return types.SimpleNamespace(serve_config=config.serve_config, build_rayservice=manifest.build_rayservice,
+                                 config=config, manifest=manifest)
+
+
+def _model_name_for(path: str) -> str:
+    """A valid served-model id from a folder name (``/models/Qwen2.5-0.5B`` -> ``Qwen2.5-0.5B``)."""
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", path.rstrip("/").rsplit("/", 1)[-1]).strip("-.") or "model"
+    return name[:128]
+
+
 def local_serve(target: LocalTarget, ctx: RunContext) -> Passed:
-    _workload_module("park.workloads.serve.config")
-    raise CheckFailed("the serve workload's integration is pending")
+    import httpx
+
+    from park.components.spec import ServedModel
+    from park.conformance.local_ray import free_ports
+
+    app = _workload_module("park.workloads.serve.app")
+    if ctx.options.model:
+        try:
+            folder = app.check_local_model(ctx.options.model.removeprefix("file://"))
+        except app.ServeArgsError as err:
+            raise CheckFailed(f"--model {ctx.options.model}: {err}; pass a folder holding a Hugging Face model "
+                              f"(config.json, weights, tokenizer), or leave --model out to serve a fresh tiny "
+                              f"Llama") from None
+        model = ServedModel(name=_model_name_for(str(folder)), source=str(folder))
+        built = False
+    else:
+        from park.workloads.serve.tiny import build_tiny_llama
+
+        started = time.monotonic()
+        folder = build_tiny_llama(ctx.workdir / "models" / "tiny-llama")
+        ctx.log.info("built the tiny Llama in %.1f s at %s", time.monotonic() - started, folder)
+        name = target.spec.models[0].name if target.spec.models else "tiny-llama"
+        model = ServedModel(name=name, source=str(folder))
+        built = True
+    spec = target.spec.model_copy(update={"models": [model]})
+    serve = serve_module()
+    config = serve.serve_config(spec)
+    port = free_ports(1)[0]
+    config = {**config, "proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": port}}
+    head = target.head()
+    ctx.log.info("deploying Serve config: %s", json.dumps(config))
+    answer = httpx.put(f"{head.dashboard_url}/api/serve/applications/", json=config, timeout=60)
+    if answer.status_code != 200:
+        raise CheckFailed(f"Serve refused the config ({answer.status_code}): {answer.text[:500]}")
+    target.ctx.on_cleanup("delete the Serve applications",
+                          lambda: httpx.delete(f"{head.dashboard_url}/api/serve/applications/", timeout=30))
+    names = [a["name"] for a in config["applications"]]
+    deploy_s = _wait_serve_running(head.dashboard_url, names, target._time_left(SERVE_READY_S), ctx)
+    route = config["applications"][0].get("route_prefix", "/").rstrip("/")
+    base = f"http://127.0.0.1:{port}{route}"
+    listed = httpx.get(f"{base}/v1/models", timeout=30).json()
+    if model.name not in [m.get("id") for m in listed.get("data", [])]:
+        raise CheckFailed(f"/v1/models does not list {model.name!r}: {listed}")
+    request = {"model": model.name, "temperature": 0, "max_tokens": CHAT_MAX_TOKENS,
+               "messages": [{"role": "user", "content": CHAT_PROMPT}]}
+    started = time.monotonic()
+    response = httpx.post(f"{base}/v1/chat/completions", json=request, timeout=120)
+    latency = time.monotonic() - started
+    if response.status_code != 200:
+        raise CheckFailed(f"POST /v1/chat/completions answered {response.status_code}: {response.text[:400]}")
+    from park.conformance.judgements import judge_chat_completion
+
+    verdict = judge_chat_completion(response.json(), model.name)
+    details = {"model": model.name, "model_path": str(folder), "deploy_s": round(deploy_s, 1),
+               "first_answer_s": round(latency, 2), **verdict.facts}
+    if not verdict.ok:
+        raise CheckFailed("; ".join(verdict.problems), details)
+    oracle = ""
+    if built:
+        expected = _greedy_reference(folder, request["messages"], CHAT_MAX_TOKENS)
+        details["reference_text"] = expected
+        if verdict.facts["content"] != expected:
+            raise CheckFailed(f"the served tiny Llama answered {verdict.facts['content']!r}, but greedy decoding of "
+                              f"the same model with transformers gives {expected!r}: the served model or its chat "
+                              f"template is not the one built for this run", details)
+        oracle = "; identical to transformers' greedy output of the same model"
+    return Passed(f"{model.name} deployed on Serve in {deploy_s:.0f} s; /v1/chat/completions answered "
+                  f"{verdict.facts['content']!r} ({verdict.facts['usage'].get('completion_tokens')} tokens, "
+                  f"{latency:.1f} s){oracle}", details)
+
+
+def _wait_serve_running(dashboard: str, names: list[str], timeout_s: float, ctx: RunContext) -> float:
+    """Seconds until every application is RUNNING; DEPLOY_FAILED fails at once with Serve's message."""
+    import httpx
+
+    started = time.monotonic()
+    statuses: dict[str, Any] = {}
+    while time.monotonic() - started < timeout_s:
+        details = httpx.get(f"{dashboard}/api/serve/applications/", timeout=30).json()
+        statuses = {name: details.get("applications", {}).get(name, {}) for name in names}
+        failed = {n: a for n, a in statuses.items() if a.get("status") in ("DEPLOY_FAILED", "UNHEALTHY")}
+        if failed:
+            name, app = next(iter(failed.items()))
+            raise CheckFailed(f"Serve application {name!r} is {app['status']}: {app.get('message', '')[:800]}")
+        if statuses and all(a.get("status") == "RUNNING" for a in statuses.values()):
+            return time.monotonic() - started
+        time.sleep(2)
+    shown = {n: (a.get("status"), a.get("message", "")[:200]) for n, a in statuses.items()}
+    raise CheckFailed(f"Serve applications not RUNNING within {timeout_s:.0f} s: {shown}")
+
+
+def _greedy_reference(folder, messages: list[dict], max_tokens: int) -> str:
+    """What greedy decoding of the model gives with transformers: the oracle for the served answer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                           return_dict=True)
+    with torch.inference_mode():
+        output = model.generate(**prompt, max_new_tokens=max_tokens, do_sample=False)
+    return tokenizer.decode(output[0, prompt["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
 # --- observability ------------------------------------------------------------------------------

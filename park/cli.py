@@ -18,7 +18,7 @@ def _park() -> None:
 
 @app.command("kind-config")
 def kind_config(
-    stack: str = typer.Argument(help="A stack under stacks/ (e.g. kind) or the path of a Pulumi.<stack>.yaml"),
+    stack: str = typer.Argument(help="A stack under stacks/ (e.g. kind) or a Pulumi.<stack>.yaml path"),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the config here instead of to stdout"),
 ) -> None:
     """Write the kind cluster config of a kind stack; then: kind create cluster --config FILE."""

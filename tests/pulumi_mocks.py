@@ -3,12 +3,16 @@
 Pulumi mocks are process-global, so each test installs a fresh :class:`RecordingMocks` (see
 :func:`install`) and declares its resources under a :class:`Harness` parent. ``harness.settled()`` is
 an ``Output`` that resolves once every resource under the harness is registered, to a
-:class:`Declared` list; a test decorated with ``@pulumi.runtime.test`` returns
+:class:`DeclaredList`; a test decorated with ``@pulumi.runtime.test`` returns
 ``harness.settled().apply(check)`` so the engine awaits its assertions::
+
+    @pytest.fixture
+    def mocks():
+        return install(stack="aws")
 
     @pulumi.runtime.test
     def test_bucket_is_private(mocks):
-        harness = Harness()
+        harness = Harness(mocks)
         build_something(parent=harness.parent)
         def check(declared):
             block = declared.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
@@ -18,7 +22,9 @@ an ``Output`` that resolves once every resource under the harness is registered,
 The mock answers each resource with its inputs plus a few plausible outputs per type (ids, ARNs,
 endpoints, certificate data, service-account emails), derived from the inputs and from the explicit
 provider the resource names (region, project). Invokes are answered from :data:`CALL_RESULTS`.
-Inputs are recorded as the engine sees them: camelCase property names, nested dicts.
+Inputs are recorded as the engine sees them: camelCase property names, nested dicts, numbers as
+floats, provider inputs that are not strings as JSON text (``"true"``), secrets unwrapped (their names
+are in ``Declared.secret_inputs``). Resources created inside an ``apply`` callback are not collected.
 """
 
 from __future__ import annotations
@@ -40,9 +46,17 @@ FAKE_CA = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMOCK\n-----END CERTIFI
 
 CALL_RESULTS: dict[str, dict[str, Any]] = {
     "aws:index/getPartition:getPartition": {
-        "id": "aws", "partition": "aws", "dnsSuffix": "amazonaws.com", "reverseDnsPrefix": "com.amazonaws"},
+        "id": "aws",
+        "partition": "aws",
+        "dnsSuffix": "amazonaws.com",
+        "reverseDnsPrefix": "com.amazonaws",
+    },
     "aws:index/getCallerIdentity:getCallerIdentity": {
-        "id": ACCOUNT_ID, "accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/test", "userId": "TEST"},
+        "id": ACCOUNT_ID,
+        "accountId": ACCOUNT_ID,
+        "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/test",
+        "userId": "TEST",
+    },
     "aws:index/getRegion:getRegion": {"id": "us-west-2", "name": "us-west-2", "region": "us-west-2"},
 }
 
@@ -145,13 +159,16 @@ class RecordingMocks(Mocks):
         outputs = _OUTPUTS.get(args.typ, _no_outputs)(args.name, inputs, provider)
         resource_id = outputs.pop("id", None) or args.resource_id or f"{args.name}-{_short_hash(args.typ)}"
         if args.typ.startswith("aws:") and "arn" not in outputs and "arn" not in inputs:
-            outputs["arn"] = f"arn:aws:{args.typ.split(':')[1].split('/')[0]}:{provider.get('region', 'us-west-2')}:" \
-                             f"{ACCOUNT_ID}:{args.name}"
+            outputs["arn"] = (
+                f"arn:aws:{args.typ.split(':')[1].split('/')[0]}:{provider.get('region', 'us-west-2')}:"
+                f"{ACCOUNT_ID}:{args.name}"
+            )
         state = {**inputs, **outputs}
         if args.typ.startswith("pulumi:providers:"):
             self.providers[resource_id] = inputs
-        self.registrations[(args.typ, args.name)] = _Registration(args.typ, args.name, resource_id, inputs,
-                                                                 args.provider or "", state, secret_inputs)
+        self.registrations[(args.typ, args.name)] = _Registration(
+            args.typ, args.name, resource_id, inputs, args.provider or "", state, secret_inputs
+        )
         return resource_id, state
 
     def call(self, args: MockCallArgs) -> dict[str, Any]:
@@ -166,10 +183,14 @@ class RecordingMocks(Mocks):
         qualified_type, name = urn.split("::")[2:4]
         type_ = qualified_type.rsplit("$", 1)[-1]
         reg = self.registrations[(type_, name)]
-        return Declared(urn, type_, name, reg.id, reg.inputs, reg.provider, reg.state, depends_on, reg.secret_inputs)
+        return Declared(
+            urn, type_, name, reg.id, reg.inputs, reg.provider, reg.state, depends_on, reg.secret_inputs
+        )
 
 
-def install(stack: str = "test", project: str = "park", calls: dict[str, dict[str, Any]] | None = None) -> RecordingMocks:
+def install(
+    stack: str = "test", project: str = "park", calls: dict[str, dict[str, Any]] | None = None
+) -> RecordingMocks:
     """Install fresh mocks for one test (Pulumi's runtime settings are process-global)."""
     mocks = RecordingMocks(calls)
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False)
@@ -188,7 +209,8 @@ class Harness:
 
     def __post_init__(self) -> None:
         self.parent = pulumi.ComponentResource(
-            "test:index:Harness", self.name, None, pulumi.ResourceOptions(transformations=[self._collect]))
+            "test:index:Harness", self.name, None, pulumi.ResourceOptions(transformations=[self._collect])
+        )
 
     def _collect(self, args: pulumi.ResourceTransformationArgs) -> None:
         # A legacy transformation runs in-process for this component and every descendant; it only
@@ -196,8 +218,9 @@ class Harness:
         self.resources.append(args.resource)
         self.names[id(args.resource)] = args.name
         depends_on = args.opts.depends_on if args.opts is not None else None
-        self.dependencies[id(args.resource)] = list(depends_on) if isinstance(depends_on, (list, tuple)) else []
-        return None
+        self.dependencies[id(args.resource)] = (
+            list(depends_on) if isinstance(depends_on, (list, tuple)) else []
+        )
 
     def settled(self) -> pulumi.Output[DeclaredList]:
         """Resolves once every collected resource has been registered with the mock engine."""
@@ -207,7 +230,10 @@ class Harness:
             return tuple(self.names.get(id(d), repr(d)) for d in self.dependencies.get(id(resource), []))
 
         return pulumi.Output.all(*[r.urn for r in declared]).apply(
-            lambda urns: DeclaredList(self.mocks.declared(urn, depends_on(r)) for urn, r in zip(urns, declared)))
+            lambda urns: DeclaredList(
+                self.mocks.declared(urn, depends_on(r)) for urn, r in zip(urns, declared)
+            )
+        )
 
 
 # --- plausible outputs per resource type (only what the code under test reads) ------------------------
@@ -226,9 +252,13 @@ def _aws_region(provider: dict[str, Any]) -> str:
 def _eks_cluster(name: str, inputs: dict[str, Any], provider: dict[str, Any]) -> dict[str, Any]:
     cluster = inputs.get("name", name)
     region = _aws_region(provider)
-    return {"name": cluster, "arn": f"arn:aws:eks:{region}:{ACCOUNT_ID}:cluster/{cluster}",
-            "endpoint": f"https://{_short_hash(cluster).upper()}.gr7.{region}.eks.amazonaws.com",
-            "certificateAuthority": {"data": FAKE_CA}, "status": "ACTIVE"}
+    return {
+        "name": cluster,
+        "arn": f"arn:aws:eks:{region}:{ACCOUNT_ID}:cluster/{cluster}",
+        "endpoint": f"https://{_short_hash(cluster).upper()}.gr7.{region}.eks.amazonaws.com",
+        "certificateAuthority": {"data": FAKE_CA},
+        "status": "ACTIVE",
+    }
 
 
 def _iam_role(name: str, inputs: dict[str, Any], provider: dict[str, Any]) -> dict[str, Any]:
@@ -243,24 +273,36 @@ def _s3_bucket(name: str, inputs: dict[str, Any], provider: dict[str, Any]) -> d
 
 def _fsx_lustre(name: str, inputs: dict[str, Any], provider: dict[str, Any]) -> dict[str, Any]:
     fs_id = f"fs-{_short_hash(name)}"
-    return {"id": fs_id, "dnsName": f"{fs_id}.fsx.{_aws_region(provider)}.amazonaws.com", "mountName": "abcdefgh"}
+    return {
+        "id": fs_id,
+        "dnsName": f"{fs_id}.fsx.{_aws_region(provider)}.amazonaws.com",
+        "mountName": "abcdefgh",
+    }
 
 
 def _gke_cluster(name: str, inputs: dict[str, Any], provider: dict[str, Any]) -> dict[str, Any]:
     cluster = inputs.get("name", name)
     project = inputs.get("project", provider.get("project", "mock-project"))
     location = inputs.get("location", provider.get("region", "us-central1"))
-    return {"id": f"projects/{project}/locations/{location}/clusters/{cluster}", "name": cluster,
-            "endpoint": "10.0.0.2" if inputs.get("privateClusterConfig", {}).get("enablePrivateEndpoint")
-            else "34.1.2.3",
-            "masterAuth": {"clusterCaCertificate": FAKE_CA}}
+    return {
+        "id": f"projects/{project}/locations/{location}/clusters/{cluster}",
+        "name": cluster,
+        "endpoint": "10.0.0.2"
+        if inputs.get("privateClusterConfig", {}).get("enablePrivateEndpoint")
+        else "34.1.2.3",
+        "masterAuth": {"clusterCaCertificate": FAKE_CA},
+    }
 
 
 def _gcp_service_account(name: str, inputs: dict[str, Any], provider: dict[str, Any]) -> dict[str, Any]:
     project = inputs.get("project", provider.get("project", "mock-project"))
     email = f"{inputs['accountId']}@{project}.iam.gserviceaccount.com"
-    return {"id": f"projects/{project}/serviceAccounts/{email}", "email": email,
-            "name": f"projects/{project}/serviceAccounts/{email}", "member": f"serviceAccount:{email}"}
+    return {
+        "id": f"projects/{project}/serviceAccounts/{email}",
+        "email": email,
+        "name": f"projects/{project}/serviceAccounts/{email}",
+        "member": f"serviceAccount:{email}",
+    }
 
 
 def _gcp_named(kind: str) -> OutputsFn:
@@ -269,6 +311,7 @@ def _gcp_named(kind: str) -> OutputsFn:
         resource = inputs.get("name", f"{name}-{_short_hash(name)[:7]}")
         link = f"https://www.googleapis.com/compute/v1/projects/{project}/{kind}/{resource}"
         return {"id": f"projects/{project}/{kind}/{resource}", "name": resource, "selfLink": link}
+
     return outputs
 
 

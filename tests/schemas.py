@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from park.components.manifests.common import HELM_RELEASE_API_VERSION
 from park.components.manifests.schemas import (
     SchemaDirMissing,

@@ -12,11 +12,10 @@ import sys
 
 import pulumi
 import pytest
-from pulumi_mocks import Declared, DeclaredList, Harness, install
-
 from park.components import spec as specs
 from park.components.clouds import aws as adapter
 from park.components.clouds import load_adapter
+from pulumi_mocks import Declared, DeclaredList, Harness, install
 
 STACK_FILE = specs.resolve_stack_file("aws")
 SHIPPED = specs.load_stack_file(STACK_FILE)
@@ -72,14 +71,18 @@ def policy(resource: Declared, key: str) -> dict:
 
 def test_subnet_plan_gives_each_zone_disjoint_subnets_inside_the_vpc():
     plan = adapter.subnet_plan(["us-west-2a", "us-west-2b", "us-west-2c", "us-west-2a"])
-    assert [p.zone for p in plan] == ["us-west-2a", "us-west-2b", "us-west-2c"], "zones not deduplicated in order"
+    assert [p.zone for p in plan] == ["us-west-2a", "us-west-2b", "us-west-2c"], (
+        "zones not deduplicated in order"
+    )
     vpc = ipaddress.ip_network(adapter.VPC_CIDR)
     networks = [ipaddress.ip_network(c) for p in plan for c in (p.private_cidr, p.public_cidr)]
     assert all(n.subnet_of(vpc) for n in networks), f"a subnet lies outside {vpc}: {networks}"
     for i, a in enumerate(networks):
-        for b in networks[i + 1:]:
+        for b in networks[i + 1 :]:
             assert not a.overlaps(b), f"subnets {a} and {b} overlap"
-    assert all(ipaddress.ip_network(p.private_cidr).num_addresses >= 8192 for p in plan), "private subnets too small"
+    assert all(ipaddress.ip_network(p.private_cidr).num_addresses >= 8192 for p in plan), (
+        "private subnets too small"
+    )
 
 
 def test_subnet_plan_rejects_more_zones_than_fit():
@@ -87,7 +90,9 @@ def test_subnet_plan_rejects_more_zones_than_fit():
         adapter.subnet_plan([f"us-east-1{c}" for c in "abcdefg"])
 
 
-@pytest.mark.parametrize("capacity, ok", [(1200, True), (2400, True), (7200, True), (1024, False), (3000, False)])
+@pytest.mark.parametrize(
+    "capacity, ok", [(1200, True), (2400, True), (7200, True), (1024, False), (3000, False)]
+)
 def test_fsx_capacity_follows_persistent_2_sizes(capacity, ok):
     problem = adapter.fsx_capacity_problem(capacity)
     assert (problem is None) == ok, f"{capacity} GiB: {problem}"
@@ -97,8 +102,10 @@ def test_fsx_capacity_follows_persistent_2_sizes(capacity, ok):
 
 def test_eks_kubeconfig_gets_tokens_from_aws_cli():
     config = adapter.eks_kubeconfig("c1", "https://x.eks.amazonaws.com", "Q0E=", "eu-west-1")
-    assert config["clusters"][0]["cluster"] == {"server": "https://x.eks.amazonaws.com",
-                                                "certificate-authority-data": "Q0E="}
+    assert config["clusters"][0]["cluster"] == {
+        "server": "https://x.eks.amazonaws.com",
+        "certificate-authority-data": "Q0E=",
+    }
     exec_ = config["users"][0]["user"]["exec"]
     assert exec_["command"] == "aws"
     assert exec_["args"][:2] == ["eks", "get-token"]
@@ -108,7 +115,9 @@ def test_eks_kubeconfig_gets_tokens_from_aws_cli():
 
 
 def test_pod_identity_trust_names_exactly_the_given_service_accounts():
-    trust = adapter.pod_identity_trust_policy("arn:aws:eks:r:1:cluster/c", [("a", "park-ray"), ("b", "park-ray")])
+    trust = adapter.pod_identity_trust_policy(
+        "arn:aws:eks:r:1:cluster/c", [("a", "park-ray"), ("b", "park-ray")]
+    )
     [statement] = trust["Statement"]
     assert statement["Principal"] == {"Service": "pods.eks.amazonaws.com"}
     assert set(statement["Action"]) == {"sts:AssumeRole", "sts:TagSession"}
@@ -121,12 +130,18 @@ def test_pod_identity_trust_names_exactly_the_given_service_accounts():
 def test_pod_identity_trust_never_widens_to_a_cross_product():
     # two namespaces x two names as lists would also trust (a, y) and (b, x); one statement per pair does not
     trust = adapter.pod_identity_trust_policy("arn", [("a", "x"), ("b", "y")])
-    pairs = {(s["Condition"]["StringEquals"]["aws:RequestTag/kubernetes-namespace"][0],
-              s["Condition"]["StringEquals"]["aws:RequestTag/kubernetes-service-account"][0])
-             for s in trust["Statement"]}
+    pairs = {
+        (
+            s["Condition"]["StringEquals"]["aws:RequestTag/kubernetes-namespace"][0],
+            s["Condition"]["StringEquals"]["aws:RequestTag/kubernetes-service-account"][0],
+        )
+        for s in trust["Statement"]
+    }
     assert pairs == {("a", "x"), ("b", "y")}
-    assert all(len(s["Condition"]["StringEquals"]["aws:RequestTag/kubernetes-namespace"]) == 1
-               for s in trust["Statement"])
+    assert all(
+        len(s["Condition"]["StringEquals"]["aws:RequestTag/kubernetes-namespace"]) == 1
+        for s in trust["Statement"]
+    )
 
 
 # --- the shipped profile under mocks ---------------------------------------------------------------
@@ -158,11 +173,16 @@ def test_network_has_private_and_public_subnets_per_zone_behind_one_nat(mocks):
         assert vpc.inputs["cidrBlock"] == adapter.VPC_CIDR and vpc.inputs["enableDnsHostnames"], vpc.urn
         subnets = declared.of_type(SUBNET)
         for zone in SHIPPED.zones:
-            kinds = {s.name.removeprefix("park-aws-").split("-", 1)[0]
-                     for s in subnets if s.inputs["availabilityZone"] == zone}
+            kinds = {
+                s.name.removeprefix("park-aws-").split("-", 1)[0]
+                for s in subnets
+                if s.inputs["availabilityZone"] == zone
+            }
             assert kinds == {"private", "public"}, f"zone {zone} has subnets {kinds}"
         for s in subnets:
-            role_tag = "kubernetes.io/role/internal-elb" if "-private-" in s.name else "kubernetes.io/role/elb"
+            role_tag = (
+                "kubernetes.io/role/internal-elb" if "-private-" in s.name else "kubernetes.io/role/elb"
+            )
             assert s.inputs["tags"].get(role_tag) == "1", f"subnet {s.urn} lacks the {role_tag} tag"
             assert not s.inputs.get("mapPublicIpOnLaunch"), f"subnet {s.urn} gives instances public IPs"
         public_ids = {s.id for s in subnets if "-public-" in s.name}
@@ -170,11 +190,15 @@ def test_network_has_private_and_public_subnets_per_zone_behind_one_nat(mocks):
         assert nat.inputs["subnetId"] in public_ids, f"{nat.urn} is not in a public subnet"
         tables = {t.name: t for t in declared.of_type(ROUTE_TABLE)}
         private, public = tables["park-aws-private"], tables["park-aws-public"]
-        assert private.inputs["routes"] == [{"cidrBlock": "0.0.0.0/0", "natGatewayId": nat.id}], \
+        assert private.inputs["routes"] == [{"cidrBlock": "0.0.0.0/0", "natGatewayId": nat.id}], (
             f"{private.urn} does not send egress through the NAT gateway"
-        assert public.inputs["routes"] == [{"cidrBlock": "0.0.0.0/0", "gatewayId": declared.one(INTERNET_GATEWAY).id}], \
-            f"{public.urn} does not route to the internet gateway"
-        table_of = {a.inputs["subnetId"]: a.inputs["routeTableId"] for a in declared.of_type(ROUTE_TABLE_ASSOCIATION)}
+        )
+        assert public.inputs["routes"] == [
+            {"cidrBlock": "0.0.0.0/0", "gatewayId": declared.one(INTERNET_GATEWAY).id}
+        ], f"{public.urn} does not route to the internet gateway"
+        table_of = {
+            a.inputs["subnetId"]: a.inputs["routeTableId"] for a in declared.of_type(ROUTE_TABLE_ASSOCIATION)
+        }
         for s in subnets:
             expected = public if "-public-" in s.name else private
             assert table_of.get(s.id) == expected.id, f"subnet {s.urn} is not associated with {expected.name}"
@@ -192,21 +216,36 @@ def test_cluster_endpoint_logging_and_authentication(mocks, private):
         cluster = declared.one(CLUSTER)
         vpc_config = cluster.inputs["vpcConfig"]
         assert cluster.inputs["name"] == "park-aws" and cluster.inputs["version"] == "1.33", cluster.urn
-        assert vpc_config["endpointPrivateAccess"] is True, f"{cluster.urn}: nodes cannot reach the API privately"
-        assert vpc_config["endpointPublicAccess"] is (not private), f"{cluster.urn}: public endpoint switch ignored"
+        assert vpc_config["endpointPrivateAccess"] is True, (
+            f"{cluster.urn}: nodes cannot reach the API privately"
+        )
+        assert vpc_config["endpointPublicAccess"] is (not private), (
+            f"{cluster.urn}: public endpoint switch ignored"
+        )
         if private:
             assert not vpc_config.get("publicAccessCidrs"), f"{cluster.urn}: CIDRs on a private endpoint"
         else:
             assert vpc_config["publicAccessCidrs"] == ["203.0.113.0/24"], f"{cluster.urn}: wrong public CIDRs"
         assert set(cluster.inputs["enabledClusterLogTypes"]) == {
-            "api", "audit", "authenticator", "controllerManager", "scheduler"}, f"{cluster.urn}: logging"
+            "api",
+            "audit",
+            "authenticator",
+            "controllerManager",
+            "scheduler",
+        }, f"{cluster.urn}: logging"
         assert cluster.inputs["accessConfig"]["authenticationMode"] == "API", f"{cluster.urn}: auth mode"
         role = next(r for r in declared.of_type(ROLE) if r.name == "park-aws-cluster")
-        assert policy(role, "assumeRolePolicy")["Statement"][0]["Principal"] == {"Service": "eks.amazonaws.com"}
+        assert policy(role, "assumeRolePolicy")["Statement"][0]["Principal"] == {
+            "Service": "eks.amazonaws.com"
+        }
         assert cluster.inputs["roleArn"] == role.state["arn"], f"{cluster.urn} does not use the cluster role"
-        attachments = [a for a in declared.of_type(ROLE_POLICY_ATTACHMENT) if a.name.startswith("park-aws-cluster-")]
+        attachments = [
+            a for a in declared.of_type(ROLE_POLICY_ATTACHMENT) if a.name.startswith("park-aws-cluster-")
+        ]
         assert attachments[0].inputs["policyArn"] == "arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"
-        assert attachments[0].name in cluster.depends_on, f"{cluster.urn} may start before its policy is attached"
+        assert attachments[0].name in cluster.depends_on, (
+            f"{cluster.urn} may start before its policy is attached"
+        )
 
     return harness.settled().apply(check)
 
@@ -222,20 +261,28 @@ def test_node_groups_follow_the_pools(mocks):
             g = groups[pool]
             assert g.inputs["instanceTypes"] == [itype], f"node group {g.urn} has {g.inputs['instanceTypes']}"
             assert g.inputs["amiType"] == ami, f"node group {g.urn} has AMI type {g.inputs['amiType']}"
-            assert g.inputs["capacityType"] == capacity, f"node group {g.urn} has capacity {g.inputs['capacityType']}"
+            assert g.inputs["capacityType"] == capacity, (
+                f"node group {g.urn} has capacity {g.inputs['capacityType']}"
+            )
             scaling = g.inputs["scalingConfig"]
             assert (scaling["minSize"], scaling["maxSize"], scaling["desiredSize"]) == (lo, hi, lo), g.urn
             assert g.inputs["diskSize"] == disk, f"node group {g.urn} disk {g.inputs['diskSize']}"
-            assert g.inputs["labels"]["park-stack.io/pool"] == pool, f"node group {g.urn} lacks the pool label"
+            assert g.inputs["labels"]["park-stack.io/pool"] == pool, (
+                f"node group {g.urn} lacks the pool label"
+            )
             gpu_taints = [t for t in g.inputs.get("taints", []) if t["key"] == "nvidia.com/gpu"]
             if gpu:
-                assert gpu_taints == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}], \
-                    f"node group {g.urn} has no GPU taint"
+                assert gpu_taints == [
+                    {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}
+                ], f"node group {g.urn} has no GPU taint"
             else:
                 assert not g.inputs.get("taints"), f"node group {g.urn} is tainted: {g.inputs.get('taints')}"
-            assert all(s.startswith("park-aws-private-") for s in g.inputs["subnetIds"]), \
+            assert all(s.startswith("park-aws-private-") for s in g.inputs["subnetIds"]), (
                 f"node group {g.urn} is not only in private subnets"
-        assert groups["h100-spot"].inputs["labels"]["park-stack.io/capacity"] == "spot", "extra pool label lost"
+            )
+        assert groups["h100-spot"].inputs["labels"]["park-stack.io/capacity"] == "spot", (
+            "extra pool label lost"
+        )
 
     return harness.settled().apply(check)
 
@@ -252,20 +299,28 @@ def test_addons_are_ordered_around_the_node_groups(mocks):
             missing = {f"park-aws-{a}" for a in adapter.ADDONS_BEFORE_NODES} - set(g.depends_on)
             assert not missing, f"node group {g.urn} may start before {missing}"
         for name in adapter.ADDONS_AFTER_NODES:
-            assert set(groups) <= set(addons[name].depends_on), f"add-on {addons[name].urn} may start before nodes"
+            assert set(groups) <= set(addons[name].depends_on), (
+                f"add-on {addons[name].urn} may start before nodes"
+            )
         ebs = addons["aws-ebs-csi-driver"].inputs["podIdentityAssociations"]
-        assert [a["serviceAccount"] for a in ebs] == ["ebs-csi-controller-sa"], "EBS CSI driver has no identity"
+        assert [a["serviceAccount"] for a in ebs] == ["ebs-csi-controller-sa"], (
+            "EBS CSI driver has no identity"
+        )
         ebs_role = next(r for r in declared.of_type(ROLE) if r.state["arn"] == ebs[0]["roleArn"])
         condition = policy(ebs_role, "assumeRolePolicy")["Statement"][0]["Condition"]["StringEquals"]
         assert condition["aws:RequestTag/kubernetes-namespace"] == ["kube-system"], ebs_role.urn
 
     return pulumi.Output.all(harness.settled(), pulumi.Output.all(*[r.urn for r in handle.depends_on])).apply(
-        lambda v: (check(v[0]), _check_handle_waits_for(v[0], v[1])))
+        lambda v: (check(v[0]), _check_handle_waits_for(v[0], v[1]))
+    )
 
 
 def _check_handle_waits_for(declared: DeclaredList, urns: list[str]) -> None:
     waited = {u.split("::")[-1] for u in urns}
-    expected = {g.name for g in declared.of_type(NODE_GROUP)} | {"park-aws-coredns", "park-aws-aws-ebs-csi-driver"}
+    expected = {g.name for g in declared.of_type(NODE_GROUP)} | {
+        "park-aws-coredns",
+        "park-aws-aws-ebs-csi-driver",
+    }
     assert expected <= waited, f"the handle does not make add-ons wait for {expected - waited}"
 
 
@@ -279,13 +334,19 @@ def test_bucket_is_private_encrypted_versioned_and_expires_scratch(mocks):
         block = declared.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
         for flag in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"):
             assert block.inputs[flag] is True, f"{block.urn}: {flag} is off"
-        sse = declared.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+        sse = declared.one(
+            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+        )
         algorithm = sse.inputs["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"]
         assert algorithm in ("aws:kms", "AES256"), f"{sse.urn}: encryption {algorithm}"
         versioning = declared.one("aws:s3/bucketVersioning:BucketVersioning")
         assert versioning.inputs["versioningConfiguration"]["status"] == "Enabled", f"{versioning.urn} is off"
-        rules = {r["id"]: r for r in declared.one(
-            "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs["rules"]}
+        rules = {
+            r["id"]: r
+            for r in declared.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs[
+                "rules"
+            ]
+        }
         days = SHIPPED.storage.retention_days
         assert rules["expire-noncurrent-versions"]["noncurrentVersionExpiration"]["noncurrentDays"] == days
         assert rules["expire-scratch"]["filter"]["prefix"] == "scratch/"
@@ -293,7 +354,9 @@ def test_bucket_is_private_encrypted_versioned_and_expires_scratch(mocks):
         deny = policy(declared.one("aws:s3/bucketPolicy:BucketPolicy"), "policy")["Statement"][0]
         assert deny["Effect"] == "Deny" and deny["Condition"]["Bool"]["aws:SecureTransport"] == "false"
         owners = declared.one("aws:s3/bucketOwnershipControls:BucketOwnershipControls")
-        assert owners.inputs["rule"]["objectOwnership"] == "BucketOwnerEnforced", f"{owners.urn}: ACLs still work"
+        assert owners.inputs["rule"]["objectOwnership"] == "BucketOwnerEnforced", (
+            f"{owners.urn}: ACLs still work"
+        )
 
     return harness.settled().apply(check)
 
@@ -308,19 +371,30 @@ def test_ray_role_is_usable_only_by_the_ray_service_accounts_and_only_on_the_buc
         cluster = declared.one(CLUSTER)
         allowed = set()
         for statement in trust["Statement"]:
-            assert statement["Principal"] == {"Service": "pods.eks.amazonaws.com"}, f"role {role.urn} trusts more"
+            assert statement["Principal"] == {"Service": "pods.eks.amazonaws.com"}, (
+                f"role {role.urn} trusts more"
+            )
             condition = statement["Condition"]["StringEquals"]
             assert condition["aws:RequestTag/eks-cluster-arn"] == cluster.state["arn"], role.urn
-            allowed |= {(ns, sa) for ns in condition["aws:RequestTag/kubernetes-namespace"]
-                        for sa in condition["aws:RequestTag/kubernetes-service-account"]}
-        assert allowed == {("research", "park-ray"), ("serving", "park-ray")}, f"role {role.urn} trusts {allowed}"
-        associations = {(a.inputs["namespace"], a.inputs["serviceAccount"])
-                        for a in declared.of_type(POD_IDENTITY) if a.inputs["roleArn"] == role.state["arn"]}
+            allowed |= {
+                (ns, sa)
+                for ns in condition["aws:RequestTag/kubernetes-namespace"]
+                for sa in condition["aws:RequestTag/kubernetes-service-account"]
+            }
+        assert allowed == {("research", "park-ray"), ("serving", "park-ray")}, (
+            f"role {role.urn} trusts {allowed}"
+        )
+        associations = {
+            (a.inputs["namespace"], a.inputs["serviceAccount"])
+            for a in declared.of_type(POD_IDENTITY)
+            if a.inputs["roleArn"] == role.state["arn"]
+        }
         assert associations == allowed, f"Pod Identity associations for {role.urn}: {associations}"
         [ray_policy] = [p for p in declared.of_type(ROLE_POLICY) if p.inputs["role"] == role.state["name"]]
         resources = {r for s in policy(ray_policy, "policy")["Statement"] for r in [s["Resource"]]}
-        assert resources == {"arn:aws:s3:::park-aws-park-data", "arn:aws:s3:::park-aws-park-data/*"}, \
+        assert resources == {"arn:aws:s3:::park-aws-park-data", "arn:aws:s3:::park-aws-park-data/*"}, (
             f"{ray_policy.urn} reaches beyond the bucket: {resources}"
+        )
 
     return harness.settled().apply(check)
 
@@ -333,15 +407,19 @@ def test_cluster_autoscaler_gets_a_pod_identity_role_scoped_to_this_cluster(mock
         role = next(r for r in declared.of_type(ROLE) if r.name == "park-aws-cluster-autoscaler")
         assert role_arn == role.state["arn"], "handle.outputs does not expose the autoscaler role"
         association = next(a for a in declared.of_type(POD_IDENTITY) if a.inputs["roleArn"] == role_arn)
-        assert (association.inputs["namespace"], association.inputs["serviceAccount"]) == \
-            adapter.CLUSTER_AUTOSCALER_SERVICE_ACCOUNT, association.urn
+        assert (
+            association.inputs["namespace"],
+            association.inputs["serviceAccount"],
+        ) == adapter.CLUSTER_AUTOSCALER_SERVICE_ACCOUNT, association.urn
         [inline] = [p for p in declared.of_type(ROLE_POLICY) if p.inputs["role"] == role.state["name"]]
         resize = next(s for s in policy(inline, "policy")["Statement"] if s["Sid"] == "ResizeOwnGroups")
         assert resize["Condition"]["StringEquals"] == {
-            "aws:ResourceTag/k8s.io/cluster-autoscaler/park-aws": "owned"}, f"{inline.urn} may resize other groups"
+            "aws:ResourceTag/k8s.io/cluster-autoscaler/park-aws": "owned"
+        }, f"{inline.urn} may resize other groups"
 
     return pulumi.Output.all(harness.settled(), handle.outputs["clusterAutoscalerRoleArn"]).apply(
-        lambda v: check(*v))
+        lambda v: check(*v)
+    )
 
 
 @pulumi.runtime.test
@@ -352,8 +430,10 @@ def test_handle_carries_kubeconfig_provider_storage_and_identity(mocks):
         config = json.loads(kubeconfig)
         cluster = declared.one(CLUSTER)
         assert config["clusters"][0]["cluster"]["server"] == cluster.state["endpoint"]
-        assert config["clusters"][0]["cluster"]["certificate-authority-data"] == \
-            cluster.state["certificateAuthority"]["data"]
+        assert (
+            config["clusters"][0]["cluster"]["certificate-authority-data"]
+            == cluster.state["certificateAuthority"]["data"]
+        )
         assert config["users"][0]["user"]["exec"]["args"][3] == "park-aws"
         provider = declared.one(K8S_PROVIDER)
         assert provider.inputs["enableServerSideApply"] == "true", f"{provider.urn} without server-side apply"
@@ -363,8 +443,13 @@ def test_handle_carries_kubeconfig_provider_storage_and_identity(mocks):
         assert name == "park-aws"
         assert handle.shared_filesystem is None
 
-    return pulumi.Output.all(harness.settled(), handle.kubeconfig, handle.storage_uri,
-                             handle.ray_service_account_annotations, handle.cluster_name).apply(lambda v: check(*v))
+    return pulumi.Output.all(
+        harness.settled(),
+        handle.kubeconfig,
+        handle.storage_uri,
+        handle.ray_service_account_annotations,
+        handle.cluster_name,
+    ).apply(lambda v: check(*v))
 
 
 @pulumi.runtime.test
@@ -376,8 +461,9 @@ def test_kubeconfig_is_secret_in_the_handle_and_the_provider(mocks):
         provider = declared.one(K8S_PROVIDER)
         assert "kubeconfig" in provider.secret_inputs, f"{provider.urn} receives the kubeconfig in plain text"
 
-    return pulumi.Output.all(harness.settled(), pulumi.Output.from_input(handle.kubeconfig.is_secret())).apply(
-        lambda v: check(*v))
+    return pulumi.Output.all(
+        harness.settled(), pulumi.Output.from_input(handle.kubeconfig.is_secret())
+    ).apply(lambda v: check(*v))
 
 
 @pulumi.runtime.test
@@ -387,17 +473,25 @@ def test_shared_filesystem_is_fsx_lustre_with_its_csi_driver(mocks):
 
     def check(declared: DeclaredList, shared: dict):
         lustre = declared.one("aws:fsx/lustreFileSystem:LustreFileSystem")
-        assert lustre.inputs["storageCapacity"] == 2400, f"{lustre.urn} capacity {lustre.inputs['storageCapacity']}"
+        assert lustre.inputs["storageCapacity"] == 2400, (
+            f"{lustre.urn} capacity {lustre.inputs['storageCapacity']}"
+        )
         assert lustre.inputs["deploymentType"] == "PERSISTENT_2", lustre.urn
         assert lustre.inputs["subnetIds"].startswith("park-aws-private-"), f"{lustre.urn} is not private"
         group = declared.one("aws:ec2/securityGroup:SecurityGroup")
         ports = {(r["fromPort"], r["toPort"]) for r in group.inputs["ingress"]}
         assert ports == {(988, 988), (1018, 1023)}, f"{group.urn} opens {ports}"
         assert all(r["cidrBlocks"] == [adapter.VPC_CIDR] for r in group.inputs["ingress"]), group.urn
-        assert any(a.inputs["addonName"] == "aws-fsx-csi-driver" for a in declared.of_type(ADDON)), \
+        assert any(a.inputs["addonName"] == "aws-fsx-csi-driver" for a in declared.of_type(ADDON)), (
             "no FSx CSI driver to mount the file system"
-        assert shared == {"kind": "fsx-lustre", "fileSystemId": lustre.id, "dnsName": lustre.state["dnsName"],
-                          "mountName": lustre.state["mountName"], "mountPath": "/mnt/lustre"}
+        )
+        assert shared == {
+            "kind": "fsx-lustre",
+            "fileSystemId": lustre.id,
+            "dnsName": lustre.state["dnsName"],
+            "mountName": lustre.state["mountName"],
+            "mountPath": "/mnt/lustre",
+        }
 
     return pulumi.Output.all(harness.settled(), handle.shared_filesystem).apply(lambda v: check(*v))
 
@@ -405,7 +499,9 @@ def test_shared_filesystem_is_fsx_lustre_with_its_csi_driver(mocks):
 @pulumi.runtime.test
 def test_an_fsx_size_fsx_cannot_make_is_a_run_error_naming_the_property(mocks):
     spec = variant(storage={"sharedFilesystem": {"capacityGib": 1024}})
-    with pytest.raises(pulumi.RunError, match=r"storage\.sharedFilesystem\.capacityGib: 1024 GiB .* nearest: 1200"):
+    with pytest.raises(
+        pulumi.RunError, match=r"storage\.sharedFilesystem\.capacityGib: 1024 GiB .* nearest: 1200"
+    ):
         adapter.ADAPTER.provision("park-aws", spec, Harness(mocks).parent)
 
 

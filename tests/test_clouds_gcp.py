@@ -11,11 +11,10 @@ import sys
 
 import pulumi
 import pytest
-from pulumi_mocks import DeclaredList, Harness, install
-
 from park.components import spec as specs
 from park.components.clouds import gcp as adapter
 from park.components.clouds import gcp_ray_service_account_email, load_adapter
+from pulumi_mocks import DeclaredList, Harness, install
 
 STACK_FILE = specs.resolve_stack_file("gcp")
 SHIPPED = specs.load_stack_file(STACK_FILE)
@@ -64,19 +63,44 @@ def provision(mocks, spec: specs.StackSpec = SHIPPED):
 
 
 def test_gke_taints_leave_the_gpu_taint_to_gke_and_keep_the_others():
-    spec = variant(nodePools=[
-        {"name": "system", "role": "system", "minNodes": 1, "maxNodes": 1},
-        {"name": "l4", "accelerator": "nvidia-l4", "taints": [{"key": "team", "value": "ml", "effect": "NoExecute"}]},
-        {"name": "cpu", "taints": [{"key": "batch", "effect": "PreferNoSchedule"}]},
-    ], teams=[{"name": "research"}])
-    assert {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"} in spec.node_taints(spec.pool("l4"))
-    assert adapter.gke_taints(spec, spec.pool("l4")) == [{"key": "team", "value": "ml", "effect": "NO_EXECUTE"}]
-    assert adapter.gke_taints(spec, spec.pool("cpu")) == [{"key": "batch", "value": "", "effect": "PREFER_NO_SCHEDULE"}]
+    spec = variant(
+        nodePools=[
+            {"name": "system", "role": "system", "minNodes": 1, "maxNodes": 1},
+            {
+                "name": "l4",
+                "accelerator": "nvidia-l4",
+                "taints": [{"key": "team", "value": "ml", "effect": "NoExecute"}],
+            },
+            {"name": "cpu", "taints": [{"key": "batch", "effect": "PreferNoSchedule"}]},
+        ],
+        teams=[{"name": "research"}],
+    )
+    assert {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"} in spec.node_taints(
+        spec.pool("l4")
+    )
+    assert adapter.gke_taints(spec, spec.pool("l4")) == [
+        {"key": "team", "value": "ml", "effect": "NO_EXECUTE"}
+    ]
+    assert adapter.gke_taints(spec, spec.pool("cpu")) == [
+        {"key": "batch", "value": "", "effect": "PREFER_NO_SCHEDULE"}
+    ]
     assert adapter.gke_taints(spec, spec.pool("system")) == []
 
 
-@pytest.mark.parametrize("capacity, ok", [(1024, True), (1280, True), (9984, True), (10240, True), (12800, True),
-                                          (1200, False), (10000, False), (11000, False), (512, False)])
+@pytest.mark.parametrize(
+    "capacity, ok",
+    [
+        (1024, True),
+        (1280, True),
+        (9984, True),
+        (10240, True),
+        (12800, True),
+        (1200, False),
+        (10000, False),
+        (11000, False),
+        (512, False),
+    ],
+)
 def test_filestore_capacity_follows_zonal_tier_steps(capacity, ok):
     problem = adapter.filestore_capacity_problem(capacity)
     assert (problem is None) == ok, f"{capacity} GiB: {problem}"
@@ -87,7 +111,10 @@ def test_filestore_capacity_follows_zonal_tier_steps(capacity, ok):
 
 def test_gke_kubeconfig_gets_tokens_from_the_gke_auth_plugin():
     config = adapter.gke_kubeconfig("c1", "10.0.0.2", "Q0E=")
-    assert config["clusters"][0]["cluster"] == {"server": "https://10.0.0.2", "certificate-authority-data": "Q0E="}
+    assert config["clusters"][0]["cluster"] == {
+        "server": "https://10.0.0.2",
+        "certificate-authority-data": "Q0E=",
+    }
     exec_ = config["users"][0]["user"]["exec"]
     assert exec_["command"] == "gke-gcloud-auth-plugin" and exec_["provideClusterInfo"] is True
 
@@ -115,8 +142,10 @@ def test_every_resource_is_a_child_of_the_parent_and_uses_the_project_provider(m
 
     def check(declared: DeclaredList):
         provider = declared.one(GCP_PROVIDER)
-        assert (provider.inputs["project"], provider.inputs["region"]) == ("park-stack-demo", "us-central1"), \
-            f"{provider.urn} is not for the spec's project and region"
+        assert (provider.inputs["project"], provider.inputs["region"]) == (
+            "park-stack-demo",
+            "us-central1",
+        ), f"{provider.urn} is not for the spec's project and region"
         for d in declared:
             assert "test:index:Harness$" in d.urn, f"{d.urn} is not a child of the parent component"
             assert d.name.startswith("park-gcp-"), f"{d.urn} is not named after the component"
@@ -125,8 +154,9 @@ def test_every_resource_is_a_child_of_the_parent_and_uses_the_project_provider(m
         assert not any(t.startswith("aws:") for t in declared.types), "the gcp adapter declared aws resources"
         apis = {s.inputs["service"] for s in declared.of_type(SERVICE)}
         assert set(adapter.REQUIRED_APIS) <= apis, f"APIs not enabled: {set(adapter.REQUIRED_APIS) - apis}"
-        assert all(s.inputs["disableOnDestroy"] is False for s in declared.of_type(SERVICE)), \
+        assert all(s.inputs["disableOnDestroy"] is False for s in declared.of_type(SERVICE)), (
             "destroying the stack would disable project APIs"
+        )
 
     return harness.settled().apply(check)
 
@@ -137,12 +167,16 @@ def test_network_is_custom_mode_with_secondary_ranges_and_cloud_nat(mocks):
 
     def check(declared: DeclaredList):
         network = declared.one(NETWORK)
-        assert network.inputs["autoCreateSubnetworks"] is False, f"{network.urn} creates subnets in every region"
+        assert network.inputs["autoCreateSubnetworks"] is False, (
+            f"{network.urn} creates subnets in every region"
+        )
         subnet = declared.one(SUBNETWORK)
         assert subnet.inputs["network"] == network.id and subnet.inputs["region"] == "us-central1", subnet.urn
         ranges = {r["rangeName"]: r["ipCidrRange"] for r in subnet.inputs["secondaryIpRanges"]}
         assert ranges == dict([adapter.PODS_RANGE, adapter.SERVICES_RANGE]), f"{subnet.urn} ranges {ranges}"
-        assert subnet.inputs["privateIpGoogleAccess"] is True, f"{subnet.urn}: private nodes cannot reach Google APIs"
+        assert subnet.inputs["privateIpGoogleAccess"] is True, (
+            f"{subnet.urn}: private nodes cannot reach Google APIs"
+        )
         nat = declared.one(ROUTER_NAT)
         assert nat.inputs["sourceSubnetworkIpRangesToNat"] == "ALL_SUBNETWORKS_ALL_IP_RANGES", nat.urn
 
@@ -152,23 +186,35 @@ def test_network_is_custom_mode_with_secondary_ranges_and_cloud_nat(mocks):
 @pytest.mark.parametrize("private", [True, False], ids=["private-endpoint", "public-endpoint"])
 @pulumi.runtime.test
 def test_cluster_is_private_vpc_native_with_workload_identity(mocks, private):
-    spec = SHIPPED if private else variant(security={"privateEndpoint": False, "allowedCidrs": ["198.51.100.0/24"]})
+    spec = (
+        SHIPPED
+        if private
+        else variant(security={"privateEndpoint": False, "allowedCidrs": ["198.51.100.0/24"]})
+    )
     harness, _ = provision(mocks, spec)
 
     def check(declared: DeclaredList):
         cluster = declared.one(CLUSTER)
         i = cluster.inputs
         assert i["name"] == "park-gcp" and i["location"] == "us-central1", cluster.urn
-        assert i["nodeLocations"] == ["us-central1-a", "us-central1-c"], f"{cluster.urn} zones {i['nodeLocations']}"
+        assert i["nodeLocations"] == ["us-central1-a", "us-central1-c"], (
+            f"{cluster.urn} zones {i['nodeLocations']}"
+        )
         assert i["removeDefaultNodePool"] is True, f"{cluster.urn} keeps the default node pool"
         assert i["privateClusterConfig"]["enablePrivateNodes"] is True, f"{cluster.urn} nodes have public IPs"
-        assert i["privateClusterConfig"]["enablePrivateEndpoint"] is private, f"{cluster.urn}: endpoint switch ignored"
+        assert i["privateClusterConfig"]["enablePrivateEndpoint"] is private, (
+            f"{cluster.urn}: endpoint switch ignored"
+        )
         blocks = [b["cidrBlock"] for b in i["masterAuthorizedNetworksConfig"].get("cidrBlocks", [])]
-        assert blocks == ([] if private else ["198.51.100.0/24"]), f"{cluster.urn} authorized networks {blocks}"
+        assert blocks == ([] if private else ["198.51.100.0/24"]), (
+            f"{cluster.urn} authorized networks {blocks}"
+        )
         assert i["workloadIdentityConfig"]["workloadPool"] == "park-stack-demo.svc.id.goog", cluster.urn
         assert i["releaseChannel"]["channel"] == "REGULAR" and i["minMasterVersion"] == "1.33", cluster.urn
-        assert i["ipAllocationPolicy"] == {"clusterSecondaryRangeName": "pods",
-                                           "servicesSecondaryRangeName": "services"}, cluster.urn
+        assert i["ipAllocationPolicy"] == {
+            "clusterSecondaryRangeName": "pods",
+            "servicesSecondaryRangeName": "services",
+        }, cluster.urn
         assert i["networkingMode"] == "VPC_NATIVE", cluster.urn
 
     return harness.settled().apply(check)
@@ -188,24 +234,34 @@ def test_node_pools_follow_the_pools(mocks):
             assert config["spot"] is spot, f"node pool {p.urn} spot={config['spot']}"
             assert config["diskSizeGb"] == disk, f"node pool {p.urn} disk {config['diskSizeGb']}"
             scaling = p.inputs["autoscaling"]
-            assert (scaling["totalMinNodeCount"], scaling["totalMaxNodeCount"]) == (lo, hi), \
+            assert (scaling["totalMinNodeCount"], scaling["totalMaxNodeCount"]) == (lo, hi), (
                 f"node pool {p.urn} scales {scaling}"
+            )
             accelerators = config.get("guestAccelerators", [])
             if accelerator is None:
                 assert not accelerators, f"CPU node pool {p.urn} has accelerators"
             else:
                 [acc] = accelerators
                 assert (acc["type"], acc["count"]) == (accelerator, gpus), f"node pool {p.urn} has {acc}"
-                assert acc["gpuDriverInstallationConfig"]["gpuDriverVersion"] in ("LATEST", "DEFAULT"), \
+                assert acc["gpuDriverInstallationConfig"]["gpuDriverVersion"] in ("LATEST", "DEFAULT"), (
                     f"node pool {p.urn} installs no GPU driver"
+                )
             assert config["labels"]["park-stack.io/pool"] == pool, f"node pool {p.urn} lacks the pool label"
-            assert not any(t["key"] == "nvidia.com/gpu" for t in config.get("taints", [])), \
+            assert not any(t["key"] == "nvidia.com/gpu" for t in config.get("taints", [])), (
                 f"node pool {p.urn} declares the GPU taint GKE adds by itself"
-            assert config["workloadMetadataConfig"]["mode"] == "GKE_METADATA", f"{p.urn} exposes node metadata"
-            assert config["serviceAccount"] == node_sa.state["email"], f"{p.urn} runs as the default compute SA"
+            )
+            assert config["workloadMetadataConfig"]["mode"] == "GKE_METADATA", (
+                f"{p.urn} exposes node metadata"
+            )
+            assert config["serviceAccount"] == node_sa.state["email"], (
+                f"{p.urn} runs as the default compute SA"
+            )
             assert p.inputs["cluster"] == "park-gcp", p.urn
-        roles = {m.inputs["role"] for m in declared.of_type(PROJECT_IAM)
-                 if m.inputs["member"] == f"serviceAccount:{node_sa.state['email']}"}
+        roles = {
+            m.inputs["role"]
+            for m in declared.of_type(PROJECT_IAM)
+            if m.inputs["member"] == f"serviceAccount:{node_sa.state['email']}"
+        }
         assert roles == set(adapter.NODE_ROLES), f"node service account roles {roles}"
 
     return harness.settled().apply(check)
@@ -213,17 +269,22 @@ def test_node_pools_follow_the_pools(mocks):
 
 @pulumi.runtime.test
 def test_gpu_sharing_uses_gke_time_sharing(mocks):
-    spec = variant(nodePools=[
-        {"name": "system", "role": "system", "minNodes": 1, "maxNodes": 1},
-        {"name": "l4", "accelerator": "nvidia-l4", "maxNodes": 2, "gpuSharing": {"replicas": 4}},
-    ], teams=[{"name": "research", "quotas": [{"pool": "l4", "gpus": 8}]}])
+    spec = variant(
+        nodePools=[
+            {"name": "system", "role": "system", "minNodes": 1, "maxNodes": 1},
+            {"name": "l4", "accelerator": "nvidia-l4", "maxNodes": 2, "gpuSharing": {"replicas": 4}},
+        ],
+        teams=[{"name": "research", "quotas": [{"pool": "l4", "gpus": 8}]}],
+    )
     harness, _ = provision(mocks, spec)
 
     def check(declared: DeclaredList):
         pool = next(p for p in declared.of_type(NODE_POOL) if p.name == "park-gcp-l4")
         [acc] = pool.inputs["nodeConfig"]["guestAccelerators"]
-        assert acc["gpuSharingConfig"] == {"gpuSharingStrategy": "TIME_SHARING", "maxSharedClientsPerGpu": 4}, \
-            f"node pool {pool.urn} shares GPUs as {acc.get('gpuSharingConfig')}"
+        assert acc["gpuSharingConfig"] == {
+            "gpuSharingStrategy": "TIME_SHARING",
+            "maxSharedClientsPerGpu": 4,
+        }, f"node pool {pool.urn} shares GPUs as {acc.get('gpuSharingConfig')}"
 
     return harness.settled().apply(check)
 
@@ -241,9 +302,12 @@ def test_bucket_is_private_versioned_and_expires_scratch(mocks):
         assert i["versioning"]["enabled"] is True, f"{bucket.urn} is not versioned"
         days = SHIPPED.storage.retention_days
         deletes = [r["condition"] for r in i["lifecycleRules"] if r["action"]["type"] == "Delete"]
-        assert {"daysSinceNoncurrentTime": days, "withState": "ARCHIVED"} in deletes, f"{bucket.urn}: {deletes}"
-        assert any(c.get("matchesPrefixes") == ["scratch/"] and c.get("age") == days for c in deletes), \
+        assert {"daysSinceNoncurrentTime": days, "withState": "ARCHIVED"} in deletes, (
+            f"{bucket.urn}: {deletes}"
+        )
+        assert any(c.get("matchesPrefixes") == ["scratch/"] and c.get("age") == days for c in deletes), (
             f"{bucket.urn} does not expire scratch/"
+        )
 
     return harness.settled().apply(check)
 
@@ -258,17 +322,26 @@ def test_ray_identity_is_bound_only_to_the_ray_service_accounts_and_the_bucket(m
         assert ray.state["email"] == email, f"{ray.urn} is {ray.state['email']}, the annotation names {email}"
         assert annotations == {"iam.gke.io/gcp-service-account": email}
         [grant] = [g for g in declared.of_type(BUCKET_IAM) if g.inputs["member"] == f"serviceAccount:{email}"]
-        assert (grant.inputs["bucket"], grant.inputs["role"]) == ("park-gcp-park-data", "roles/storage.objectUser"), \
-            f"{grant.urn} grants {grant.inputs['role']} on {grant.inputs['bucket']}"
-        bindings = [b for b in declared.of_type(ACCOUNT_IAM) if b.inputs["serviceAccountId"] == ray.state["name"]]
+        assert (grant.inputs["bucket"], grant.inputs["role"]) == (
+            "park-gcp-park-data",
+            "roles/storage.objectUser",
+        ), f"{grant.urn} grants {grant.inputs['role']} on {grant.inputs['bucket']}"
+        bindings = [
+            b for b in declared.of_type(ACCOUNT_IAM) if b.inputs["serviceAccountId"] == ray.state["name"]
+        ]
         assert {b.inputs["role"] for b in bindings} == {"roles/iam.workloadIdentityUser"}, bindings
-        assert sorted(b.inputs["member"] for b in bindings) == adapter.workload_identity_members(SHIPPED), \
-            f"{ray.urn} can be impersonated by {[b.inputs['member'] for b in bindings]}"
+        assert sorted(b.inputs["member"] for b in bindings) == [
+            "serviceAccount:park-stack-demo.svc.id.goog[research/park-ray]",
+            "serviceAccount:park-stack-demo.svc.id.goog[serving/park-ray]",
+        ], f"{ray.urn} can be impersonated by {[b.inputs['member'] for b in bindings]}"
         cluster = declared.one(CLUSTER)
-        assert all(cluster.name in b.depends_on for b in bindings), \
+        assert all(cluster.name in b.depends_on for b in bindings), (
             "a Workload Identity binding may be created before its identity pool exists"
+        )
 
-    return pulumi.Output.all(harness.settled(), handle.ray_service_account_annotations).apply(lambda v: check(*v))
+    return pulumi.Output.all(harness.settled(), handle.ray_service_account_annotations).apply(
+        lambda v: check(*v)
+    )
 
 
 @pulumi.runtime.test
@@ -279,20 +352,27 @@ def test_handle_carries_secret_kubeconfig_provider_and_storage(mocks):
         cluster = declared.one(CLUSTER)
         config = json.loads(kubeconfig)
         assert config["clusters"][0]["cluster"]["server"] == f"https://{cluster.state['endpoint']}"
-        assert config["clusters"][0]["cluster"]["certificate-authority-data"] == \
-            cluster.state["masterAuth"]["clusterCaCertificate"]
+        assert (
+            config["clusters"][0]["cluster"]["certificate-authority-data"]
+            == cluster.state["masterAuth"]["clusterCaCertificate"]
+        )
         assert secret, "handle.kubeconfig is not a secret Output"
         provider = declared.one(K8S_PROVIDER)
         assert provider.inputs["enableServerSideApply"] == "true", f"{provider.urn} without server-side apply"
         assert "kubeconfig" in provider.secret_inputs, f"{provider.urn} receives the kubeconfig in plain text"
         assert json.loads(provider.inputs["kubeconfig"]) == config, f"{provider.urn} uses another kubeconfig"
         assert storage_uri == "gs://park-gcp-park-data"
-        assert {u.split("::")[-1] for u in waited} == {p.name for p in declared.of_type(NODE_POOL)}, \
+        assert {u.split("::")[-1] for u in waited} == {p.name for p in declared.of_type(NODE_POOL)}, (
             "the handle does not make add-ons wait for the node pools"
+        )
         assert handle.shared_filesystem is None
 
-    return pulumi.Output.all(harness.settled(), handle.kubeconfig, pulumi.Output.from_input(
-        handle.kubeconfig.is_secret()), handle.storage_uri, pulumi.Output.all(*[r.urn for r in handle.depends_on]),
+    return pulumi.Output.all(
+        harness.settled(),
+        handle.kubeconfig,
+        pulumi.Output.from_input(handle.kubeconfig.is_secret()),
+        handle.storage_uri,
+        pulumi.Output.all(*[r.urn for r in handle.depends_on]),
     ).apply(lambda v: check(*v))
 
 
@@ -303,13 +383,22 @@ def test_shared_filesystem_is_a_zonal_filestore_in_the_vpc(mocks):
 
     def check(declared: DeclaredList, shared: dict):
         instance = declared.one(FILESTORE)
-        assert instance.inputs["tier"] == "ZONAL" and instance.inputs["location"] == "us-central1-a", instance.urn
+        assert instance.inputs["tier"] == "ZONAL" and instance.inputs["location"] == "us-central1-a", (
+            instance.urn
+        )
         assert instance.inputs["fileShares"]["capacityGb"] == 2560, instance.urn
-        assert instance.inputs["networks"][0]["network"] == declared.one(NETWORK).state["name"], \
+        assert instance.inputs["networks"][0]["network"] == declared.one(NETWORK).state["name"], (
             f"{instance.urn} is not on the stack's VPC"
-        assert "file.googleapis.com" in {s.inputs["service"] for s in declared.of_type(SERVICE)}, "Filestore API off"
-        assert shared == {"kind": "filestore", "server": instance.state["networks"][0]["ipAddresses"][0],
-                          "share": "/park", "mountPath": "/mnt/nfs"}
+        )
+        assert "file.googleapis.com" in {s.inputs["service"] for s in declared.of_type(SERVICE)}, (
+            "Filestore API off"
+        )
+        assert shared == {
+            "kind": "filestore",
+            "server": instance.state["networks"][0]["ipAddresses"][0],
+            "share": "/park",
+            "mountPath": "/mnt/nfs",
+        }
 
     return pulumi.Output.all(harness.settled(), handle.shared_filesystem).apply(lambda v: check(*v))
 
@@ -334,3 +423,28 @@ def test_missing_sdk_names_the_extra(monkeypatch):
 def test_unknown_cloud_lists_the_known_ones():
     with pytest.raises(ValueError, match="unknown cloud 'azure'; known: aws, gcp, kind"):
         load_adapter("azure")
+
+
+@pulumi.runtime.test
+def test_a_cluster_name_too_short_for_a_service_account_is_a_run_error(mocks):
+    with pytest.raises(
+        pulumi.RunError, match=r"clusterName: 'a' is too short to name the Google service account"
+    ):
+        adapter.ADAPTER.provision("park-gcp", variant(clusterName="a"), Harness(mocks).parent)
+
+
+@pytest.mark.parametrize(
+    "zones, min_nodes, per_zone",
+    [(["us-central1-a", "us-central1-c"], 5, 3), ([], 5, 2), (["us-central1-a"], 0, 0)],
+)
+def test_first_nodes_per_zone_reach_the_pool_minimum(zones, min_nodes, per_zone):
+    spec = variant(
+        zones=zones,
+        nodePools=[
+            {"name": "system", "role": "system", "minNodes": min_nodes or 1, "maxNodes": 8},
+            {"name": "cpu", "minNodes": min_nodes, "maxNodes": 8},
+        ],
+        teams=[{"name": "research"}],
+        models=[],
+    )
+    assert adapter.initial_nodes_per_zone(spec, spec.pool("cpu")) == per_zone

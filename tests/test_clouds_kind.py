@@ -7,14 +7,14 @@ import sys
 import pulumi
 import pytest
 import yaml
-from pulumi_mocks import DeclaredList, Harness, install
-from typer.testing import CliRunner
-
-from park.cli import app
 from park.components import spec as specs
 from park.components import versions
 from park.components.clouds import kind as adapter
 from park.components.clouds import load_adapter
+from pulumi_mocks import DeclaredList, Harness, install
+from typer.testing import CliRunner
+
+from park.cli import app
 
 STACK_FILE = specs.resolve_stack_file("kind")
 SHIPPED = specs.load_stack_file(STACK_FILE)
@@ -38,7 +38,11 @@ def workers_by_pool(config: dict) -> dict[str, list[dict]]:
 
 def test_shipped_profile_gets_one_worker_per_min_node_of_each_pool():
     config = adapter.kind_cluster_config(SHIPPED)
-    assert (config["kind"], config["apiVersion"], config["name"]) == ("Cluster", "kind.x-k8s.io/v1alpha4", "park-kind")
+    assert (config["kind"], config["apiVersion"], config["name"]) == (
+        "Cluster",
+        "kind.x-k8s.io/v1alpha4",
+        "park-kind",
+    )
     assert [n["role"] for n in config["nodes"]].count("control-plane") == 1
     assert {pool: len(nodes) for pool, nodes in workers_by_pool(config).items()} == {"system": 1, "cpu": 2}
 
@@ -46,24 +50,36 @@ def test_shipped_profile_gets_one_worker_per_min_node_of_each_pool():
 def test_every_node_runs_the_pinned_image_and_mounts_the_storage_folder():
     config = adapter.kind_cluster_config(variant(storage={"localPath": "/data/park"}))
     pinned = versions.KIND_NODE_IMAGES["1.33"]
-    assert pinned.startswith("kindest/node:v1.33.") and "@sha256:" in pinned, f"image not pinned by digest: {pinned}"
+    assert pinned.startswith("kindest/node:v1.33.") and "@sha256:" in pinned, (
+        f"image not pinned by digest: {pinned}"
+    )
     for i, node in enumerate(config["nodes"]):
         assert node["image"] == pinned, f"node {i} runs {node['image']}"
         assert node["extraMounts"] == [{"hostPath": "/data/park", "containerPath": "/data/park"}], f"node {i}"
 
 
 def test_pool_labels_and_taints_reach_the_kind_nodes():
-    spec = variant(nodePools=[
-        {"name": "system", "role": "system", "minNodes": 1, "maxNodes": 1},
-        {"name": "batch", "minNodes": 1, "maxNodes": 1, "labels": {"tier": "batch"},
-         "taints": [{"key": "batch-only", "value": "yes", "effect": "NoSchedule"}]},
-    ], teams=[{"name": "research"}])
+    spec = variant(
+        nodePools=[
+            {"name": "system", "role": "system", "minNodes": 1, "maxNodes": 1},
+            {
+                "name": "batch",
+                "minNodes": 1,
+                "maxNodes": 1,
+                "labels": {"tier": "batch"},
+                "taints": [{"key": "batch-only", "value": "yes", "effect": "NoSchedule"}],
+            },
+        ],
+        teams=[{"name": "research"}],
+    )
     workers = workers_by_pool(adapter.kind_cluster_config(spec))
     [batch], [system] = workers["batch"], workers["system"]
     assert batch["labels"] == {"tier": "batch", "park-stack.io/pool": "batch"}
     [patch] = [yaml.safe_load(p) for p in batch["kubeadmConfigPatches"]]
-    assert patch == {"kind": "JoinConfiguration", "nodeRegistration": {
-        "taints": [{"key": "batch-only", "value": "yes", "effect": "NoSchedule"}]}}
+    assert patch == {
+        "kind": "JoinConfiguration",
+        "nodeRegistration": {"taints": [{"key": "batch-only", "value": "yes", "effect": "NoSchedule"}]},
+    }
     assert "kubeadmConfigPatches" not in system, "an untainted pool got a taint patch"
 
 
@@ -75,8 +91,12 @@ def test_yaml_round_trips_without_anchors():
 
 def test_a_pool_without_nodes_and_an_unpinned_version_are_reported_together(monkeypatch):
     monkeypatch.delitem(versions.KIND_NODE_IMAGES, "1.33")
-    spec = variant(nodePools=[{"name": "system", "role": "system", "minNodes": 1, "maxNodes": 1},
-                              {"name": "cpu", "minNodes": 0, "maxNodes": 2}])
+    spec = variant(
+        nodePools=[
+            {"name": "system", "role": "system", "minNodes": 1, "maxNodes": 1},
+            {"name": "cpu", "minNodes": 0, "maxNodes": 2},
+        ]
+    )
     with pytest.raises(specs.SpecError) as raised:
         adapter.kind_cluster_config(spec)
     paths = {p.path for p in raised.value.problems}
@@ -115,10 +135,18 @@ def test_cli_refuses_a_cloud_stack_with_exit_2():
 
 def test_cli_lists_every_problem_of_a_bad_stack_file_on_stderr(tmp_path):
     bad = tmp_path / "Pulumi.bad.yaml"
-    bad.write_text(yaml.safe_dump({"config": {
-        "park:cloud": "kind", "park:clusterName": "Bad_Name",
-        "park:nodePools": [{"name": "system", "role": "system", "minNodes": 1, "spot": True}],
-        "park:teams": [{"name": "research"}]}}))
+    bad.write_text(
+        yaml.safe_dump(
+            {
+                "config": {
+                    "park:cloud": "kind",
+                    "park:clusterName": "Bad_Name",
+                    "park:nodePools": [{"name": "system", "role": "system", "minNodes": 1, "spot": True}],
+                    "park:teams": [{"name": "research"}],
+                }
+            }
+        )
+    )
     result = CliRunner().invoke(app, ["kind-config", str(bad)])
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
@@ -137,15 +165,30 @@ def mocks():
 @pytest.fixture
 def kubeconfig_file(tmp_path, monkeypatch):
     path = tmp_path / "config"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "other",
-        "clusters": [{"name": "kind-park-kind", "cluster": {"server": "https://127.0.0.1:40000"}},
-                     {"name": "other", "cluster": {"server": "https://other"}}],
-        "contexts": [{"name": "kind-park-kind", "context": {"cluster": "kind-park-kind", "user": "kind-park-kind"}},
-                     {"name": "other", "context": {"cluster": "other", "user": "other"}}],
-        "users": [{"name": "kind-park-kind", "user": {"client-key-data": "S0VZ"}},
-                  {"name": "other", "user": {"token": "t"}}],
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "other",
+                "clusters": [
+                    {"name": "kind-park-kind", "cluster": {"server": "https://127.0.0.1:40000"}},
+                    {"name": "other", "cluster": {"server": "https://other"}},
+                ],
+                "contexts": [
+                    {
+                        "name": "kind-park-kind",
+                        "context": {"cluster": "kind-park-kind", "user": "kind-park-kind"},
+                    },
+                    {"name": "other", "context": {"cluster": "other", "user": "other"}},
+                ],
+                "users": [
+                    {"name": "kind-park-kind", "user": {"client-key-data": "S0VZ"}},
+                    {"name": "other", "user": {"token": "t"}},
+                ],
+            }
+        )
+    )
     monkeypatch.setenv("KUBECONFIG", str(path))
     return path
 
@@ -157,9 +200,13 @@ def test_handle_uses_the_existing_context_and_declares_no_cloud(mocks, kubeconfi
 
     def check(declared: DeclaredList, kubeconfig: str, storage_uri: str, annotations: dict, secret: bool):
         provider = declared.one("pulumi:providers:kubernetes")
-        assert provider.inputs["context"] == "kind-park-kind", f"{provider.urn} context {provider.inputs['context']}"
+        assert provider.inputs["context"] == "kind-park-kind", (
+            f"{provider.urn} context {provider.inputs['context']}"
+        )
         assert provider.inputs["enableServerSideApply"] == "true", f"{provider.urn} without server-side apply"
-        assert [d.type for d in declared] == ["pulumi:providers:kubernetes"], f"kind declared {declared.types}"
+        assert [d.type for d in declared] == ["pulumi:providers:kubernetes"], (
+            f"kind declared {declared.types}"
+        )
         config = yaml.safe_load(kubeconfig)
         assert config["current-context"] == "kind-park-kind"
         assert [c["name"] for c in config["clusters"]] == ["kind-park-kind"], "other clusters leaked in"
@@ -169,9 +216,13 @@ def test_handle_uses_the_existing_context_and_declares_no_cloud(mocks, kubeconfi
         assert annotations == {}
         assert handle.depends_on == [] and handle.shared_filesystem is None
 
-    return pulumi.Output.all(harness.settled(), handle.kubeconfig, handle.storage_uri,
-                             handle.ray_service_account_annotations,
-                             pulumi.Output.from_input(handle.kubeconfig.is_secret())).apply(lambda v: check(*v))
+    return pulumi.Output.all(
+        harness.settled(),
+        handle.kubeconfig,
+        handle.storage_uri,
+        handle.ray_service_account_annotations,
+        pulumi.Output.from_input(handle.kubeconfig.is_secret()),
+    ).apply(lambda v: check(*v))
 
 
 def test_kubeconfig_for_a_missing_context_is_empty(tmp_path):
@@ -180,8 +231,12 @@ def test_kubeconfig_for_a_missing_context_is_empty(tmp_path):
 
 @pulumi.runtime.test
 def test_provision_refuses_a_pool_kind_cannot_make(mocks):
-    spec = variant(nodePools=[{"name": "system", "role": "system", "minNodes": 1, "maxNodes": 1},
-                              {"name": "cpu", "minNodes": 0, "maxNodes": 2}])
+    spec = variant(
+        nodePools=[
+            {"name": "system", "role": "system", "minNodes": 1, "maxNodes": 1},
+            {"name": "cpu", "minNodes": 0, "maxNodes": 2},
+        ]
+    )
     with pytest.raises(pulumi.RunError, match=r"nodePools\[1\]\.minNodes: kind has no autoscaler"):
         adapter.ADAPTER.provision("park-kind", spec, Harness(mocks).parent)
 

@@ -8,8 +8,6 @@ from typing import Any
 
 import pytest
 import yaml
-from schemas import shipped_specs
-
 from park.components import versions
 from park.components.manifests import (
     BUILDERS,
@@ -25,6 +23,7 @@ from park.components.manifests import (
 )
 from park.components.manifests.common import NAMESPACE_NAME_LABEL
 from park.components.spec import (
+    DEVICE_PLUGIN_CONFIG_LABEL,
     GPU_RESOURCE,
     GPU_TAINT,
     POOL_LABEL,
@@ -35,6 +34,7 @@ from park.components.spec import (
     parse_spec,
     project_root,
 )
+from schemas import shipped_specs
 
 SPECS = shipped_specs()
 
@@ -69,7 +69,11 @@ def test_one_flavor_per_workers_pool_selecting_it_and_tolerating_its_taints():
     spec = SPECS["aws"]
     flavors = {f["metadata"]["name"]: f for f in kinds(all_documents(spec), "ResourceFlavor")}
     workers = [p.name for p in spec.node_pools if p.role == "workers"]
-    assert sorted(flavors) == sorted(workers), "a system pool without quota gets no flavor; workers pools do"
+    system_with_quota = [p.name for p in spec.node_pools if p.role == "system"
+                         and any(q.pool == p.name for t in spec.teams for q in t.quotas)]
+    assert system_with_quota, "the shipped aws stack gives teams quota on the system pool for Ray heads"
+    assert sorted(flavors) == sorted(workers + system_with_quota), \
+        "workers pools always get a flavor, a system pool only when a team has quota on it"
     for pool in spec.gpu_pools:
         flavor = flavors[pool.name]["spec"]
         assert flavor["nodeLabels"] == {POOL_LABEL: pool.name}
@@ -185,8 +189,8 @@ def test_device_plugin_time_slices_only_the_sharing_pool():
     slicing = configs["l4-shared"]["sharing"]["timeSlicing"]
     assert slicing["resources"] == [{"name": GPU_RESOURCE, "replicas": 4}]
     assert "sharing" not in configs[gpu.DEFAULT_CONFIG]
-    assert gpu.sharing_node_labels(spec, spec.pool("l4-shared")) == {gpu.DEVICE_PLUGIN_CONFIG_LABEL: "l4-shared"}
-    assert gpu.sharing_node_labels(spec, spec.pool("h100-spot")) == {}
+    assert spec.node_labels(spec.pool("l4-shared"))[DEVICE_PLUGIN_CONFIG_LABEL] == "l4-shared"
+    assert DEVICE_PLUGIN_CONFIG_LABEL not in spec.node_labels(spec.pool("h100-spot"))
 
 
 def test_device_plugin_runs_on_gpu_pools_and_tolerates_the_gpu_taint():

@@ -14,15 +14,14 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 import pytest
-from pulumi.runtime.mocks import MockMonitor
-from pulumi_mocks import Harness, RecordingMocks
-from schemas import shipped_specs
-
 from park.components import platform as platform_module
 from park.components.addons import ADDONS, AddonArgs, Kueue
 from park.components.clouds import CAPABILITIES, ClusterHandle
 from park.components.manifests import BUILDERS, ClusterFacts
 from park.components.platform import ADDON_DEPENDENCIES, Platform
+from pulumi.runtime.mocks import MockMonitor
+from pulumi_mocks import Harness, RecordingMocks
+from schemas import shipped_specs
 
 SPECS = shipped_specs()
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -37,7 +36,7 @@ class DependencyMonitor(MockMonitor):
         super().__init__(mocks)
         self.dependencies: dict[str, set[str]] = {}
 
-    def RegisterResource(self, request):  # noqa: N802 (the engine's gRPC method name)
+    def RegisterResource(self, request):  # the engine's gRPC method name
         response = super().RegisterResource(request)
         self.dependencies[response.urn] = set(request.dependencies)
         return response
@@ -99,7 +98,7 @@ def addon_of(declared_name: str, platform_name: str) -> str:
 @pytest.mark.parametrize("stack", sorted(SPECS))
 @pulumi.runtime.test
 def test_applied_objects_are_the_builders_output_from_the_adapter_facts(stack, engine, monkeypatch):
-    harness, platform, _ = declare_platform(monkeypatch, stack, engine)
+    harness, _, _ = declare_platform(monkeypatch, stack, engine)
     spec = SPECS[stack]
 
     def check(declared):
@@ -119,7 +118,7 @@ def test_applied_objects_are_the_builders_output_from_the_adapter_facts(stack, e
 @pytest.mark.parametrize("stack", sorted(SPECS))
 @pulumi.runtime.test
 def test_helm_releases_are_the_builders_releases(stack, engine, monkeypatch):
-    harness, platform, _ = declare_platform(monkeypatch, stack, engine)
+    harness, _, _ = declare_platform(monkeypatch, stack, engine)
     spec = SPECS[stack]
 
     def check(declared):
@@ -140,7 +139,7 @@ def test_helm_releases_are_the_builders_releases(stack, engine, monkeypatch):
 
 @pulumi.runtime.test
 def test_namespaces_then_operators_then_their_custom_resources(engine, monkeypatch):
-    harness, platform, adapter = declare_platform(monkeypatch, "aws", engine)
+    harness, _, _ = declare_platform(monkeypatch, "aws", engine)
     name = SPECS["aws"].cluster_name
 
     def check(declared):
@@ -180,7 +179,7 @@ def test_components_use_their_type_tokens_parents_and_the_cluster_provider(engin
 
 @pulumi.runtime.test
 def test_platform_outputs(engine, monkeypatch):
-    harness, platform, _ = declare_platform(monkeypatch, "kind", engine)
+    _, platform, _ = declare_platform(monkeypatch, "kind", engine)
     spec = SPECS["kind"]
 
     def check(values: list[Any]) -> None:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from park.components.manifests import all_documents
+from park.components.render import file_names
 from schemas import shipped_specs
 from typer.testing import CliRunner
 
 from park.cli import app
-from park.components.manifests import all_documents
-from park.components.render import file_names
 
 SPECS = shipped_specs()
 RUNNER = CliRunner()

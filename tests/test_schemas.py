@@ -7,17 +7,6 @@ from __future__ import annotations
 import copy
 
 import pytest
-from schemas import (
-    assert_valid_core_object,
-    assert_valid_custom_resource,
-    describe,
-    is_core_object,
-    is_custom_resource,
-    is_helm_release,
-    require_schema_dir,
-    shipped_specs,
-)
-
 from park.components import versions
 from park.components.manifests import all_documents, build_all, kueue
 from park.components.manifests.schemas import (
@@ -28,6 +17,16 @@ from park.components.manifests.schemas import (
     strict,
     validate_core_object,
     validate_custom_resource,
+)
+from schemas import (
+    assert_valid_core_object,
+    assert_valid_custom_resource,
+    describe,
+    is_core_object,
+    is_custom_resource,
+    is_helm_release,
+    require_schema_dir,
+    shipped_specs,
 )
 
 SPECS = shipped_specs()

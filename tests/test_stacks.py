@@ -11,11 +11,10 @@ from typing import Any
 import pulumi
 import pytest
 import yaml
-from pulumi_mocks import RecordingMocks, install
-from schemas import shipped_specs
-
 from park.components.manifests import BUILDERS, ClusterFacts
 from park.components.spec import project_root
+from pulumi_mocks import RecordingMocks, install
+from schemas import shipped_specs
 
 SPECS = shipped_specs()
 PROGRAM = project_root() / "stacks" / "__main__.py"
@@ -27,6 +26,13 @@ def stack_config(path: Path) -> dict[str, str]:
     """A Pulumi.<stack>.yaml's config as the engine hands it to a program: structured values as JSON text."""
     config = yaml.safe_load(path.read_text())["config"]
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
+
+
+@pytest.fixture(autouse=True)
+def _clear_config():
+    """Pulumi's config is process-global: leave none behind for other tests."""
+    yield
+    pulumi.runtime.set_all_config({})
 
 
 def run_program(stack: str, config: dict[str, str]) -> tuple[RecordingMocks, dict[str, Any]]:
@@ -84,3 +90,25 @@ def test_invalid_config_stops_the_program_with_every_problem():
     message = str(failure.value)
     assert "nodePools: needs a pool with role 'system'" in message
     assert "teams[0].quotas[0].pool: unknown pool 'gpu'" in message
+
+
+@pytest.mark.parametrize(("stack", "source_key"), [("aws", "csi"), ("gcp", "nfs")])
+@pulumi.runtime.test
+def test_shared_filesystem_address_flows_from_the_adapter_into_the_volumes(stack, source_key):
+    config = stack_config(project_root() / "stacks" / f"Pulumi.{stack}.yaml")
+    config["park:storage"] = json.dumps({"sharedFilesystem": {"capacityGib": 2400 if stack == "aws" else 2560, "mountPath": "/mnt/shared"}})
+    mocks, program = run_program(stack, config)
+    storage = program["platform"].addons["storage"]
+
+    def check(_: Any) -> None:
+        objects = registered(mocks, CONFIG_GROUP)[f"{SPECS[stack].cluster_name}-storage-objects"]["objs"]
+        volumes = [o for o in objects if o["kind"] == "PersistentVolume"]
+        assert len(volumes) == len(SPECS[stack].teams), "one volume per team namespace"
+        source = volumes[0]["spec"][source_key]
+        text = json.dumps(source)
+        assert "<" not in text, f"placeholder left in {source}: the adapter's address did not arrive"
+        claims = [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+        assert {c["metadata"]["namespace"] for c in claims} == {t.namespace_name for t in SPECS[stack].teams}
+
+    assert storage.config_group is not None
+    return storage.config_group.urn.apply(check)

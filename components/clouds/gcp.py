@@ -29,7 +29,6 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
-
 from park.components.clouds import (
     CAPABILITIES,
     ClusterHandle,
@@ -48,13 +47,21 @@ RELEASE_CHANNEL = "REGULAR"
 GPU_DRIVER_VERSION = "LATEST"
 """LATEST, not DEFAULT: current vLLM and PyTorch CUDA 12.8 wheels need a newer driver than GKE's default."""
 WORKLOAD_METADATA_MODE = "GKE_METADATA"
-GKE_TAINT_EFFECTS = {"NoSchedule": "NO_SCHEDULE", "PreferNoSchedule": "PREFER_NO_SCHEDULE",
-                     "NoExecute": "NO_EXECUTE"}
+GKE_TAINT_EFFECTS = {
+    "NoSchedule": "NO_SCHEDULE",
+    "PreferNoSchedule": "PREFER_NO_SCHEDULE",
+    "NoExecute": "NO_EXECUTE",
+}
 ZONES_PER_REGION_GUESS = 3
 """Used only to size a node pool's first nodes when the spec names no zones (most regions have three)."""
 
-REQUIRED_APIS = ("compute.googleapis.com", "container.googleapis.com", "iam.googleapis.com",
-                 "iamcredentials.googleapis.com", "storage.googleapis.com")
+REQUIRED_APIS = (
+    "compute.googleapis.com",
+    "container.googleapis.com",
+    "iam.googleapis.com",
+    "iamcredentials.googleapis.com",
+    "storage.googleapis.com",
+)
 FILESTORE_API = "file.googleapis.com"
 NODE_ROLES = ("roles/container.defaultNodeServiceAccount", "roles/artifactregistry.reader")
 RAY_BUCKET_ROLE = "roles/storage.objectUser"
@@ -104,8 +111,10 @@ def filestore_capacity_problem(capacity_gib: int) -> str | None:
         nearest = min(max(1024, math.ceil(capacity_gib / 256) * 256), 9984)
     else:
         nearest = min(math.ceil(capacity_gib / 2560) * 2560, 102400)
-    return (f"{capacity_gib} GiB is not a Filestore zonal size (1024-9984 GiB in steps of 256, "
-            f"10240-102400 GiB in steps of 2560); nearest: {nearest}")
+    return (
+        f"{capacity_gib} GiB is not a Filestore zonal size (1024-9984 GiB in steps of 256, "
+        f"10240-102400 GiB in steps of 2560); nearest: {nearest}"
+    )
 
 
 def check(spec: StackSpec) -> list[Problem]:
@@ -113,15 +122,25 @@ def check(spec: StackSpec) -> list[Problem]:
     problems = []
     for suffix in ("ray", "nodes"):
         if len(account_id(spec.cluster_name, suffix)) < 6:
-            problems.append(Problem("clusterName", f"{spec.cluster_name!r} is too short to name the Google "
-                                                   f"service account {account_id(spec.cluster_name, suffix)!r} "
-                                                   "(6-30 characters); use at least 2 characters"))
+            problems.append(
+                Problem(
+                    "clusterName",
+                    f"{spec.cluster_name!r} is too short to name the Google "
+                    f"service account {account_id(spec.cluster_name, suffix)!r} "
+                    "(6-30 characters); use at least 2 characters",
+                )
+            )
             break
     shared = spec.storage.shared_filesystem
     if shared is not None:
         if not spec.zones:
-            problems.append(Problem("zones", "required with storage.sharedFilesystem on gcp: a zonal Filestore "
-                                             "instance lives in the first zone"))
+            problems.append(
+                Problem(
+                    "zones",
+                    "required with storage.sharedFilesystem on gcp: a zonal Filestore "
+                    "instance lives in the first zone",
+                )
+            )
         if reason := filestore_capacity_problem(shared.capacity_gib):
             problems.append(Problem("storage.sharedFilesystem.capacityGib", reason))
     return problems
@@ -132,17 +151,31 @@ def gke_kubeconfig(cluster_name: str, endpoint: str, cluster_ca_certificate: str
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": cluster_name, "cluster": {
-            "server": f"https://{endpoint}", "certificate-authority-data": cluster_ca_certificate}}],
+        "clusters": [
+            {
+                "name": cluster_name,
+                "cluster": {
+                    "server": f"https://{endpoint}",
+                    "certificate-authority-data": cluster_ca_certificate,
+                },
+            }
+        ],
         "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}],
         "current-context": cluster_name,
-        "users": [{"name": cluster_name, "user": {"exec": {
-            "apiVersion": "client.authentication.k8s.io/v1beta1",
-            "command": "gke-gcloud-auth-plugin",
-            "installHint": "Install gke-gcloud-auth-plugin: gcloud components install gke-gcloud-auth-plugin",
-            "interactiveMode": "Never",
-            "provideClusterInfo": True,
-        }}}],
+        "users": [
+            {
+                "name": cluster_name,
+                "user": {
+                    "exec": {
+                        "apiVersion": "client.authentication.k8s.io/v1beta1",
+                        "command": "gke-gcloud-auth-plugin",
+                        "installHint": "gcloud components install gke-gcloud-auth-plugin",
+                        "interactiveMode": "Never",
+                        "provideClusterInfo": True,
+                    }
+                },
+            }
+        ],
     }
 
 
@@ -156,7 +189,9 @@ class GcpAdapter:
     def provision(self, name: str, spec: StackSpec, parent: pulumi.Resource) -> ClusterHandle:
         problems = check(spec)
         if problems:
-            raise pulumi.RunError(f"invalid stack config for gcp ({len(problems)} problems):\n{SpecError(problems)}")
+            raise pulumi.RunError(
+                f"invalid stack config for gcp ({len(problems)} problems):\n{SpecError(problems)}"
+            )
         return _GkeBuild(name, spec, parent).handle()
 
 
@@ -165,9 +200,13 @@ class _GkeBuild:
 
     def __init__(self, name: str, spec: StackSpec, parent: pulumi.Resource):
         self.name, self.spec, self.parent = name, spec, parent
-        self.provider = gcp.Provider(f"{name}-gcp", project=spec.project, region=spec.region,
-                                     default_labels={"park-stack-cluster": spec.cluster_name},
-                                     opts=pulumi.ResourceOptions(parent=parent))
+        self.provider = gcp.Provider(
+            f"{name}-gcp",
+            project=spec.project,
+            region=spec.region,
+            default_labels={"park-stack-cluster": spec.cluster_name},
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
 
     def opts(self, **kwargs: Any) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self.parent, provider=self.provider, **kwargs)
@@ -175,36 +214,65 @@ class _GkeBuild:
     def apis(self) -> None:
         services = [*REQUIRED_APIS, *([FILESTORE_API] if self.spec.storage.shared_filesystem else [])]
         self.enabled_apis: list[pulumi.Resource] = [
-            gcp.projects.Service(f"{self.name}-api-{service.split('.')[0]}", service=service,
-                                 disable_on_destroy=False, opts=self.opts())
-            for service in services]
+            gcp.projects.Service(
+                f"{self.name}-api-{service.split('.')[0]}",
+                service=service,
+                disable_on_destroy=False,
+                opts=self.opts(),
+            )
+            for service in services
+        ]
 
     def network(self) -> None:
         n = self.name
-        self.vpc = gcp.compute.Network(f"{n}-vpc", auto_create_subnetworks=False, routing_mode="REGIONAL",
-                                       opts=self.opts(depends_on=self.enabled_apis))
+        self.vpc = gcp.compute.Network(
+            f"{n}-vpc",
+            auto_create_subnetworks=False,
+            routing_mode="REGIONAL",
+            opts=self.opts(depends_on=self.enabled_apis),
+        )
         self.subnet = gcp.compute.Subnetwork(
-            f"{n}-nodes", network=self.vpc.id, region=self.spec.region, ip_cidr_range=NODES_CIDR,
+            f"{n}-nodes",
+            network=self.vpc.id,
+            region=self.spec.region,
+            ip_cidr_range=NODES_CIDR,
             private_ip_google_access=True,
-            secondary_ip_ranges=[gcp.compute.SubnetworkSecondaryIpRangeArgs(range_name=r, ip_cidr_range=cidr)
-                                 for r, cidr in (PODS_RANGE, SERVICES_RANGE)],
-            opts=self.opts())
-        router = gcp.compute.Router(f"{n}-router", network=self.vpc.id, region=self.spec.region, opts=self.opts())
-        gcp.compute.RouterNat(f"{n}-nat", router=router.name, region=self.spec.region,
-                              nat_ip_allocate_option="AUTO_ONLY",
-                              source_subnetwork_ip_ranges_to_nat="ALL_SUBNETWORKS_ALL_IP_RANGES",
-                              log_config=gcp.compute.RouterNatLogConfigArgs(enable=True, filter="ERRORS_ONLY"),
-                              opts=self.opts())
+            secondary_ip_ranges=[
+                gcp.compute.SubnetworkSecondaryIpRangeArgs(range_name=r, ip_cidr_range=cidr)
+                for r, cidr in (PODS_RANGE, SERVICES_RANGE)
+            ],
+            opts=self.opts(),
+        )
+        router = gcp.compute.Router(
+            f"{n}-router", network=self.vpc.id, region=self.spec.region, opts=self.opts()
+        )
+        gcp.compute.RouterNat(
+            f"{n}-nat",
+            router=router.name,
+            region=self.spec.region,
+            nat_ip_allocate_option="AUTO_ONLY",
+            source_subnetwork_ip_ranges_to_nat="ALL_SUBNETWORKS_ALL_IP_RANGES",
+            log_config=gcp.compute.RouterNatLogConfigArgs(enable=True, filter="ERRORS_ONLY"),
+            opts=self.opts(),
+        )
 
     def node_service_account(self) -> None:
         self.node_sa = gcp.serviceaccount.Account(
-            f"{self.name}-nodes", account_id=account_id(self.spec.cluster_name, "nodes"),
-            display_name=f"park-stack {self.spec.cluster_name} GKE nodes", opts=self.opts(depends_on=self.enabled_apis))
+            f"{self.name}-nodes",
+            account_id=account_id(self.spec.cluster_name, "nodes"),
+            display_name=f"park-stack {self.spec.cluster_name} GKE nodes",
+            opts=self.opts(depends_on=self.enabled_apis),
+        )
         self.node_sa_roles = [
-            gcp.projects.IAMMember(f"{self.name}-nodes-{role.split('/')[-1]}", project=self.spec.project, role=role,
-                                   member=self.node_sa.email.apply(lambda email: f"serviceAccount:{email}"),
-                                   opts=self.opts())
-            for role in NODE_ROLES]
+            gcp.projects.IAMMember(
+                f"{self.name}-nodes-{role.split('/')[-1]}",
+                project=self.spec.project,
+                role=role,
+                member=self.node_sa.email.apply(lambda email: f"serviceAccount:{email}"),
+                opts=self.opts(),
+            )
+            for role in NODE_ROLES
+        ]
 
     def cluster(self) -> None:
         security = self.spec.security
@@ -217,19 +285,28 @@ class _GkeBuild:
             subnetwork=self.subnet.id,
             networking_mode="VPC_NATIVE",
             ip_allocation_policy=gcp.container.ClusterIpAllocationPolicyArgs(
-                cluster_secondary_range_name=PODS_RANGE[0], services_secondary_range_name=SERVICES_RANGE[0]),
+                cluster_secondary_range_name=PODS_RANGE[0], services_secondary_range_name=SERVICES_RANGE[0]
+            ),
             # GKE insists on creating a default pool; it is deleted at once and replaced by the spec's pools.
             remove_default_node_pool=True,
             initial_node_count=1,
-            node_config=gcp.container.ClusterNodeConfigArgs(service_account=self.node_sa.email,
-                                                            oauth_scopes=OAUTH_SCOPES),
+            node_config=gcp.container.ClusterNodeConfigArgs(
+                service_account=self.node_sa.email, oauth_scopes=OAUTH_SCOPES
+            ),
             private_cluster_config=gcp.container.ClusterPrivateClusterConfigArgs(
-                enable_private_nodes=True, enable_private_endpoint=security.private_endpoint),
+                enable_private_nodes=True, enable_private_endpoint=security.private_endpoint
+            ),
             master_authorized_networks_config=gcp.container.ClusterMasterAuthorizedNetworksConfigArgs(
-                cidr_blocks=[gcp.container.ClusterMasterAuthorizedNetworksConfigCidrBlockArgs(
-                    cidr_block=cidr, display_name=f"allowed-{i}") for i, cidr in enumerate(security.allowed_cidrs)]),
+                cidr_blocks=[
+                    gcp.container.ClusterMasterAuthorizedNetworksConfigCidrBlockArgs(
+                        cidr_block=cidr, display_name=f"allowed-{i}"
+                    )
+                    for i, cidr in enumerate(security.allowed_cidrs)
+                ]
+            ),
             workload_identity_config=gcp.container.ClusterWorkloadIdentityConfigArgs(
-                workload_pool=workload_pool(self.spec)),
+                workload_pool=workload_pool(self.spec)
+            ),
             release_channel=gcp.container.ClusterReleaseChannelArgs(channel=RELEASE_CHANNEL),
             min_master_version=self.spec.kubernetes_version,
             resource_labels={"park-stack-cluster": self.spec.cluster_name},
@@ -245,13 +322,20 @@ class _GkeBuild:
             sharing = None
             if pool.gpu_sharing is not None:
                 sharing = gcp.container.NodePoolNodeConfigGuestAcceleratorGpuSharingConfigArgs(
-                    gpu_sharing_strategy="TIME_SHARING", max_shared_clients_per_gpu=pool.gpu_sharing.replicas)
-            accelerators = [gcp.container.NodePoolNodeConfigGuestAcceleratorArgs(
-                type=offering.guest_accelerator_type, count=offering.gpus_per_node,
-                gpu_driver_installation_config=(
-                    gcp.container.NodePoolNodeConfigGuestAcceleratorGpuDriverInstallationConfigArgs(
-                        gpu_driver_version=GPU_DRIVER_VERSION)),
-                gpu_sharing_config=sharing)]
+                    gpu_sharing_strategy="TIME_SHARING", max_shared_clients_per_gpu=pool.gpu_sharing.replicas
+                )
+            accelerators = [
+                gcp.container.NodePoolNodeConfigGuestAcceleratorArgs(
+                    type=offering.guest_accelerator_type,
+                    count=offering.gpus_per_node,
+                    gpu_driver_installation_config=(
+                        gcp.container.NodePoolNodeConfigGuestAcceleratorGpuDriverInstallationConfigArgs(
+                            gpu_driver_version=GPU_DRIVER_VERSION
+                        )
+                    ),
+                    gpu_sharing_config=sharing,
+                )
+            ]
         return gcp.container.NodePoolNodeConfigArgs(
             machine_type=self.spec.instance_type(pool),
             disk_size_gb=pool.disk_gib,
@@ -263,9 +347,11 @@ class _GkeBuild:
             service_account=self.node_sa.email,
             oauth_scopes=OAUTH_SCOPES,
             workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(
-                mode=WORKLOAD_METADATA_MODE),
+                mode=WORKLOAD_METADATA_MODE
+            ),
             shielded_instance_config=gcp.container.NodePoolNodeConfigShieldedInstanceConfigArgs(
-                enable_secure_boot=True, enable_integrity_monitoring=True),
+                enable_secure_boot=True, enable_integrity_monitoring=True
+            ),
         )
 
     def node_pools(self) -> None:
@@ -276,15 +362,18 @@ class _GkeBuild:
                 location=self.spec.region,
                 initial_node_count=initial_nodes_per_zone(self.spec, pool),
                 autoscaling=gcp.container.NodePoolAutoscalingArgs(
-                    total_min_node_count=pool.min_nodes, total_max_node_count=pool.max_nodes,
+                    total_min_node_count=pool.min_nodes,
+                    total_max_node_count=pool.max_nodes,
                     # spot and GPU capacity is scarce: take it in whichever zone has it
-                    location_policy="ANY" if pool.spot or pool.has_gpus else "BALANCED"),
+                    location_policy="ANY" if pool.spot or pool.has_gpus else "BALANCED",
+                ),
                 management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=True),
                 node_config=self.node_config(pool),
                 # the autoscaler owns the size after creation
                 opts=self.opts(ignore_changes=["initialNodeCount"]),
             )
-            for pool in self.spec.node_pools]
+            for pool in self.spec.node_pools
+        ]
 
     def bucket(self) -> None:
         days = self.spec.storage.retention_days
@@ -299,14 +388,19 @@ class _GkeBuild:
                 gcp.storage.BucketLifecycleRuleArgs(
                     action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
                     condition=gcp.storage.BucketLifecycleRuleConditionArgs(
-                        days_since_noncurrent_time=days, with_state="ARCHIVED")),
+                        days_since_noncurrent_time=days, with_state="ARCHIVED"
+                    ),
+                ),
                 gcp.storage.BucketLifecycleRuleArgs(
                     action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
                     condition=gcp.storage.BucketLifecycleRuleConditionArgs(
-                        age=days, matches_prefixes=["scratch/"], with_state="ANY")),
+                        age=days, matches_prefixes=["scratch/"], with_state="ANY"
+                    ),
+                ),
                 gcp.storage.BucketLifecycleRuleArgs(
                     action=gcp.storage.BucketLifecycleRuleActionArgs(type="AbortIncompleteMultipartUpload"),
-                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=7)),
+                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=7),
+                ),
             ],
             force_destroy=False,
             opts=self.opts(depends_on=self.enabled_apis),
@@ -315,29 +409,56 @@ class _GkeBuild:
     def ray_identity(self) -> None:
         email = gcp_ray_service_account_email(self.spec)
         self.ray_sa = gcp.serviceaccount.Account(
-            f"{self.name}-ray", account_id=email.split("@")[0],
-            display_name=f"park-stack {self.spec.cluster_name} Ray workloads", opts=self.opts(depends_on=self.enabled_apis))
-        gcp.storage.BucketIAMMember(f"{self.name}-ray-bucket", bucket=self.gcs.name, role=RAY_BUCKET_ROLE,
-                                    member=self.ray_sa.email.apply(lambda e: f"serviceAccount:{e}"), opts=self.opts())
-        for (namespace, _), member in zip(ray_service_accounts(self.spec), workload_identity_members(self.spec)):
+            f"{self.name}-ray",
+            account_id=email.split("@")[0],
+            display_name=f"park-stack {self.spec.cluster_name} Ray workloads",
+            opts=self.opts(depends_on=self.enabled_apis),
+        )
+        gcp.storage.BucketIAMMember(
+            f"{self.name}-ray-bucket",
+            bucket=self.gcs.name,
+            role=RAY_BUCKET_ROLE,
+            member=self.ray_sa.email.apply(lambda e: f"serviceAccount:{e}"),
+            opts=self.opts(),
+        )
+        for (namespace, _), member in zip(
+            ray_service_accounts(self.spec), workload_identity_members(self.spec)
+        ):
             # the identity pool PROJECT.svc.id.goog exists only once a cluster with Workload Identity does
-            gcp.serviceaccount.IAMMember(f"{self.name}-ray-{namespace}", service_account_id=self.ray_sa.name,
-                                         role=WORKLOAD_IDENTITY_ROLE, member=member,
-                                         opts=self.opts(depends_on=[self.gke]))
+            gcp.serviceaccount.IAMMember(
+                f"{self.name}-ray-{namespace}",
+                service_account_id=self.ray_sa.name,
+                role=WORKLOAD_IDENTITY_ROLE,
+                member=member,
+                opts=self.opts(depends_on=[self.gke]),
+            )
 
     def shared_filesystem(self) -> pulumi.Output[dict[str, str]] | None:
         shared = self.spec.storage.shared_filesystem
         if shared is None:
             return None
         instance = gcp.filestore.Instance(
-            f"{self.name}-filestore", tier=FILESTORE_TIER, location=self.spec.zones[0],
-            file_shares=gcp.filestore.InstanceFileSharesArgs(name=FILESTORE_SHARE, capacity_gb=shared.capacity_gib),
-            networks=[gcp.filestore.InstanceNetworkArgs(network=self.vpc.name, modes=["MODE_IPV4"],
-                                                        connect_mode="DIRECT_PEERING")],
-            opts=self.opts(depends_on=self.enabled_apis))
-        return instance.networks.apply(lambda networks: {
-            "kind": "filestore", "server": networks[0].ip_addresses[0], "share": f"/{FILESTORE_SHARE}",
-            "mountPath": shared.mount_path})
+            f"{self.name}-filestore",
+            tier=FILESTORE_TIER,
+            location=self.spec.zones[0],
+            file_shares=gcp.filestore.InstanceFileSharesArgs(
+                name=FILESTORE_SHARE, capacity_gb=shared.capacity_gib
+            ),
+            networks=[
+                gcp.filestore.InstanceNetworkArgs(
+                    network=self.vpc.name, modes=["MODE_IPV4"], connect_mode="DIRECT_PEERING"
+                )
+            ],
+            opts=self.opts(depends_on=self.enabled_apis),
+        )
+        return instance.networks.apply(
+            lambda networks: {
+                "kind": "filestore",
+                "server": networks[0].ip_addresses[0],
+                "share": f"/{FILESTORE_SHARE}",
+                "mountPath": shared.mount_path,
+            }
+        )
 
     def handle(self) -> ClusterHandle:
         self.apis()
@@ -348,11 +469,19 @@ class _GkeBuild:
         self.bucket()
         self.ray_identity()
         shared = self.shared_filesystem()
-        kubeconfig = pulumi.Output.secret(pulumi.Output.all(
-            self.gke.name, self.gke.endpoint, self.gke.master_auth.cluster_ca_certificate,
-        ).apply(lambda v: json.dumps(gke_kubeconfig(v[0], v[1], v[2]))))
-        provider = k8s.Provider(f"{self.name}-k8s", kubeconfig=kubeconfig, enable_server_side_apply=True,
-                                opts=pulumi.ResourceOptions(parent=self.parent))
+        kubeconfig = pulumi.Output.secret(
+            pulumi.Output.all(
+                self.gke.name,
+                self.gke.endpoint,
+                self.gke.master_auth.cluster_ca_certificate,
+            ).apply(lambda v: json.dumps(gke_kubeconfig(v[0], v[1], v[2])))
+        )
+        provider = k8s.Provider(
+            f"{self.name}-k8s",
+            kubeconfig=kubeconfig,
+            enable_server_side_apply=True,
+            opts=pulumi.ResourceOptions(parent=self.parent),
+        )
         return ClusterHandle(
             provider=provider,
             kubeconfig=kubeconfig,

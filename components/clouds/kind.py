@@ -24,7 +24,6 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 import yaml
-
 from park.components import versions
 from park.components.clouds import CAPABILITIES, ClusterHandle, ray_identity_annotations
 from park.components.spec import Problem, SpecError, StackSpec
@@ -39,12 +38,21 @@ def check(spec: StackSpec) -> list[Problem]:
     problems = []
     if versions.kind_node_image(spec.kubernetes_version) is None:
         known = ", ".join(sorted(versions.KIND_NODE_IMAGES))
-        problems.append(Problem("kubernetesVersion", f"no kindest/node image pinned for {spec.kubernetes_version} "
-                                                     f"(pinned: {known}); set PARK_KIND_NODE_IMAGE to use another"))
+        problems.append(
+            Problem(
+                "kubernetesVersion",
+                f"no kindest/node image pinned for {spec.kubernetes_version} "
+                f"(pinned: {known}); set PARK_KIND_NODE_IMAGE to use another",
+            )
+        )
     for i, pool in enumerate(spec.node_pools):
         if pool.min_nodes < 1:
-            problems.append(Problem(f"nodePools[{i}].minNodes", "kind has no autoscaler: a pool with minNodes 0 "
-                                                                 "gets no node; set at least 1"))
+            problems.append(
+                Problem(
+                    f"nodePools[{i}].minNodes",
+                    "kind has no autoscaler: a pool with minNodes 0 gets no node; set at least 1",
+                )
+            )
     return problems
 
 
@@ -57,8 +65,12 @@ def kind_cluster_config(spec: StackSpec) -> dict[str, Any]:
     mount = {"hostPath": spec.storage.local_path, "containerPath": spec.storage.local_path}
     nodes: list[dict[str, Any]] = [{"role": "control-plane", "image": image, "extraMounts": [mount]}]
     for pool in spec.node_pools:
-        worker: dict[str, Any] = {"role": "worker", "image": image, "labels": spec.node_labels(pool),
-                                  "extraMounts": [mount]}
+        worker: dict[str, Any] = {
+            "role": "worker",
+            "image": image,
+            "labels": spec.node_labels(pool),
+            "extraMounts": [mount],
+        }
         taints = spec.node_taints(pool)
         if taints:
             patch = {"kind": "JoinConfiguration", "nodeRegistration": {"taints": taints}}
@@ -69,8 +81,10 @@ def kind_cluster_config(spec: StackSpec) -> dict[str, Any]:
 
 
 def kind_cluster_config_yaml(spec: StackSpec) -> str:
-    header = (f"# kind cluster for stack {spec.cluster_name!r}, written by `park kind-config` "
-              f"(kind {versions.KIND_VERSION}).\n# Create it with: kind create cluster --config <this file>\n")
+    header = (
+        f"# kind cluster for stack {spec.cluster_name!r}, written by `park kind-config` "
+        f"(kind {versions.KIND_VERSION}).\n# Create it with: kind create cluster --config <this file>\n"
+    )
     return header + yaml.safe_dump(kind_cluster_config(spec), sort_keys=False)
 
 
@@ -100,8 +114,14 @@ def kubeconfig_for_context(context: str, files: list[Path]) -> str:
         return ""
     cluster = merged["clusters"].get(ctx.get("context", {}).get("cluster"))
     user = merged["users"].get(ctx.get("context", {}).get("user"))
-    config = {"apiVersion": "v1", "kind": "Config", "current-context": context, "contexts": [ctx],
-              "clusters": [cluster] if cluster else [], "users": [user] if user else []}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": context,
+        "contexts": [ctx],
+        "clusters": [cluster] if cluster else [],
+        "users": [user] if user else [],
+    }
     return yaml.safe_dump(config, sort_keys=False)
 
 
@@ -112,13 +132,21 @@ class KindAdapter:
     def provision(self, name: str, spec: StackSpec, parent: pulumi.Resource) -> ClusterHandle:
         problems = check(spec)
         if problems:
-            raise pulumi.RunError(f"invalid stack config for kind ({len(problems)} problems):\n{SpecError(problems)}")
+            raise pulumi.RunError(
+                f"invalid stack config for kind ({len(problems)} problems):\n{SpecError(problems)}"
+            )
         kubeconfig = kubeconfig_for_context(spec.context_name, kubeconfig_files())
         if not kubeconfig:
-            pulumi.log.warn(f"no kubeconfig context {spec.context_name!r} yet; create the cluster first: "
-                            f"park kind-config STACK --out kind.yaml && kind create cluster --config kind.yaml")
-        provider = k8s.Provider(f"{name}-k8s", context=spec.context_name, enable_server_side_apply=True,
-                                opts=pulumi.ResourceOptions(parent=parent))
+            pulumi.log.warn(
+                f"no kubeconfig context {spec.context_name!r} yet; create the cluster first: "
+                f"park kind-config STACK --out kind.yaml && kind create cluster --config kind.yaml"
+            )
+        provider = k8s.Provider(
+            f"{name}-k8s",
+            context=spec.context_name,
+            enable_server_side_apply=True,
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
         return ClusterHandle(
             provider=provider,
             kubeconfig=pulumi.Output.secret(kubeconfig),
@@ -135,7 +163,6 @@ ADAPTER = KindAdapter()
 def kind_config_command(stack: str, out: Path | None) -> None:
     """``park kind-config STACK [--out FILE]``: print or write the kind config; bad config exits 2."""
     import typer
-
     from park.components.spec import load_stack_file, resolve_stack_file
 
     try:

@@ -6,7 +6,7 @@ affinity on :data:`~park.components.spec.POOL_LABEL`) and tolerates their taints
 
 Time-slicing is per pool: the chart's config map holds one named config per sharing pool plus a
 ``default`` without sharing, and the plugin's config manager picks a node's config from the node label
-:data:`DEVICE_PLUGIN_CONFIG_LABEL` (see :func:`sharing_node_labels`, which node pools must carry).
+:data:`~park.components.spec.DEVICE_PLUGIN_CONFIG_LABEL`, which ``StackSpec.node_labels`` puts on sharing pools.
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ from park.components.spec import GPU_RESOURCE, NodePool, StackSpec
 
 NAMESPACE = DEVICE_PLUGIN_NAMESPACE
 RELEASE_NAME = "nvidia-device-plugin"
-DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
-"""Node label naming the device plugin config a node uses (read by the plugin's config manager)."""
 DEFAULT_CONFIG = "default"
 
 
@@ -39,13 +37,6 @@ def installs_device_plugin(spec: StackSpec) -> bool:
 
 def sharing_pools(spec: StackSpec) -> list[NodePool]:
     return [p for p in spec.gpu_pools if p.gpu_sharing is not None]
-
-
-def sharing_node_labels(spec: StackSpec, pool: NodePool) -> dict[str, str]:
-    """Extra node labels a pool needs so the device plugin applies its time-slicing config."""
-    if pool.gpu_sharing is None or not installs_device_plugin(spec):
-        return {}
-    return {DEVICE_PLUGIN_CONFIG_LABEL: pool.name}
 
 
 def plugin_config(pool: NodePool | None) -> dict[str, Any]:

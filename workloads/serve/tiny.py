@@ -50,16 +50,20 @@ Once upon a time there was a tiny model that answered every question with confid
 """
 
 
+ALPHABET = string.ascii_letters + string.digits + string.punctuation + " \n"
+"""Every character the tokenizer knows; others become ``<unk>``. Printable ASCII, space and newline
+only, so whatever the random model emits decodes to plain, valid text."""
+
+
 def _training_text() -> list[str]:
-    """The corpus, plus every printable ASCII character so any ASCII text encodes without <unk>."""
-    return [*_CORPUS.splitlines(), string.printable] * 4
+    return [*_CORPUS.splitlines(), ALPHABET] * 4
 
 
 def build_tokenizer():
     """A byte-level BPE tokenizer trained on the built-in corpus, wrapped for transformers.
 
-    The alphabet is printable ASCII only (not all 256 bytes), so every token the random model may
-    emit decodes to valid text; other characters become ``<unk>``.
+    The alphabet is :data:`ALPHABET` (not all 256 bytes), so every token the random model may emit
+    decodes to valid text.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
@@ -82,10 +86,11 @@ def build_tokenizer():
     return wrapped
 
 
-def build_tiny_llama(path: str | Path) -> Path:
+def build_tiny_llama(path: str | Path, *, seed: int = TINY_SEED) -> Path:
     """Write a tiny random Llama (weights, config, tokenizer, chat template) to ``path``; return it.
 
-    Deterministic: the same seed gives the same weights, so outputs are comparable across builds.
+    Deterministic: the same seed gives the same weights, so outputs are comparable across builds;
+    another seed gives another model with the same tokenizer (tests use two to check routing).
     """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
@@ -110,7 +115,7 @@ def build_tiny_llama(path: str | Path) -> Path:
     )
     generator_state = torch.random.get_rng_state()
     try:
-        torch.manual_seed(TINY_SEED)
+        torch.manual_seed(seed)
         model = LlamaForCausalLM(config).to(torch.float32).eval()
     finally:
         torch.random.set_rng_state(generator_state)

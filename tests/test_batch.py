@@ -1,0 +1,163 @@
+"""The batch workload on a real local Ray (one cluster for the module): exactly the input ids come out,
+also after a task is killed and retried and when the job is rerun; lost rows are caught."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow.dataset as pads
+import pytest
+
+from park.workloads.batch import data
+from park.workloads.batch.model import TinyVisionNet, build_vision_model, load_vision_model
+from park.workloads.batch.pipeline import (
+    SUCCESS_FILE,
+    BatchConfig,
+    BatchInputError,
+    RowsMismatch,
+    compare_ids,
+    preprocess,
+    run_pipeline,
+)
+
+ROWS = 1200
+
+
+def ids_in(folder: Path) -> list[str]:
+    """Ids as stored in the Parquet files (read directly, not from the job's own summary)."""
+    return pads.dataset(folder, format="parquet").to_table(columns=["id"]).column("id").to_pylist()
+
+
+# --- without Ray ---------------------------------------------------------------------------------
+
+
+def test_rows_are_a_pure_function_of_their_index():
+    first, again = data.make_rows(np.arange(5, 10)), data.make_rows(np.arange(5, 10))
+    assert list(first["id"]) == [data.row_id(i) for i in range(5, 10)]
+    assert list(first["image"]) == list(again["image"]) and list(first["text"]) == list(again["text"])
+    assert data.row_index(data.row_id(42)) == 42
+
+
+def test_preprocess_decodes_images_and_flags_texts():
+    rows = data.make_rows(np.arange(0, 20))
+    out = preprocess(rows)
+    assert out["pixels"].shape == (20, 3, data.IMAGE_SIZE, data.IMAGE_SIZE)
+    flagged = [i for i, f in zip(out["id"], out["text_flagged"]) if f]
+    assert flagged == [data.row_id(3), data.row_id(13)]  # one row in ten carries a flagged word
+
+
+def test_vision_model_is_built_deterministically(tmp_path):
+    import torch
+
+    first = build_vision_model(str(tmp_path / "a.pt"))
+    second = build_vision_model(f"file://{tmp_path}/b.pt")
+    model_a = load_vision_model(first, torch.device("cpu"))
+    model_b = load_vision_model(second, torch.device("cpu"))
+    assert isinstance(model_a, TinyVisionNet)
+    for (name, a), (_, b) in zip(model_a.state_dict().items(), model_b.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_compare_ids_counts_missing_duplicated_and_unexpected():
+    result = compare_ids(["a", "b", "c"], ["a", "a", "c", "z"])
+    assert (result["missing"], result["duplicated"], result["unexpected"], result["exact"]) == (1, 1, 1, False)
+    assert compare_ids(["a", "b"], ["b", "a"])["exact"] is True
+
+
+def test_same_input_and_output_is_refused():
+    with pytest.raises(ValueError, match="must differ"):
+        BatchConfig(input_uri="/tmp/x", output_uri="/tmp/x/")
+
+
+# --- on a local Ray -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_ray(tmp_path_factory):
+    """One 2-CPU local Ray for the module, its files under a fresh temp folder."""
+    import ray
+
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED", "HF_HUB_OFFLINE")}
+    os.environ.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", HF_HUB_OFFLINE="1")
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(tmp_path_factory.mktemp("ray")),
+             log_to_driver=False)
+    yield
+    ray.shutdown()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def shared_input(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("batch-input")
+
+
+@pytest.mark.ray
+def test_output_ids_are_exactly_the_input_ids(local_ray, shared_input, tmp_path):
+    summary = run_pipeline(BatchConfig(input_uri=str(shared_input), output_uri=str(tmp_path), rows=ROWS))
+    out_ids = ids_in(tmp_path / "data")
+    assert sorted(out_ids) == sorted(ids_in(shared_input)) == [data.row_id(i) for i in range(ROWS)]
+    assert len(set(out_ids)) == len(out_ids)
+    assert summary["exact"] and (tmp_path / SUCCESS_FILE).exists()
+    table = pads.dataset(tmp_path / "data", format="parquet").to_table()
+    assert {"id", "text", "text_flagged", "image_label", "image_score"} <= set(table.column_names)
+
+
+@pytest.mark.ray
+def test_exactly_once_after_an_injected_task_failure(local_ray, shared_input, tmp_path):
+    summary = run_pipeline(BatchConfig(input_uri=str(shared_input), output_uri=str(tmp_path), rows=ROWS,
+                                       fail_once=True, batch_size=100))
+    assert summary["injected_fault"] is not None, "the fault hook did not fire"
+    out_ids = ids_in(tmp_path / "data")
+    assert sorted(out_ids) == [data.row_id(i) for i in range(ROWS)]
+
+
+@pytest.mark.ray
+def test_a_rerun_overwrites_its_output_instead_of_appending(local_ray, shared_input, tmp_path):
+    config = BatchConfig(input_uri=str(shared_input), output_uri=str(tmp_path), rows=ROWS)
+    run_pipeline(config)
+    run_pipeline(config)
+    assert sorted(ids_in(tmp_path / "data")) == [data.row_id(i) for i in range(ROWS)]
+
+
+@pytest.mark.ray
+def test_dropped_rows_fail_the_job_and_leave_partial_output_readable(local_ray, shared_input, tmp_path):
+    with pytest.raises(RowsMismatch, match="5 missing"):
+        run_pipeline(BatchConfig(input_uri=str(shared_input), output_uri=str(tmp_path), rows=ROWS,
+                                 drop_rows_for_testing=5))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["missing"] == 5 and summary["passed"] is False
+    assert not (tmp_path / SUCCESS_FILE).exists()
+    assert len(ids_in(tmp_path / "data")) == ROWS - 5
+
+
+@pytest.mark.ray
+def test_input_with_another_row_count_is_a_clear_error(local_ray, shared_input, tmp_path):
+    run_pipeline(BatchConfig(input_uri=str(shared_input), output_uri=str(tmp_path), rows=ROWS))
+    with pytest.raises(BatchInputError, match=f"holds {ROWS} rows"):
+        run_pipeline(BatchConfig(input_uri=str(shared_input), output_uri=str(tmp_path), rows=ROWS + 1))
+
+
+@pytest.mark.ray
+@pytest.mark.vllm
+@pytest.mark.skipif(importlib.util.find_spec("park.workloads.serve.tiny") is None,
+                    reason="the tiny Llama builder (park.workloads.serve.tiny) is not in this checkout")
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed")
+def test_llm_stage_answers_every_row(local_ray, shared_input, tmp_path):
+    from park.workloads.serve.tiny import build_tiny_llama
+
+    model = build_tiny_llama(tmp_path / "tiny-llama")
+    rows = 24
+    summary = run_pipeline(BatchConfig(input_uri=str(tmp_path / "input"), output_uri=str(tmp_path / "out"),
+                                       rows=rows, llm_model=str(model), batch_size=8, llm_max_tokens=4))
+    table = pads.dataset(tmp_path / "out" / "data", format="parquet").to_table()
+    assert summary["llm_stage"] and summary["exact"]
+    assert sorted(table.column("id").to_pylist()) == [data.row_id(i) for i in range(rows)]
+    assert all(isinstance(text, str) and text for text in table.column("llm_output").to_pylist())

@@ -1,0 +1,333 @@
+"""The kubernetes target's logic against recorded API responses (tests/fixtures/k8s/).
+
+The responses are replayed under the official ``kubernetes`` client: a stand-in for urllib3's pool manager
+answers each request from a fixture file, so the client's URL building, auth headers and JSON handling run
+for real — only the network is replaced. No test here pretends a cluster exists; the one test that wants
+a live cluster skips, saying why, when none is reachable.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+import urllib3
+
+from park.components.spec import load_stack_file, resolve_stack_file
+from park.conformance import judgements as judge
+from park.conformance.checks import BY_NAME, select
+from park.conformance.context import RunContext, RunOptions
+from park.conformance.kube import KubernetesTarget, TargetUnavailable
+from park.conformance.kube_api import KubeApi, KubeError, collection_path
+from park.conformance.model import CheckFailed, NotApplicable, Status
+from park.conformance.runner import Runner
+
+FIXTURES = Path(__file__).parent / "fixtures" / "k8s"
+
+
+def fixture(name: str) -> dict:
+    return json.loads((FIXTURES / name).read_text())
+
+
+class ReplayPoolManager:
+    """Answers the client's HTTP requests from recorded responses: {(method, path): (status, body)}."""
+
+    def __init__(self, routes: dict[tuple[str, str], tuple[int, dict | str]]):
+        self.routes = routes
+        self.requests: list[tuple[str, str, dict]] = []
+
+    def request(self, method, url, **kwargs):
+        path = urllib3.util.parse_url(url).path
+        query = urllib3.util.parse_url(url).query
+        self.requests.append((method, path + (f"?{query}" if query else ""), kwargs.get("headers", {})))
+        status, body = self.routes.get((method, path), (404, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                                               "message": f"{path} not found", "reason": "NotFound",
+                                                               "code": 404}))
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        return urllib3.HTTPResponse(body=io.BytesIO(data), status=status, reason="OK" if status < 400 else "Error",
+                                    headers={"Content-Type": "application/json"}, preload_content=False)
+
+
+def replay_api(routes) -> tuple[KubeApi, ReplayPoolManager]:
+    from kubernetes import client
+
+    configuration = client.Configuration()
+    configuration.host = "https://park-kind-control-plane.invalid:6443"
+    configuration.api_key = {"BearerToken": "recorded-token"}
+    configuration.api_key_prefix = {"BearerToken": "Bearer"}
+    api_client = client.ApiClient(configuration)
+    pool = ReplayPoolManager(routes)
+    api_client.rest_client.pool_manager = pool
+    return KubeApi(api_client), pool
+
+
+KIND_ROUTES = {
+    ("GET", "/version"): (200, fixture("version.json")),
+    ("GET", "/api/v1/nodes"): (200, fixture("nodes-kind.json")),
+    ("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"): (200, fixture("crds.json")),
+    ("GET", "/apis/apps/v1/namespaces/kuberay-system/deployments/kuberay-operator"):
+        (200, fixture("deployment-kuberay-operator.json")),
+    ("GET", "/apis/apps/v1/namespaces/kueue-system/deployments/kueue-controller-manager"):
+        (200, fixture("deployment-kueue-controller-manager.json")),
+    ("GET", "/apis/kueue.x-k8s.io/v1beta2/clusterqueues"): (200, fixture("clusterqueues-kind.json")),
+    ("GET", "/apis/kueue.x-k8s.io/v1beta2/localqueues"): (200, fixture("localqueues-kind.json")),
+    ("GET", "/api/v1/namespaces/monitoring/services/kube-prometheus-prometheus:9090/proxy/api/v1/targets"):
+        (200, fixture("prometheus-targets.json")),
+}
+
+
+@pytest.fixture()
+def kind_spec():
+    return load_stack_file(resolve_stack_file("kind"))
+
+
+@pytest.fixture()
+def aws_spec():
+    return load_stack_file(resolve_stack_file("aws"))
+
+
+def make_target(spec, routes=None, **options) -> tuple[KubernetesTarget, ReplayPoolManager]:
+    api, pool = replay_api(routes if routes is not None else KIND_ROUTES)
+    ctx = RunContext(RunOptions(target="kubernetes", stack="kind", **options))
+    return KubernetesTarget(ctx, api, spec, "stacks/Pulumi.kind.yaml", fixture("version.json")), pool
+
+
+# --- the client path ------------------------------------------------------------------------------
+
+
+def test_requests_carry_the_token_and_hit_the_rest_paths_of_each_kind():
+    api, pool = replay_api(KIND_ROUTES)
+    nodes = api.list("v1", "Node")
+    assert [n["metadata"]["name"] for n in nodes["items"]] == ["park-kind-control-plane", "park-kind-worker",
+                                                               "park-kind-worker2"]
+    method, path, headers = pool.requests[-1]
+    assert (method, path) == ("GET", "/api/v1/nodes")
+    assert {k.lower(): v for k, v in headers.items()}["authorization"] == "Bearer recorded-token"
+    assert collection_path("ray.io/v1", "RayJob", "research") == "/apis/ray.io/v1/namespaces/research/rayjobs"
+    assert collection_path("kueue.x-k8s.io/v1beta2", "ClusterQueue") == "/apis/kueue.x-k8s.io/v1beta2/clusterqueues"
+
+
+def test_a_missing_object_is_none_and_a_forbidden_list_names_the_server_message():
+    api, _ = replay_api({("GET", "/api/v1/nodes"): (403, fixture("status-forbidden.json"))})
+    assert api.get("apps/v1", "Deployment", "kuberay-operator", "kuberay-system") is None
+    with pytest.raises(KubeError, match=r"403 .*cannot list resource \"nodes\""):
+        api.list("v1", "Node")
+
+
+def test_service_proxy_keeps_slashes_and_query():
+    api, pool = replay_api({("GET", "/api/v1/namespaces/monitoring/services/prom:9090/proxy/api/v1/query"):
+                            (200, fixture("prometheus-query-gpu-util.json"))})
+    answer = api.service_proxy("GET", "monitoring", "prom", 9090, "api/v1/query", {"query": "DCGM_FI_DEV_GPU_UTIL"})
+    assert answer["data"]["result"][0]["metric"]["modelName"] == "NVIDIA L4"
+    assert pool.requests[-1][1].endswith("proxy/api/v1/query?query=DCGM_FI_DEV_GPU_UTIL")
+
+
+# --- judgements -----------------------------------------------------------------------------------
+
+
+def test_nodes_pass_on_the_recorded_kind_cluster_and_fail_when_a_worker_is_not_ready(kind_spec):
+    nodes = fixture("nodes-kind.json")
+    assert judge.judge_nodes(kind_spec, nodes).ok
+    broken = copy.deepcopy(nodes)
+    ready = next(c for c in broken["items"][2]["status"]["conditions"] if c["type"] == "Ready")
+    ready["status"] = "False"
+    verdict = judge.judge_nodes(kind_spec, broken)
+    assert verdict.problems == ["pool 'cpu' has 1 Ready node(s), below minNodes 2 (not Ready: park-kind-worker2)"]
+
+
+def test_labels_and_taints_follow_the_stack(aws_spec):
+    nodes = fixture("nodes-aws.json")
+    assert judge.judge_labels_taints(aws_spec, nodes).ok
+    untainted = copy.deepcopy(nodes)
+    del untainted["items"][2]["spec"]["taints"]
+    verdict = judge.judge_labels_taints(aws_spec, untainted)
+    assert verdict.problems == ["node ip-10-0-13-140.us-west-2.compute.internal (pool l4-shared) lacks taint "
+                                "nvidia.com/gpu=present:NoSchedule"]
+
+
+def test_time_sliced_gpus_must_be_advertised_times_the_replicas(aws_spec):
+    nodes = fixture("nodes-aws.json")
+    assert judge.judge_gpus_allocatable(aws_spec, nodes).ok  # 1 L4 x 4 time-slicing replicas = 4
+    unsliced = copy.deepcopy(nodes)
+    unsliced["items"][2]["status"]["allocatable"]["nvidia.com/gpu"] = "1"
+    verdict = judge.judge_gpus_allocatable(aws_spec, unsliced)
+    assert "advertises 1 nvidia.com/gpu, expected 4" in verdict.problems[0]
+
+
+def test_crds_must_be_established_and_serve_the_pinned_version():
+    from park.conformance.kube import KUBERAY_CRDS, KUEUE_CRDS
+
+    crds = fixture("crds.json")
+    assert judge.judge_crds(crds, {**KUBERAY_CRDS, **KUEUE_CRDS}).ok
+    old = copy.deepcopy(crds)
+    old["items"] = [c for c in old["items"] if c["metadata"]["name"] != "workloads.kueue.x-k8s.io"]
+    next(c for c in old["items"] if c["metadata"]["name"] == "rayjobs.ray.io")["spec"]["versions"][0]["served"] = False
+    problems = judge.judge_crds(old, {**KUBERAY_CRDS, **KUEUE_CRDS}).problems
+    assert "CRD workloads.kueue.x-k8s.io is not installed" in problems
+    assert "CRD rayjobs.ray.io serves v1alpha1, not v1" in problems
+
+
+def test_gang_judgements_on_recorded_workloads():
+    fit = judge.judge_gang_admission(fixture("workload-rayjob-admitted.json"))
+    assert fit.ok and fit.facts["assigned"] == {"head": 1, "cpu-workers": 2, "submitter": 1}
+    partial = fixture("workload-rayjob-admitted.json")
+    partial["status"]["admission"]["podSetAssignments"][1]["count"] = 1
+    assert judge.judge_gang_admission(partial).problems == [
+        "Workload research/rayjob-park-conf-gang-fit-8f3c1 pod set cpu-workers: 1 of 2 admitted (not all-or-nothing)"]
+    held = judge.judge_gang_held(fixture("workload-rayjob-pending.json"), fixture("pods-empty.json"))
+    assert held.ok and "insufficient quota" in held.facts["pending_reason"]
+    leaked = fixture("pods-empty.json")
+    leaked["items"] = [{"metadata": {"name": "gang-big-head-x"}, "status": {"phase": "Running"}}]
+    assert "1 pod(s) of the oversized RayJob exist" in judge.judge_gang_held(
+        fixture("workload-rayjob-pending.json"), leaked).problems[0]
+
+
+def test_prometheus_targets_and_gpu_series():
+    targets = fixture("prometheus-targets.json")
+    wanted = {"Ray": "ray", "Kueue": "kueue", "dcgm-exporter": "dcgm"}
+    assert judge.judge_prometheus_targets(targets, wanted).ok
+    down = copy.deepcopy(targets)
+    for target in down["data"]["activeTargets"]:
+        if "dcgm" in target["scrapePool"]:
+            target["health"], target["lastError"] = "down", "connection refused"
+    assert judge.judge_prometheus_targets(down, wanted).problems == [
+        "all 1 Prometheus target(s) for dcgm-exporter are down: connection refused"]
+    assert judge.judge_query_has_series(fixture("prometheus-query-gpu-util.json"), "DCGM_FI_DEV_GPU_UTIL").ok
+    assert not judge.judge_query_has_series(fixture("prometheus-query-empty.json"), "DCGM_FI_DEV_GPU_UTIL").ok
+
+
+def test_nvidia_smi_listing_and_chat_answer():
+    listing = ("GPU 0: NVIDIA L4 (UUID: GPU-6a1f3c2e-91b4-4c70-8d2a-0f5e7b9c1d34)\n"
+               "GPU 1: NVIDIA L4 (UUID: GPU-0b7e51d2-77aa-4f0e-a1c3-5e2d9f8b6c10)\n")
+    assert [g["uuid"][-4:] for g in judge.parse_nvidia_smi_list(listing)] == ["1d34", "6c10"]
+    assert judge.judge_chat_completion(fixture("chat-completion.json"), "tiny-llama").ok
+    wrong = judge.judge_chat_completion(fixture("chat-completion.json"), "qwen2.5-0.5b-instruct")
+    assert wrong.problems == ["answer names model 'tiny-llama', not the served 'qwen2.5-0.5b-instruct'"]
+
+
+# --- target checks over replayed responses ------------------------------------------------------
+
+
+def test_read_only_layers_pass_on_the_recorded_kind_cluster(kind_spec):
+    target, _ = make_target(kind_spec)
+    runner = Runner(target.ctx, target, select(["infrastructure", "operators", "observability.prometheus-targets"]))
+    results = {r.name: r for r in runner.run_all()}
+    assert results["infrastructure.nodes"].status is Status.PASSED, results["infrastructure.nodes"].reason
+    assert results["infrastructure.nodes"].reason == "Ready nodes per pool (ready/min-max): system 1/1-1, cpu 2/2-2"
+    assert results["infrastructure.node-labels-taints"].status is Status.PASSED
+    assert results["operators.kuberay"].status is Status.PASSED
+    assert results["operators.kueue"].status is Status.PASSED
+    # kind has no GPU pools: GPU checks do not apply; the local-only checks do not apply either
+    assert results["infrastructure.gpus-allocatable"].status is Status.NOT_APPLICABLE
+    assert results["infrastructure.host"].status is Status.NOT_APPLICABLE
+    assert results["operators.ray-head"].status is Status.NOT_APPLICABLE
+    # the kind stack keeps dcgm-exporter off (no GPUs): Ray and Kueue targets are enough
+    assert results["observability.prometheus-targets"].status is Status.PASSED
+
+
+def test_a_stopped_kueue_controller_fails_operators_kueue_and_skips_what_needs_it(kind_spec):
+    stopped = copy.deepcopy(KIND_ROUTES)
+    deployment = fixture("deployment-kueue-controller-manager.json")
+    deployment["status"].update({"readyReplicas": 0, "availableReplicas": 0})
+    deployment["status"]["conditions"][0].update({"status": "False", "reason": "MinimumReplicasUnavailable",
+                                                  "message": "Deployment does not have minimum availability."})
+    stopped[("GET", "/apis/apps/v1/namespaces/kueue-system/deployments/kueue-controller-manager")] = (200, deployment)
+    target, _ = make_target(kind_spec, stopped)
+    runner = Runner(target.ctx, target, select(["operators.kueue", "scheduling.queue-admission"]))
+    results = {r.name: r for r in runner.run_all()}
+    assert results["operators.kueue"].status is Status.FAILED
+    assert "kueue-system/kueue-controller-manager is not Available (Deployment does not have minimum " \
+           "availability.)" in results["operators.kueue"].reason
+    assert results["scheduling.queue-admission"].status is Status.SKIPPED
+    assert results["scheduling.queue-admission"].reason.startswith("needs operators.kueue, which failed")
+
+
+def test_gpu_checks_are_not_applicable_on_a_cpu_stack(kind_spec):
+    target, _ = make_target(kind_spec)
+    with pytest.raises(NotApplicable, match="has no GPU pool"):
+        target.check_gpu_visible(target.ctx)
+
+
+def test_objects_the_target_creates_are_valid_and_carry_the_run_id(aws_spec):
+    from schemas import assert_valid_core_object, assert_valid_custom_resource
+
+    target, _ = make_target(aws_spec)
+    pool = aws_spec.pool("l4-shared")
+    gpu_pod = target.labelled(target.probe_pod("gpu", pool, "park-stack/workloads:0.1.0-gpu", gpus=1))
+    assert gpu_pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert gpu_pod["spec"]["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    job = target.labelled(target._job("admit", "100m", "128Mi", priority="low"))
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "research-queue"
+    rayjob = target.labelled(target._tiny_rayjob("gang-fit", workers=2))
+    for obj in (gpu_pod, job):
+        assert obj["metadata"]["name"].startswith(f"park-conf-{target.ctx.run_id}-")
+        assert obj["metadata"]["labels"]["park-stack.io/conformance-run"] == target.ctx.run_id
+        assert_valid_core_object(obj, aws_spec.kubernetes_version)
+    assert_valid_custom_resource(rayjob)
+    assert rayjob["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["replicas"] == 2
+
+
+def test_connect_without_a_reachable_api_server_says_where_it_tried(tmp_path):
+    from park.conformance.local_ray import free_ports
+
+    port = free_ports(1)[0]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "nowhere",
+        "clusters": [{"name": "nowhere", "cluster": {"server": f"https://127.0.0.1:{port}",
+                                                     "insecure-skip-tls-verify": True}}],
+        "contexts": [{"name": "nowhere", "context": {"cluster": "nowhere", "user": "u"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}]}))
+    ctx = RunContext(RunOptions(target="kubernetes", stack="aws", kubeconfig=str(kubeconfig)))
+    with pytest.raises(TargetUnavailable, match=rf"cannot reach the Kubernetes API at https://127.0.0.1:{port}"):
+        KubernetesTarget.connect(ctx)
+    ctx.close()
+
+
+def test_connect_needs_a_stack_and_a_kubeconfig(tmp_path):
+    with pytest.raises(TargetUnavailable, match="needs --stack"):
+        KubernetesTarget.connect(RunContext(RunOptions(target="kubernetes")))
+    missing = RunContext(RunOptions(target="kubernetes", stack="aws", kubeconfig=str(tmp_path / "absent")))
+    with pytest.raises(TargetUnavailable, match="no usable kubeconfig"):
+        KubernetesTarget.connect(missing)
+
+
+def test_every_check_is_implemented_by_at_least_one_target():
+    from park.conformance.local import LOCAL_CHECKS
+    from park.conformance.kube import KUBERNETES_CHECKS
+
+    assert set(BY_NAME) == set(LOCAL_CHECKS) | set(KUBERNETES_CHECKS)
+
+
+def _live_cluster_reason() -> str | None:
+    if not (os.environ.get("KUBECONFIG") or Path.home().joinpath(".kube", "config").exists()):
+        return "no kubeconfig ($KUBECONFIG or ~/.kube/config): no live cluster to check"
+    ctx = RunContext(RunOptions(target="kubernetes", stack=os.environ.get("PARK_CONFORMANCE_STACK", "kind")))
+    try:
+        KubernetesTarget.connect(ctx)
+    except TargetUnavailable as err:
+        return f"no live cluster reachable: {err}"
+    finally:
+        ctx.close()
+    return None
+
+
+@pytest.mark.cloud
+def test_live_cluster_read_only_layers():
+    reason = _live_cluster_reason()
+    if reason:
+        pytest.skip(reason)
+    from park.conformance import session
+
+    outcome = session.run(RunOptions(target="kubernetes", stack=os.environ.get("PARK_CONFORMANCE_STACK", "kind"),
+                                     only=("infrastructure", "operators")))
+    assert outcome.verdict.passed, [(r.name, r.reason) for r in outcome.results if r.status is Status.FAILED]
+
+
+def test_check_failed_carries_details():
+    err = CheckFailed("x", {"a": 1})
+    assert err.details == {"a": 1} and err.status is Status.FAILED

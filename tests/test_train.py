@@ -1,0 +1,143 @@
+"""The training workload on a real local Ray (one cluster for the module): learning, checkpoints, a worker
+killed mid-epoch and resumed, reruns resuming, and the accuracy bar failing the job."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from park.workloads.train import data
+from park.workloads.train.loop import HISTORY_FILE, STATE_FILE, checkpoint_dir_name
+from park.workloads.train.run import SUMMARY_FILE, TrainConfig, decide_gpu, run_training
+
+EPOCHS = 3
+CRASH_EPOCH = 2
+CLI_TIMEOUT_S = 240
+
+
+# --- the data, without Ray ------------------------------------------------------------------------
+
+
+def test_glyph_digits_are_deterministic_per_seed():
+    images, labels = data.make_glyph_digits(64, seed=5)
+    again, again_labels = data.make_glyph_digits(64, seed=5)
+    other, _ = data.make_glyph_digits(64, seed=6)
+    assert torch.equal(images, again) and torch.equal(labels, again_labels)
+    assert not torch.equal(images, other)
+    assert images.shape == (64, 1, data.IMAGE_SIZE, data.IMAGE_SIZE)
+
+
+def test_glyph_digits_cover_every_class():
+    _, labels = data.make_glyph_digits(2000, seed=0)
+    counts = torch.bincount(labels, minlength=data.NUM_CLASSES)
+    assert counts.min() > 2000 / data.NUM_CLASSES * 0.7
+
+
+def test_bad_arguments_exit_2_with_a_message_not_a_traceback():
+    result = subprocess.run([sys.executable, "-m", "park.workloads.train", "--storage-uri", "/tmp/x",
+                             "--run-name", "r", "--epochs", "0"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "--epochs" in result.stderr and "Traceback" not in result.stderr
+    with pytest.raises(ValueError, match="--min-accuracy"):
+        TrainConfig(storage_uri="/tmp/x", run_name="r", min_accuracy=1.5)
+
+
+# --- on a local Ray -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_ray(tmp_path_factory):
+    """One 2-CPU local Ray for the module, its files under a fresh temp folder."""
+    import ray
+
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED")}
+    os.environ.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(tmp_path_factory.mktemp("ray")),
+             log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def storage_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("train-storage")
+
+
+@pytest.fixture(scope="module")
+def crashed_run(local_ray, storage_dir) -> dict:
+    """3 epochs on 2 workers; the last worker is SIGKILLed halfway through epoch 2 (first time only)."""
+    config = TrainConfig(storage_uri=f"file://{storage_dir}", run_name="crash", epochs=EPOCHS, num_workers=2,
+                         fail_at_epoch=CRASH_EPOCH, max_failures=2)
+    return run_training(config)
+
+
+@pytest.mark.ray
+def test_loss_decreases_and_accuracy_beats_chance(crashed_run):
+    losses, accuracies = crashed_run["losses"], crashed_run["accuracies"]
+    assert crashed_run["epochs"] == list(range(1, EPOCHS + 1))
+    assert all(later < earlier for earlier, later in zip(losses, losses[1:])), losses
+    assert accuracies[-1] > 3 / data.NUM_CLASSES, accuracies  # chance is 1/10
+
+
+@pytest.mark.ray
+def test_a_checkpoint_per_epoch_is_written_and_loadable(crashed_run, storage_dir):
+    run_dir = storage_dir / "crash"
+    for epoch in range(1, EPOCHS + 1):
+        folder = run_dir / checkpoint_dir_name(epoch)
+        state = torch.load(folder / STATE_FILE, weights_only=True)
+        assert state["epoch"] == epoch
+        assert json.loads((folder / HISTORY_FILE).read_text())["epochs"][-1] == epoch
+    assert [Path(uri).name for uri in crashed_run["checkpoints"]] == [checkpoint_dir_name(e)
+                                                                      for e in range(1, EPOCHS + 1)]
+    assert json.loads((run_dir / SUMMARY_FILE).read_text())["passed"] is True
+
+
+@pytest.mark.ray
+def test_killed_worker_resumes_from_the_last_checkpoint_losing_at_most_one_epoch(crashed_run):
+    assert crashed_run["injected_fault"]["epoch"] == CRASH_EPOCH
+    assert [r["from_epoch"] for r in crashed_run["resumes"]] == [CRASH_EPOCH - 1]
+    assert crashed_run["resumed_from"] == CRASH_EPOCH - 1
+    assert crashed_run["device"] == "cpu" and crashed_run["backend"] == "gloo"
+
+
+@pytest.mark.ray
+def test_rerun_under_the_same_name_continues_from_the_latest_checkpoint(crashed_run, storage_dir):
+    config = TrainConfig(storage_uri=f"file://{storage_dir}", run_name="crash", epochs=EPOCHS + 1, num_workers=2)
+    summary = run_training(config)
+    assert summary["resumed_from"] == EPOCHS
+    assert summary["epochs"] == list(range(1, EPOCHS + 2))
+    assert summary["losses"][:EPOCHS] == crashed_run["losses"]  # history carried over, not retrained
+
+
+@pytest.mark.ray
+def test_gpu_choice_auto_falls_back_to_cpu_without_cluster_gpus(local_ray):
+    assert decide_gpu("auto", 2) is False
+    assert decide_gpu("true", 2) is True and decide_gpu("false", 2) is False
+
+
+@pytest.mark.ray
+def test_accuracy_below_the_bar_exits_1_and_keeps_checkpoints(local_ray, storage_dir, tmp_path):
+    summary_path = tmp_path / "summary.json"
+    env = {**os.environ, "RAY_ADDRESS": local_ray, "RAY_AUTH_MODE": "disabled"}
+    result = subprocess.run(
+        [sys.executable, "-m", "park.workloads.train", "--storage-uri", f"file://{storage_dir}",
+         "--run-name", "bar", "--epochs", "1", "--num-workers", "1", "--min-accuracy", "0.999",
+         "--summary-path", str(summary_path)],
+        capture_output=True, text=True, env=env, timeout=CLI_TIMEOUT_S)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "below --min-accuracy 0.999" in result.stderr
+    summary = json.loads(summary_path.read_text())
+    assert summary["passed"] is False and summary["final_accuracy"] < 0.999
+    state = torch.load(storage_dir / "bar" / checkpoint_dir_name(1) / STATE_FILE, weights_only=True)
+    assert state["epoch"] == 1
