@@ -22,6 +22,7 @@ ADDON_DEPENDENCIES: dict[str, tuple[str, ...]] = {
     "gpu": ("namespaces",),
     "kuberay": ("namespaces", "observability"),
     "kueue": ("namespaces",),
+    "autoscaler": ("namespaces",),
 }
 """Add-on -> the add-ons it waits for (the Prometheus Operator CRDs come with observability)."""
 

@@ -377,6 +377,10 @@ def parse_spec(config: dict[str, Any]) -> StackSpec:
     except ValidationError as err:
         raise SpecError(_structural_problems(err, config)) from None
     problems = check_spec(spec)
+    if not problems:
+        from park.components.clouds.checks import cloud_problems  # clouds import this module
+
+        problems = cloud_problems(spec)
     if problems:
         raise SpecError(problems)
     return spec

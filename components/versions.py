@@ -42,6 +42,10 @@ DCGM_EXPORTER_CHART = Chart("dcgm-exporter", DCGM_EXPORTER_VERSION, "https://nvi
 NVIDIA_DEVICE_PLUGIN_CHART = Chart(
     "nvidia-device-plugin", NVIDIA_DEVICE_PLUGIN_VERSION, "https://nvidia.github.io/k8s-device-plugin"
 )
+# Chart version chosen without a registry check on this machine: confirm against the chart index before upgrading.
+CLUSTER_AUTOSCALER_CHART = Chart(
+    "cluster-autoscaler", _pin("CLUSTER_AUTOSCALER_VERSION", "9.50.1"), "https://kubernetes.github.io/autoscaler"
+)
 GPU_OPERATOR_CHART = Chart("gpu-operator", GPU_OPERATOR_VERSION, "https://helm.ngc.nvidia.com/nvidia")
 
 # Container images the workloads run in. The CPU image serves the kind profile and CPU fallback.

@@ -44,9 +44,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def conformance_runner(request: pytest.FixtureRequest):
-    """The session's runner: one context, one target, every check available; evidence and cleanup at the end."""
-    import tempfile
-
+    """The session's runner: one context, one target, every check available; cleanup (and evidence, with
+    --evidence DIR) at the end."""
     from park.conformance.checks import select
     from park.conformance.context import RunContext, RunOptions
     from park.conformance.evidence import attach_log, write_evidence
@@ -59,8 +58,8 @@ def conformance_runner(request: pytest.FixtureRequest):
                          gpu=option("conformance_gpu"), model=option("conformance_model"),
                          destructive=option("conformance_destructive"), timeout_s=option("conformance_timeout"))
     ctx = RunContext(options)
-    evidence = Path(option("conformance_evidence") or tempfile.mkdtemp(prefix=f"pc-{ctx.run_id}-evidence-"))
-    handler = attach_log(ctx, evidence)
+    evidence = Path(option("conformance_evidence")) if option("conformance_evidence") else None
+    handler = attach_log(ctx, evidence) if evidence else None
     try:
         try:
             target = build_target(ctx)
@@ -68,9 +67,11 @@ def conformance_runner(request: pytest.FixtureRequest):
             pytest.skip(f"no {options.target} target to check: {err}")
         runner = Runner(ctx, target, select())
         yield runner
-        write_evidence(ctx, evidence, runner.ordered_results(), target.describe(),
-                       platform_under_test=target.platform_under_test)
+        if evidence:
+            results = [r for r in runner.ordered_results() if r.status.finished]
+            write_evidence(ctx, evidence, results, target.describe(), platform_under_test=target.platform_under_test)
     finally:
         ctx.close()
-        ctx.log.removeHandler(handler)
-        handler.close()
+        if handler:
+            ctx.log.removeHandler(handler)
+            handler.close()

@@ -57,7 +57,7 @@ def load_local_spec(stack: str | None) -> tuple[StackSpec, str]:
     path = resolve_stack_file(name)
     spec = load_stack_file(path)
     if spec.cloud != "kind":
-        raise LocalSetupError(f"--stack {name}: a {spec.cloud} stack describes a cloud cluster, which the local "
+        raise LocalSetupError(f"--stack {name}: the {spec.cloud} stack describes a cloud cluster, which the local "
                               f"target cannot imitate; check that cluster with --target kubernetes --stack {name}, "
                               f"or run the local target with a kind stack (--stack kind)")
     return spec, str(path)

@@ -115,8 +115,8 @@ class Runner:
                 return Status.SKIPPED, f"needs {need}, which {needed.status.label}: {needed.reason}"
         remaining = self.ctx.remaining_s()
         if remaining <= 0:
-            return Status.FAILED, (f"not started: the run's --timeout of {self.ctx.options.timeout_s:g} s was "
-                                   "used up by the checks before it; raise --timeout")
+            return Status.FAILED, (f"not started: the run's --timeout of {_seconds(self.ctx.options.timeout_s)} s "
+                                   "was used up by the checks before it; raise --timeout")
         return None
 
     def _execute(self, result: CheckResult) -> None:
@@ -147,8 +147,8 @@ class Runner:
             self._finish(result, Status.FAILED, "interrupted (Ctrl-C / SIGTERM) while running")
             raise
         if worker.is_alive():
-            self._finish(result, Status.FAILED, f"did not finish within {limit:.0f} s; the last steps it took are "
-                                                f"in e2e.log (raise --timeout if the target is just slow)")
+            self._finish(result, Status.FAILED, f"did not finish within {_seconds(limit)} s; the last steps it took "
+                                                f"are in e2e.log (raise --timeout if the target is just slow)")
             return
         error = outcome.get("error")
         if error is None:
@@ -177,3 +177,7 @@ class Runner:
         result.reason = reason
         self.ctx.log.info("--- %s: %s in %.1f s: %s", result.name, status.label, result.duration_s, reason)
         self.listener.finished(result)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}".removesuffix(".0")

@@ -254,8 +254,11 @@ def local_serve(target: LocalTarget, ctx: RunContext) -> Passed:
         model = ServedModel(name=_model_name_for(str(folder)), source=str(folder))
         built = False
     else:
+        from transformers.utils import logging as transformers_logging
+
         from park.workloads.serve.tiny import build_tiny_llama
 
+        transformers_logging.disable_progress_bar()  # keep the run's output to one line per check
         started = time.monotonic()
         folder = build_tiny_llama(ctx.workdir / "models" / "tiny-llama")
         ctx.log.info("built the tiny Llama in %.1f s at %s", time.monotonic() - started, folder)
@@ -276,6 +279,7 @@ def local_serve(target: LocalTarget, ctx: RunContext) -> Passed:
                           lambda: httpx.delete(f"{head.dashboard_url}/api/serve/applications/", timeout=30))
     names = [a["name"] for a in config["applications"]]
     deploy_s = _wait_serve_running(head.dashboard_url, names, target._time_left(SERVE_READY_S), ctx)
+    ctx.facts["serve_application"] = names[0]
     route = config["applications"][0].get("route_prefix", "/").rstrip("/")
     base = f"http://127.0.0.1:{port}{route}"
     listed = httpx.get(f"{base}/v1/models", timeout=30).json()
@@ -347,24 +351,49 @@ def _greedy_reference(folder, messages: list[dict], max_tokens: int) -> str:
 
 
 def local_ray_metrics(target: LocalTarget, ctx: RunContext) -> Passed:
+    """The head's Prometheus endpoint serves Ray's node metrics, and — when this run deployed the serving
+    workload — Serve's per-replica health of that application and vLLM's engine metrics."""
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
 
     head = target.head()
+    serve_app = ctx.facts.get("serve_application")
     deadline = time.monotonic() + 60
-    families: dict[str, int] = {}
+    families: dict[str, list] = {}
+    missing: list[str] = ["ray_node_*"]
     while time.monotonic() < deadline:
         try:
             text = httpx.get(head.metrics_url, timeout=10).text
-            families = {f.name: len(f.samples) for f in text_string_to_metric_families(text) if f.samples}
+            families = {f.name: f.samples for f in text_string_to_metric_families(text) if f.samples}
         except httpx.HTTPError as err:
             ctx.log.info("metrics endpoint %s not ready: %s", head.metrics_url, err)
-        if any(name.startswith("ray_node_") for name in families):
+        missing = _missing_metrics(families, serve_app)
+        if not missing:
             break
         time.sleep(2)
     ray_families = sorted(name for name in families if name.startswith("ray_"))
-    if not any(name.startswith("ray_node_") for name in ray_families):
-        raise CheckFailed(f"{head.metrics_url} serves no ray_node_* metric within 60 s "
-                          f"({len(families)} families seen)", {"families": sorted(families)[:50]})
-    return Passed(f"{head.metrics_url} serves {len(ray_families)} Ray metric families in Prometheus format",
-                  {"ray_families": ray_families})
+    details = {"ray_families": ray_families, "endpoint": head.metrics_url}
+    if missing:
+        raise CheckFailed(f"{head.metrics_url} lacks {', '.join(missing)} after 60 s ({len(ray_families)} Ray "
+                          f"metric families seen)", details)
+    served = ""
+    if serve_app:
+        vllm = [name for name in ray_families if name.startswith("ray_vllm")]
+        served = (f"; Serve reports application {serve_app!r} healthy (ray_serve_deployment_replica_healthy) and "
+                  f"vLLM exports {len(vllm)} engine metric families")
+    return Passed(f"{head.metrics_url} serves {len(ray_families)} Ray metric families in Prometheus format"
+                  f"{served}", details)
+
+
+def _missing_metrics(families: dict[str, list], serve_app: str | None) -> list[str]:
+    missing = []
+    if not any(name.startswith("ray_node_") for name in families):
+        missing.append("ray_node_*")
+    if serve_app:
+        healthy = [s for s in families.get("ray_serve_deployment_replica_healthy", [])
+                   if s.labels.get("application") == serve_app and s.value == 1]
+        if not healthy:
+            missing.append(f"ray_serve_deployment_replica_healthy{{application={serve_app!r}}} == 1")
+        if not any(name.startswith("ray_vllm") for name in families):
+            missing.append("ray_vllm_*")
+    return missing

@@ -497,12 +497,9 @@ def test_shared_filesystem_is_fsx_lustre_with_its_csi_driver(mocks):
 
 
 @pulumi.runtime.test
-def test_an_fsx_size_fsx_cannot_make_is_a_run_error_naming_the_property(mocks):
-    spec = variant(storage={"sharedFilesystem": {"capacityGib": 1024}})
-    with pytest.raises(
-        pulumi.RunError, match=r"storage\.sharedFilesystem\.capacityGib: 1024 GiB .* nearest: 1200"
-    ):
-        adapter.ADAPTER.provision("park-aws", spec, Harness(mocks).parent)
+def test_an_fsx_size_fsx_cannot_make_is_a_config_error_naming_the_property():
+    with pytest.raises(specs.SpecError, match=r"storage\.sharedFilesystem\.capacityGib: 1024 GiB .* nearest: 1200"):
+        variant(storage={"sharedFilesystem": {"capacityGib": 1024}})
 
 
 def test_missing_sdk_names_the_extra(monkeypatch):

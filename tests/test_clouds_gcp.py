@@ -404,10 +404,9 @@ def test_shared_filesystem_is_a_zonal_filestore_in_the_vpc(mocks):
 
 
 @pulumi.runtime.test
-def test_filestore_problems_are_one_run_error_with_property_paths(mocks):
-    spec = variant(zones=[], storage={"sharedFilesystem": {"capacityGib": 1200}})
-    with pytest.raises(pulumi.RunError) as raised:
-        adapter.ADAPTER.provision("park-gcp", spec, Harness(mocks).parent)
+def test_filestore_problems_are_reported_together_with_property_paths():
+    with pytest.raises(specs.SpecError) as raised:
+        variant(zones=[], storage={"sharedFilesystem": {"capacityGib": 1200}})
     message = str(raised.value)
     assert "zones: required with storage.sharedFilesystem" in message, message
     assert "storage.sharedFilesystem.capacityGib: 1200 GiB is not a Filestore zonal size" in message, message
@@ -426,11 +425,9 @@ def test_unknown_cloud_lists_the_known_ones():
 
 
 @pulumi.runtime.test
-def test_a_cluster_name_too_short_for_a_service_account_is_a_run_error(mocks):
-    with pytest.raises(
-        pulumi.RunError, match=r"clusterName: 'a' is too short to name the Google service account"
-    ):
-        adapter.ADAPTER.provision("park-gcp", variant(clusterName="a"), Harness(mocks).parent)
+def test_a_cluster_name_too_short_for_a_service_account_is_a_config_error():
+    with pytest.raises(specs.SpecError, match=r"clusterName: 'a' is too short to name the Google service account"):
+        variant(clusterName="a")
 
 
 @pytest.mark.parametrize(

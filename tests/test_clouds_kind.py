@@ -91,14 +91,13 @@ def test_yaml_round_trips_without_anchors():
 
 def test_a_pool_without_nodes_and_an_unpinned_version_are_reported_together(monkeypatch):
     monkeypatch.delitem(versions.KIND_NODE_IMAGES, "1.33")
-    spec = variant(
-        nodePools=[
-            {"name": "system", "role": "system", "minNodes": 1, "maxNodes": 1},
-            {"name": "cpu", "minNodes": 0, "maxNodes": 2},
-        ]
-    )
     with pytest.raises(specs.SpecError) as raised:
-        adapter.kind_cluster_config(spec)
+        variant(
+            nodePools=[
+                {"name": "system", "role": "system", "minNodes": 1, "maxNodes": 1},
+                {"name": "cpu", "minNodes": 0, "maxNodes": 2},
+            ]
+        )
     paths = {p.path for p in raised.value.problems}
     assert paths == {"kubernetesVersion", "nodePools[1].minNodes"}, raised.value
 
@@ -230,17 +229,6 @@ def test_kubeconfig_for_a_missing_context_is_empty(tmp_path):
 
 
 @pulumi.runtime.test
-def test_provision_refuses_a_pool_kind_cannot_make(mocks):
-    spec = variant(
-        nodePools=[
-            {"name": "system", "role": "system", "minNodes": 1, "maxNodes": 1},
-            {"name": "cpu", "minNodes": 0, "maxNodes": 2},
-        ]
-    )
-    with pytest.raises(pulumi.RunError, match=r"nodePools\[1\]\.minNodes: kind has no autoscaler"):
-        adapter.ADAPTER.provision("park-kind", spec, Harness(mocks).parent)
-
-
 def test_kind_adapter_needs_no_cloud_sdk(monkeypatch):
     monkeypatch.delitem(sys.modules, "park.components.clouds.kind")
     monkeypatch.setitem(sys.modules, "pulumi_aws", None)

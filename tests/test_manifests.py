@@ -453,13 +453,14 @@ def test_kind_has_no_storage_egress_policy():
 
 def test_addons_in_apply_order_with_releases_before_objects():
     spec = SPECS["aws"]
-    assert [a.name for a in build_all(spec)] == ["namespaces", "storage", "observability", "gpu", "kuberay", "kueue"]
+    assert [a.name for a in build_all(spec)] == ["namespaces", "storage", "observability", "gpu", "kuberay", "kueue",
+                                                 "autoscaler"]
     docs = all_documents(spec)
     position = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): i for i, d in enumerate(docs)}
     namespaces_made = {d["metadata"]["name"]: i for i, d in enumerate(docs) if d["kind"] == "Namespace"}
     for i, doc in enumerate(docs):
         ns = doc["metadata"].get("namespace")
-        if ns:
+        if ns and ns != "kube-system":  # the one namespace every cluster starts with
             assert ns in namespaces_made and namespaces_made[ns] < i, f"{doc['kind']} {ns}: namespace comes later"
     crd_release = {"kueue.x-k8s.io": ("kueue-system", "kueue"),
                    "monitoring.coreos.com": ("monitoring", observability.PROMETHEUS_RELEASE)}
@@ -477,3 +478,15 @@ def test_builders_are_pure():
     assert all_documents(spec) == all_documents(spec)
     facts = ClusterFacts.for_spec(spec)
     assert facts == ClusterFacts("s3://park-aws-park-data", {}, None)
+
+
+@pytest.mark.parametrize(("stack", "installed"), [("aws", True), ("gcp", False), ("kind", False)])
+def test_cluster_autoscaler_only_where_the_cloud_has_none(stack, installed):
+    spec = SPECS[stack]
+    found = release(spec, "cluster-autoscaler")
+    assert (found is not None) == installed
+    if installed:
+        assert found.namespace == "kube-system"
+        assert found.values["autoDiscovery"]["clusterName"] == spec.cluster_name
+        assert found.values["rbac"]["serviceAccount"]["name"] == "cluster-autoscaler", \
+            "the aws adapter's Pod Identity association trusts exactly this service account"

@@ -148,7 +148,8 @@ def test_misspelled_field_in_a_core_object_is_caught():
 
 PINNED = {"kuberay-operator": versions.KUBERAY_CHART, "kueue": versions.KUEUE_CHART,
           "kube-prometheus-stack": versions.KUBE_PROMETHEUS_STACK_CHART, "dcgm-exporter": versions.DCGM_EXPORTER_CHART,
-          "nvidia-device-plugin": versions.NVIDIA_DEVICE_PLUGIN_CHART}
+          "nvidia-device-plugin": versions.NVIDIA_DEVICE_PLUGIN_CHART,
+          "cluster-autoscaler": versions.CLUSTER_AUTOSCALER_CHART}
 
 
 @pytest.mark.parametrize("stack", sorted(SPECS))

@@ -140,6 +140,13 @@ class Kueue(ManifestAddon):
     ADDON = "kueue"
 
 
+class ClusterAutoscaler(ManifestAddon):
+    """aws: the cluster autoscaler for the EKS managed node groups (nothing elsewhere)."""
+
+    TYPE = "park:addons:ClusterAutoscaler"
+    ADDON = "autoscaler"
+
+
 ADDONS: dict[str, type[ManifestAddon]] = {cls.ADDON: cls for cls in (Namespaces, Storage, Observability, Gpu,
-                                                                     KubeRay, Kueue)}
+                                                                     KubeRay, Kueue, ClusterAutoscaler)}
 """Add-on name -> component class, in apply order (same keys and order as the builders)."""

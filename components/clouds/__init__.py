@@ -30,10 +30,13 @@ class CloudCapabilities:
     supports_shared_filesystem: bool
     extra: str | None
     """The pip extra that brings the cloud's SDK."""
+    needs_cluster_autoscaler: bool = False
+    """Node groups scale only if park-stack installs the Kubernetes cluster autoscaler (EKS managed node
+    groups); GKE scales node pools itself and kind has no autoscaling."""
 
 
 CAPABILITIES: dict[str, CloudCapabilities] = {
-    "aws": CloudCapabilities(True, True, True, False, True, True, "aws"),
+    "aws": CloudCapabilities(True, True, True, False, True, True, "aws", needs_cluster_autoscaler=True),
     "gcp": CloudCapabilities(True, True, True, True, True, True, "gcp"),
     "kind": CloudCapabilities(False, False, False, False, False, False, None),
 }
@@ -64,6 +67,10 @@ class ClusterHandle:
     outputs: dict[str, "pulumi.Output[Any]"] = field(default_factory=dict)
     """Cloud-specific facts worth exporting or handing to add-ons, e.g. ``clusterAutoscalerRoleArn`` on aws,
     ``vpcId`` / ``network``. Documented per cloud in docs/clouds.md."""
+
+
+CLUSTER_AUTOSCALER_SERVICE_ACCOUNT = ("kube-system", "cluster-autoscaler")
+"""(namespace, name) the cluster autoscaler runs as; on aws its Pod Identity association trusts exactly this."""
 
 
 class CloudAdapter(Protocol):

@@ -28,13 +28,19 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 from park.components import versions
-from park.components.clouds import CAPABILITIES, ClusterHandle, ray_identity_annotations, ray_service_accounts
-from park.components.spec import NodePool, Problem, SpecError, StackSpec
+from park.components.clouds import (
+    CAPABILITIES,
+    CLUSTER_AUTOSCALER_SERVICE_ACCOUNT,
+    ClusterHandle,
+    ray_identity_annotations,
+    ray_service_accounts,
+)
+from park.components.clouds.checks import MAX_ZONES, aws_problems as check, fsx_capacity_problem  # noqa: F401
+from park.components.spec import NodePool, StackSpec
 
 # --- pure facts --------------------------------------------------------------------------------------
 
 VPC_CIDR = "10.0.0.0/16"
-MAX_ZONES = 6
 """The subnet plan gives each zone a /19 private subnet (pods take VPC addresses) and a /22 public one."""
 
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
@@ -54,10 +60,6 @@ ADDONS_AFTER_NODES = ("coredns", "aws-ebs-csi-driver")
 FSX_CSI_ADDON = "aws-fsx-csi-driver"
 
 EBS_CSI_SERVICE_ACCOUNT = ("kube-system", "ebs-csi-controller-sa")
-CLUSTER_AUTOSCALER_SERVICE_ACCOUNT = ("kube-system", "cluster-autoscaler")
-"""The (namespace, name) the cluster autoscaler chart must run as; its Pod Identity association binds the
-autoscaler role to exactly this service account (no annotation needed)."""
-
 POD_IDENTITY_PRINCIPAL = "pods.eks.amazonaws.com"
 FSX_DEPLOYMENT_TYPE = "PERSISTENT_2"
 FSX_THROUGHPUT_MB_PER_TIB = 125
@@ -79,29 +81,6 @@ def subnet_plan(zones: list[str]) -> list[ZoneSubnets]:
     blocks = list(ipaddress.ip_network(VPC_CIDR).subnets(new_prefix=19))
     public_blocks = list(blocks[-1].subnets(new_prefix=22))
     return [ZoneSubnets(zone, str(blocks[i]), str(public_blocks[i])) for i, zone in enumerate(unique)]
-
-
-def fsx_capacity_problem(capacity_gib: int) -> str | None:
-    """FSx for Lustre PERSISTENT_2 SSD takes 1200 GiB, 2400 GiB or a multiple of 2400 GiB."""
-    if capacity_gib == 1200 or capacity_gib % 2400 == 0:
-        return None
-    lower = max(1200, capacity_gib // 2400 * 2400)
-    upper = (capacity_gib // 2400 + 1) * 2400
-    return (
-        f"{capacity_gib} GiB is not an FSx for Lustre size (1200, 2400 or a multiple of 2400); "
-        f"nearest: {lower} or {upper}"
-    )
-
-
-def check(spec: StackSpec) -> list[Problem]:
-    """Problems only the aws adapter can see (the spec's own checks have passed already)."""
-    problems = []
-    if len(set(spec.zones)) > MAX_ZONES:
-        problems.append(Problem("zones", f"at most {MAX_ZONES} zones on aws (one subnet pair each)"))
-    shared = spec.storage.shared_filesystem
-    if shared is not None and (reason := fsx_capacity_problem(shared.capacity_gib)):
-        problems.append(Problem("storage.sharedFilesystem.capacityGib", reason))
-    return problems
 
 
 def ami_type(pool: NodePool) -> str:
@@ -292,11 +271,6 @@ class AwsAdapter:
     capabilities = CAPABILITIES["aws"]
 
     def provision(self, name: str, spec: StackSpec, parent: pulumi.Resource) -> ClusterHandle:
-        problems = check(spec)
-        if problems:
-            raise pulumi.RunError(
-                f"invalid stack config for aws ({len(problems)} problems):\n{SpecError(problems)}"
-            )
         return _EksBuild(name, spec, parent).handle()
 
 

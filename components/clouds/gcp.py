@@ -36,7 +36,8 @@ from park.components.clouds import (
     ray_identity_annotations,
     ray_service_accounts,
 )
-from park.components.spec import GPU_TAINT, NodePool, Problem, SpecError, StackSpec
+from park.components.clouds.checks import account_id, filestore_capacity_problem, gcp_problems as check  # noqa: F401
+from park.components.spec import GPU_TAINT, NodePool, StackSpec
 
 # --- pure facts --------------------------------------------------------------------------------------
 
@@ -82,11 +83,6 @@ def workload_identity_members(spec: StackSpec) -> list[str]:
     return [f"serviceAccount:{workload_pool(spec)}[{ns}/{sa}]" for ns, sa in ray_service_accounts(spec)]
 
 
-def account_id(cluster_name: str, suffix: str) -> str:
-    """A Google service account id (6-30 characters, no trailing hyphen) named after the cluster."""
-    return f"{cluster_name}-{suffix}"[:30].rstrip("-")
-
-
 def gke_taints(spec: StackSpec, pool: NodePool) -> list[dict[str, str]]:
     """The taints to declare on a GKE node pool: the spec's, minus the GPU taint GKE adds by itself."""
     taints = spec.node_taints(pool)
@@ -99,51 +95,6 @@ def initial_nodes_per_zone(spec: StackSpec, pool: NodePool) -> int:
     """GKE sizes a regional pool per zone at creation; enough that the total reaches ``minNodes``."""
     zones = len(set(spec.zones)) or ZONES_PER_REGION_GUESS
     return math.ceil(pool.min_nodes / zones)
-
-
-def filestore_capacity_problem(capacity_gib: int) -> str | None:
-    """Filestore zonal: 1024-9984 GiB in steps of 256 GiB, or 10240-102400 GiB in steps of 2560 GiB."""
-    if 1024 <= capacity_gib <= 9984 and capacity_gib % 256 == 0:
-        return None
-    if 10240 <= capacity_gib <= 102400 and capacity_gib % 2560 == 0:
-        return None
-    if capacity_gib < 10240:
-        nearest = min(max(1024, math.ceil(capacity_gib / 256) * 256), 9984)
-    else:
-        nearest = min(math.ceil(capacity_gib / 2560) * 2560, 102400)
-    return (
-        f"{capacity_gib} GiB is not a Filestore zonal size (1024-9984 GiB in steps of 256, "
-        f"10240-102400 GiB in steps of 2560); nearest: {nearest}"
-    )
-
-
-def check(spec: StackSpec) -> list[Problem]:
-    """Problems only the gcp adapter can see (the spec's own checks have passed already)."""
-    problems = []
-    for suffix in ("ray", "nodes"):
-        if len(account_id(spec.cluster_name, suffix)) < 6:
-            problems.append(
-                Problem(
-                    "clusterName",
-                    f"{spec.cluster_name!r} is too short to name the Google "
-                    f"service account {account_id(spec.cluster_name, suffix)!r} "
-                    "(6-30 characters); use at least 2 characters",
-                )
-            )
-            break
-    shared = spec.storage.shared_filesystem
-    if shared is not None:
-        if not spec.zones:
-            problems.append(
-                Problem(
-                    "zones",
-                    "required with storage.sharedFilesystem on gcp: a zonal Filestore "
-                    "instance lives in the first zone",
-                )
-            )
-        if reason := filestore_capacity_problem(shared.capacity_gib):
-            problems.append(Problem("storage.sharedFilesystem.capacityGib", reason))
-    return problems
 
 
 def gke_kubeconfig(cluster_name: str, endpoint: str, cluster_ca_certificate: str) -> dict[str, Any]:
@@ -187,11 +138,6 @@ class GcpAdapter:
     capabilities = CAPABILITIES["gcp"]
 
     def provision(self, name: str, spec: StackSpec, parent: pulumi.Resource) -> ClusterHandle:
-        problems = check(spec)
-        if problems:
-            raise pulumi.RunError(
-                f"invalid stack config for gcp ({len(problems)} problems):\n{SpecError(problems)}"
-            )
         return _GkeBuild(name, spec, parent).handle()
 
 

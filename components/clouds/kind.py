@@ -31,36 +31,10 @@ from park.components.spec import Problem, SpecError, StackSpec
 KIND_API_VERSION = "kind.x-k8s.io/v1alpha4"
 
 
-def check(spec: StackSpec) -> list[Problem]:
-    """Problems only the kind adapter can see (the spec's own checks have passed already)."""
-    if spec.cloud != "kind":
-        return [Problem("cloud", f"this stack is for {spec.cloud}, not kind")]
-    problems = []
-    if versions.kind_node_image(spec.kubernetes_version) is None:
-        known = ", ".join(sorted(versions.KIND_NODE_IMAGES))
-        problems.append(
-            Problem(
-                "kubernetesVersion",
-                f"no kindest/node image pinned for {spec.kubernetes_version} "
-                f"(pinned: {known}); set PARK_KIND_NODE_IMAGE to use another",
-            )
-        )
-    for i, pool in enumerate(spec.node_pools):
-        if pool.min_nodes < 1:
-            problems.append(
-                Problem(
-                    f"nodePools[{i}].minNodes",
-                    "kind has no autoscaler: a pool with minNodes 0 gets no node; set at least 1",
-                )
-            )
-    return problems
-
-
 def kind_cluster_config(spec: StackSpec) -> dict[str, Any]:
     """The kind cluster config for a kind stack; raises :class:`SpecError` if the stack cannot run on kind."""
-    problems = check(spec)
-    if problems:
-        raise SpecError(problems)
+    if spec.cloud != "kind":
+        raise SpecError([Problem("cloud", f"this stack is for {spec.cloud}, not kind")])
     image = versions.kind_node_image(spec.kubernetes_version)
     mount = {"hostPath": spec.storage.local_path, "containerPath": spec.storage.local_path}
     nodes: list[dict[str, Any]] = [{"role": "control-plane", "image": image, "extraMounts": [mount]}]
@@ -130,11 +104,6 @@ class KindAdapter:
     capabilities = CAPABILITIES["kind"]
 
     def provision(self, name: str, spec: StackSpec, parent: pulumi.Resource) -> ClusterHandle:
-        problems = check(spec)
-        if problems:
-            raise pulumi.RunError(
-                f"invalid stack config for kind ({len(problems)} problems):\n{SpecError(problems)}"
-            )
         kubeconfig = kubeconfig_for_context(spec.context_name, kubeconfig_files())
         if not kubeconfig:
             pulumi.log.warn(

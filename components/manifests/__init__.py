@@ -9,6 +9,7 @@
 4. ``gpu`` — the NVIDIA device plugin with time-slicing
 5. ``kuberay`` — the KubeRay operator
 6. ``kueue`` — the Kueue controller, then flavors, queues and priority classes
+7. ``autoscaler`` — aws only: the cluster autoscaler for the managed node groups
 
 Within an add-on, Helm releases come before objects (operators before their custom resources). The
 Pulumi add-ons (``park.components.addons``) and ``park render`` both apply exactly this output.
@@ -20,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from park.components.manifests import gpu, kuberay, kueue, namespaces, observability, storage
+from park.components.manifests import autoscaler, gpu, kuberay, kueue, namespaces, observability, storage
 from park.components.manifests.common import AddonManifests, ClusterFacts, HelmRelease
 from park.components.spec import StackSpec
 
@@ -33,6 +34,7 @@ BUILDERS: dict[str, Builder] = {
     "gpu": gpu.build,
     "kuberay": kuberay.build,
     "kueue": kueue.build,
+    "autoscaler": autoscaler.build,
 }
 """Add-on name -> builder, in apply order."""
 

@@ -72,7 +72,9 @@ class ServeAppArgs(_Args):
     models: list[ServedModelArgs] = Field(min_length=1)
     replica_cpus: Annotated[float, Field(gt=0)] = 1.0
     """CPUs reserved per model replica (the engine's; the replica actor itself reserves none)."""
-    ingress_cpus: Annotated[float, Field(ge=0)] = 0.25
+    ingress_cpus: Annotated[float, Field(ge=0)] = 0.0
+    """The ingress only forwards requests; reserving no CPU lets it sit beside the engines, or on a head
+    that takes no work, instead of needing a CPU of its own."""
     cpu_kv_cache_gib: Annotated[int, Field(ge=1)] = 1
     """``VLLM_CPU_KVCACHE_SPACE`` for models on CPU."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import tempfile
 import time
@@ -32,11 +33,11 @@ def checkpoint_dir_name(epoch: int) -> str:
     return f"{CHECKPOINT_PREFIX}{epoch:04d}"
 
 
-def _sum_across_workers(values: list[float], device: torch.device) -> list[float]:
-    """Element-wise sum over all workers (one all-reduce; a no-op with a single worker)."""
+def _across_workers(values: list[float], device: torch.device, op: str = "sum") -> list[float]:
+    """Element-wise sum or max over all workers (one all-reduce; a no-op with a single worker)."""
     tensor = torch.tensor(values, dtype=torch.float64 if device.type == "cpu" else torch.float32, device=device)
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(tensor)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
     return tensor.tolist()
 
 
@@ -106,8 +107,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     train_set, test_set = train_and_test_sets(config["train_size"], config["test_size"], config["seed"])
     model = GlyphNet()
     optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
-    history: dict[str, Any] = {"epochs": [], "losses": [], "accuracies": [], "resumes": [],
-                               "device": device.type, "world_size": world_size}
+    history: dict[str, Any] = {"epochs": [], "losses": [], "accuracies": [], "train_seconds": [], "samples": [],
+                               "resumes": [], "device": device.type, "world_size": world_size}
     first_epoch = 1
 
     restored = _latest_checkpoint(ray.train.get_checkpoint(), config["run_uri"])
@@ -134,6 +135,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
             sampler.set_epoch(epoch)  # a different shuffle each epoch, the same on every worker
         model.train()
         loss_sum, seen = 0.0, 0
+        epoch_started = time.perf_counter()
         batches = len(train_loader)
         for batch_index, (images, labels) in enumerate(train_loader):
             _maybe_inject_crash(config, epoch, batch_index, batches, rank, world_size)
@@ -147,17 +149,22 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
                 history["resumes"][-1]["training_again_at"] = time.time()
                 resuming = False
 
+        train_seconds = time.perf_counter() - epoch_started
         model.eval()
         correct, total = 0, 0
         with torch.no_grad():
             for images, labels in test_loader:
                 correct += (model(images).argmax(dim=1) == labels).sum().item()
                 total += len(labels)
-        loss_sum, seen, correct, total = _sum_across_workers([loss_sum, seen, correct, total], device)
+        (slowest,) = _across_workers([train_seconds], device, op="max")
+        loss_sum, seen, correct, total = _across_workers([loss_sum, seen, correct, total], device)
         epoch_loss, accuracy = loss_sum / seen, correct / total
         history["epochs"].append(epoch)
         history["losses"].append(epoch_loss)
         history["accuracies"].append(accuracy)
+        history["train_seconds"].append(slowest)  # the epoch's training steps, slowest worker
+        history["samples"].append(int(seen))
+        history["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # rank 0's process
         metrics = {"epoch": epoch, "loss": epoch_loss, "accuracy": accuracy}
 
         with tempfile.TemporaryDirectory() as folder:
