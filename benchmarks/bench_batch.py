@@ -30,7 +30,6 @@ def plain_loop(input_dir: str, output_dir: str, model_uri: str, batch_size: int,
     import pyarrow.dataset as pads
     import pyarrow.parquet as pq
     import torch
-
     from park.workloads.batch.pipeline import VisionClassifier, preprocess
 
     torch.set_num_threads(threads)
@@ -58,7 +57,6 @@ def main() -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
     import ray
-
     from park.workloads.batch.model import build_vision_model
     from park.workloads.batch.pipeline import BatchConfig, ensure_input, run_pipeline
 

@@ -83,7 +83,7 @@ def main() -> None:
     ENV["KUBECONFIG"] = str(kubeconfig)
     python = sys.executable
     park = str(Path(python).with_name("park"))
-    program = lambda stack: [python, "-c", _PROGRAM.format(tests=str(ROOT / "tests"), root=str(ROOT),  # noqa: E731
+    program = lambda stack: [python, "-c", _PROGRAM.format(tests=str(ROOT / "tests"), root=str(ROOT),
                                                           stack=stack)]
     program_base = _median(program(""))
     render_base = _median([park, "--help"])

@@ -20,6 +20,7 @@ import os
 import tempfile
 import threading
 import time
+from typing import Self
 
 import psutil
 
@@ -47,7 +48,7 @@ class PeakMemory:
             self.peak_bytes = max(self.peak_bytes, self._sample())
             self._stop.wait(self.interval_s)
 
-    def __enter__(self) -> PeakMemory:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -63,10 +64,9 @@ class PeakMemory:
 def plain_loop(epochs: int, batch_size: int, lr: float, train_size: int, seed: int, threads: int) -> dict:
     """The baseline: one process, ``threads`` torch intra-op threads, the same model, data and global batch."""
     import torch
-    from torch.utils.data import DataLoader
-
     from park.workloads.train.data import train_and_test_sets
     from park.workloads.train.model import GlyphNet
+    from torch.utils.data import DataLoader
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -97,7 +97,6 @@ def main() -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
     import ray
-
     from park.workloads.train.run import TrainConfig, run_training
 
     config = TrainConfig(storage_uri="", run_name="bench", epochs=args.epochs, num_workers=args.workers)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -30,41 +31,92 @@ class GpuChoice(str, enum.Enum):
 
 
 def conformance(
-    target: TargetChoice = typer.Option(TargetChoice.local, "--target", "-t",
-                                        help="local: an embedded Ray on this machine; kubernetes: a live cluster."),
-    stack: str | None = typer.Option(None, "--stack", "-s",
-                                     help="Stack name under stacks/ or a Pulumi.<stack>.yaml: queues, storage and "
-                                          "models to use. Local default: kind."),
-    kubeconfig: Path | None = typer.Option(None, "--kubeconfig", help="kubeconfig file (kubernetes target)."),
-    context: str | None = typer.Option(None, "--context", help="kubeconfig context (kubernetes target)."),
-    only: list[str] | None = typer.Option(None, "--only", help="Run only these layers or checks (comma-separated "
-                                                               "or repeated), e.g. workloads,operators.ray-head."),
-    skip: list[str] | None = typer.Option(None, "--skip", help="Leave out these layers or checks."),
-    out: Path | None = typer.Option(None, "--out", "-o",
-                                    help="Evidence folder. Default: ./conformance-<run id>/ (printed at the end)."),
-    model: str | None = typer.Option(None, "--model", help="Serve this model folder instead of a fresh tiny Llama."),
-    gpu: GpuChoice = typer.Option(GpuChoice.auto, "--gpu",
-                                  help="auto: use GPUs when present, else CPU; require: fail without one; off: CPU."),
-    timeout: float = typer.Option(1800.0, "--timeout", min=1, help="Time budget of the whole run, in seconds."),
-    keep: bool = typer.Option(False, "--keep", help="Leave what the run created (namespace, Ray, scratch folder)."),
-    destructive: bool = typer.Option(False, "--destructive",
-                                     help="Also run checks that preempt workloads or add paid nodes."),
-    list_checks: bool = typer.Option(False, "--list", help="List the checks and what each proves, then exit."),
-    inject_train_min_accuracy: float | None = typer.Option(None, "--inject-train-min-accuracy", hidden=True,
-                                                           envvar=INJECT_TRAIN_ENV,
-                                                           help="Test only: the training accuracy bar."),
-    inject_batch_drop_rows: int | None = typer.Option(None, "--inject-batch-drop-rows", hidden=True,
-                                                      envvar=INJECT_BATCH_ENV,
-                                                      help="Test only: rows the batch workload drops."),
+    target: Annotated[
+        TargetChoice,
+        typer.Option(
+            "--target", "-t", help="local: an embedded Ray on this machine; kubernetes: a live cluster."
+        ),
+    ] = TargetChoice.local,
+    stack: Annotated[
+        str | None,
+        typer.Option(
+            "--stack",
+            "-s",
+            help="Stack name under stacks/ or a Pulumi.<stack>.yaml: queues, storage and models to "
+            "use. Local default: kind.",
+        ),
+    ] = None,
+    kubeconfig: Annotated[
+        Path | None, typer.Option("--kubeconfig", help="kubeconfig file (kubernetes target).")
+    ] = None,
+    context: Annotated[
+        str | None, typer.Option("--context", help="kubeconfig context (kubernetes target).")
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            help="Run only these layers or checks (comma-separated or repeated), e.g. "
+            "workloads,operators.ray-head.",
+        ),
+    ] = None,
+    skip: Annotated[
+        list[str] | None, typer.Option("--skip", help="Leave out these layers or checks.")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Evidence folder. Default: ./conformance-<run id>/ (printed at the end)."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Serve this model folder instead of a fresh tiny Llama.")
+    ] = None,
+    gpu: Annotated[
+        GpuChoice,
+        typer.Option(
+            "--gpu", help="auto: use GPUs when present, else CPU; require: fail without one; off: CPU."
+        ),
+    ] = GpuChoice.auto,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=1, help="Time budget of the whole run, in seconds.")
+    ] = 1800.0,
+    keep: Annotated[
+        bool,
+        typer.Option("--keep", help="Leave what the run created (namespace objects, Ray, scratch folder)."),
+    ] = False,
+    destructive: Annotated[
+        bool, typer.Option("--destructive", help="Also run checks that preempt workloads or add paid nodes.")
+    ] = False,
+    list_checks: Annotated[
+        bool, typer.Option("--list", help="List the checks and what each proves, then exit.")
+    ] = False,
+    inject_train_min_accuracy: Annotated[
+        float | None,
+        typer.Option(
+            "--inject-train-min-accuracy",
+            hidden=True,
+            envvar=INJECT_TRAIN_ENV,
+            help="Test only: the training accuracy bar.",
+        ),
+    ] = None,
+    inject_batch_drop_rows: Annotated[
+        int | None,
+        typer.Option(
+            "--inject-batch-drop-rows",
+            hidden=True,
+            envvar=INJECT_BATCH_ENV,
+            help="Test only: rows the batch workload drops.",
+        ),
+    ] = None,
 ) -> None:
     """Prove the stack works, layer by layer, then with the reference train, serve and batch workloads.
 
     Evidence (junit.xml, results.json, e2e.log, report.md) goes to --out even when a check fails.
     """
-    from rich.console import Console
-
     from park.conformance.checks import SelectionError, select
     from park.conformance.context import Injections, RunOptions
+    from rich.console import Console
 
     console = Console(highlight=False)
     if not console.is_terminal:  # CI logs: wide enough that reasons are not folded into a narrow column
@@ -78,10 +130,21 @@ def conformance(
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
     options = RunOptions(
-        target=target.value, stack=stack, kubeconfig=str(kubeconfig) if kubeconfig else None, context=context,
-        only=tuple(only or ()), skip=tuple(skip or ()), out_dir=out.resolve() if out else None, model=model,
-        gpu=gpu.value, timeout_s=timeout, keep=keep, destructive=destructive,
-        injections=Injections(train_min_accuracy=inject_train_min_accuracy, batch_drop_rows=inject_batch_drop_rows),
+        target=target.value,
+        stack=stack,
+        kubeconfig=str(kubeconfig) if kubeconfig else None,
+        context=context,
+        only=tuple(only or ()),
+        skip=tuple(skip or ()),
+        out_dir=out.resolve() if out else None,
+        model=model,
+        gpu=gpu.value,
+        timeout_s=timeout,
+        keep=keep,
+        destructive=destructive,
+        injections=Injections(
+            train_min_accuracy=inject_train_min_accuracy, batch_drop_rows=inject_batch_drop_rows
+        ),
     )
     raise typer.Exit(run_and_report(options, selection, console))
 
@@ -102,12 +165,16 @@ def run_and_report(options, selection, console) -> int:
     if outcome.facts.get("accelerator"):
         console.print(f"accelerator: {outcome.facts['accelerator']}")
     if options.injections.active:
-        console.print(f"[yellow]fault injection active (test only):[/yellow] {', '.join(options.injections.active)}")
+        console.print(
+            f"[yellow]fault injection active (test only):[/yellow] {', '.join(options.injections.active)}"
+        )
     counts = outcome.verdict.counts
     style = "green" if outcome.verdict.passed else "red"
-    console.print(f"[bold {style}]{outcome.verdict.word.upper()}[/bold {style}]: {counts['passed']} passed, "
-                  f"{counts['failed']} failed, {counts['skipped']} skipped, {counts['not_applicable']} not "
-                  f"applicable; verdict in {outcome.verdict_s:.1f} s, cleanup {outcome.cleanup_s:.1f} s")
+    console.print(
+        f"[bold {style}]{outcome.verdict.word.upper()}[/bold {style}]: {counts['passed']} passed, "
+        f"{counts['failed']} failed, {counts['skipped']} skipped, {counts['not_applicable']} not "
+        f"applicable; verdict in {outcome.verdict_s:.1f} s, cleanup {outcome.cleanup_s:.1f} s"
+    )
     for result in outcome.results:
         if result.status.value == "failed":
             console.print(f"[red]FAILED[/red] {result.name}: {result.reason}")
@@ -116,15 +183,18 @@ def run_and_report(options, selection, console) -> int:
 
 
 def _list_table():
-    from rich.table import Table
-
     from park.conformance.checks import CHECKS
+    from rich.table import Table
 
     table = Table(title="park conformance checks (in run order)")
     for column in ("check", "proves", "requirements", "needs"):
         table.add_column(column, overflow="fold")
     for check in CHECKS:
         flags = [flag for flag, on in (("gpu", check.gpu), ("destructive", check.destructive)) if on]
-        table.add_row(check.name + (f" [{', '.join(flags)}]" if flags else ""), check.proves,
-                      ", ".join(check.requirements), ", ".join(check.needs))
+        table.add_row(
+            check.name + (f" [{', '.join(flags)}]" if flags else ""),
+            check.proves,
+            ", ".join(check.requirements),
+            ", ".join(check.needs),
+        )
     return table

@@ -22,23 +22,37 @@ import pytest
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("park-conformance", "park conformance suite")
     group.addoption("--target", dest="conformance_target", default="local", choices=("local", "kubernetes"))
-    group.addoption("--stack", dest="conformance_stack", default=None,
-                    help="stack name under stacks/ or a Pulumi.<stack>.yaml (local default: kind)")
+    group.addoption(
+        "--stack",
+        dest="conformance_stack",
+        default=None,
+        help="stack name under stacks/ or a Pulumi.<stack>.yaml (local default: kind)",
+    )
     group.addoption("--kubeconfig", dest="conformance_kubeconfig", default=None)
     group.addoption("--context", dest="conformance_context", default=None)
     group.addoption("--gpu", dest="conformance_gpu", default="auto", choices=("auto", "require", "off"))
     group.addoption("--model", dest="conformance_model", default=None, help="model folder to serve")
-    group.addoption("--destructive", dest="conformance_destructive", action="store_true",
-                    help="also run checks that preempt workloads or add paid nodes")
+    group.addoption(
+        "--destructive",
+        dest="conformance_destructive",
+        action="store_true",
+        help="also run checks that preempt workloads or add paid nodes",
+    )
     group.addoption("--conformance-timeout", dest="conformance_timeout", type=float, default=1800.0)
-    group.addoption("--evidence", dest="conformance_evidence", default=None,
-                    help="write junit.xml, results.json, e2e.log and report.md of the checks run here")
+    group.addoption(
+        "--evidence",
+        dest="conformance_evidence",
+        default=None,
+        help="write junit.xml, results.json, e2e.log and report.md of the checks run here",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    for marker in ("gpu: needs an NVIDIA GPU",
-                   "destructive: deletes or preempts workloads on the target cluster",
-                   "cloud: needs a live cloud Kubernetes cluster"):
+    for marker in (
+        "gpu: needs an NVIDIA GPU",
+        "destructive: deletes or preempts workloads on the target cluster",
+        "cloud: needs a live cloud Kubernetes cluster",
+    ):
         config.addinivalue_line("markers", marker)
 
 
@@ -53,10 +67,16 @@ def conformance_runner(request: pytest.FixtureRequest):
     from park.conformance.session import SetupError, build_target
 
     option = request.config.getoption
-    options = RunOptions(target=option("conformance_target"), stack=option("conformance_stack"),
-                         kubeconfig=option("conformance_kubeconfig"), context=option("conformance_context"),
-                         gpu=option("conformance_gpu"), model=option("conformance_model"),
-                         destructive=option("conformance_destructive"), timeout_s=option("conformance_timeout"))
+    options = RunOptions(
+        target=option("conformance_target"),
+        stack=option("conformance_stack"),
+        kubeconfig=option("conformance_kubeconfig"),
+        context=option("conformance_context"),
+        gpu=option("conformance_gpu"),
+        model=option("conformance_model"),
+        destructive=option("conformance_destructive"),
+        timeout_s=option("conformance_timeout"),
+    )
     ctx = RunContext(options)
     evidence = Path(option("conformance_evidence")) if option("conformance_evidence") else None
     handler = attach_log(ctx, evidence) if evidence else None
@@ -69,7 +89,9 @@ def conformance_runner(request: pytest.FixtureRequest):
         yield runner
         if evidence:
             results = [r for r in runner.ordered_results() if r.status.finished]
-            write_evidence(ctx, evidence, results, target.describe(), platform_under_test=target.platform_under_test)
+            write_evidence(
+                ctx, evidence, results, target.describe(), platform_under_test=target.platform_under_test
+            )
     finally:
         ctx.close()
         if handler:

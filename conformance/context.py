@@ -1,7 +1,8 @@
 """What one conformance run knows: its options, its run id, its scratch folder, its log and its cleanup.
 
 Everything a run creates carries the run id in its name (a ``park-conf-<id>`` namespace on clusters, a
-``pc-<id>-*`` temp folder holding the Ray session locally) and is registered with :meth:`RunContext.on_cleanup`,
+``pc-<id>-*`` temp folder holding the Ray session locally) and is registered with
+:meth:`RunContext.on_cleanup`,
 so :meth:`RunContext.close` removes it at the end — on success, failure, Ctrl-C or SIGTERM — unless
 ``--keep`` was given. Two runs never share a name, a folder or a port.
 """
@@ -14,9 +15,10 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 GpuMode = Literal["auto", "require", "off"]
 TargetName = Literal["local", "kubernetes"]
@@ -107,8 +109,10 @@ class RunContext:
             # "pc-<run id>-…", short: Ray puts socket paths (107 bytes at most) under it.
             self._workdir = Path(tempfile.mkdtemp(prefix=f"pc-{self.run_id}-"))
             self.log.info("scratch folder %s", self._workdir)
-            self.on_cleanup(f"remove scratch folder {self._workdir}",
-                            lambda path=self._workdir: shutil.rmtree(path, ignore_errors=True))
+            self.on_cleanup(
+                f"remove scratch folder {self._workdir}",
+                lambda path=self._workdir: shutil.rmtree(path, ignore_errors=True),
+            )
         return self._workdir
 
     def on_cleanup(self, what: str, action: Callable[[], Any]) -> None:
@@ -121,7 +125,7 @@ class RunContext:
             self.log.info("cleanup: %s", what)
             try:
                 action()
-            except Exception as err:  # one failed undo must not stop the others
+            except Exception as err:  # noqa: BLE001 - one failed undo must not stop the others
                 self.log.warning("cleanup of %s failed: %s", what, err)
 
         self._cleanups.callback(step)

@@ -54,12 +54,17 @@ class Verdict:
 def verdict(results: list[CheckResult], interrupted: bool = False, setup_error: str | None = None) -> Verdict:
     """Passed when nothing failed, the run started and was not interrupted; not-applicable and skipped checks
     never count as passed, but they do not fail the run either (their reasons are in the report)."""
-    counts = {status.value: 0 for status in (Status.PASSED, Status.FAILED, Status.SKIPPED, Status.NOT_APPLICABLE)}
+    counts = {
+        status.value: 0 for status in (Status.PASSED, Status.FAILED, Status.SKIPPED, Status.NOT_APPLICABLE)
+    }
     for result in results:
         if result.status.value in counts:
             counts[result.status.value] += 1
-    return Verdict(passed=counts["failed"] == 0 and not interrupted and not setup_error, counts=counts,
-                   interrupted=interrupted)
+    return Verdict(
+        passed=counts["failed"] == 0 and not interrupted and not setup_error,
+        counts=counts,
+        interrupted=interrupted,
+    )
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -81,21 +86,30 @@ def requirements_json(results: list[CheckResult], platform_under_test: bool) -> 
         for result in supporting:
             if result.status is not Status.PASSED:
                 notes.append(f"{result.name} {result.status.label}: {result.reason}")
-        out.append({
-            "id": requirement.id,
-            "level": requirement.level,
-            "title": requirement.title,
-            "status": status,
-            "checks": [r.name for r in supporting],
-            "evidence": [f"file://{JUNIT_FILE}#{r.name}" for r in supporting if r.status is Status.PASSED]
-            + ([f"file://{LOG_FILE}"] if supporting else []),
-            "notes": "; ".join(notes),
-        })
+        out.append(
+            {
+                "id": requirement.id,
+                "level": requirement.level,
+                "title": requirement.title,
+                "status": status,
+                "checks": [r.name for r in supporting],
+                "evidence": [f"file://{JUNIT_FILE}#{r.name}" for r in supporting if r.status is Status.PASSED]
+                + ([f"file://{LOG_FILE}"] if supporting else []),
+                "notes": "; ".join(notes),
+            }
+        )
     return out
 
 
-def write_evidence(ctx: RunContext, out_dir: Path, results: list[CheckResult], environment: dict[str, Any],
-                   platform_under_test: bool, interrupted: bool = False, setup_error: str | None = None) -> Verdict:
+def write_evidence(
+    ctx: RunContext,
+    out_dir: Path,
+    results: list[CheckResult],
+    environment: dict[str, Any],
+    platform_under_test: bool,
+    interrupted: bool = False,
+    setup_error: str | None = None,
+) -> Verdict:
     """Write junit.xml, results.json and report.md into ``out_dir``; returns the verdict."""
     out_dir.mkdir(parents=True, exist_ok=True)
     finished_at = time.time()
@@ -113,9 +127,14 @@ def write_evidence(ctx: RunContext, out_dir: Path, results: list[CheckResult], e
         "summary": outcome.counts,
         "setup_error": setup_error,
         "options": {
-            "stack": ctx.options.stack, "only": list(ctx.options.only), "skip": list(ctx.options.skip),
-            "gpu": ctx.options.gpu, "model": ctx.options.model, "timeout_s": ctx.options.timeout_s,
-            "keep": ctx.options.keep, "destructive": ctx.options.destructive,
+            "stack": ctx.options.stack,
+            "only": list(ctx.options.only),
+            "skip": list(ctx.options.skip),
+            "gpu": ctx.options.gpu,
+            "model": ctx.options.model,
+            "timeout_s": ctx.options.timeout_s,
+            "keep": ctx.options.keep,
+            "destructive": ctx.options.destructive,
             "injections": ctx.options.injections.active,
         },
         "environment": environment,
@@ -128,23 +147,49 @@ def write_evidence(ctx: RunContext, out_dir: Path, results: list[CheckResult], e
     return outcome
 
 
-def _write_junit(ctx: RunContext, path: Path, results: list[CheckResult], environment: dict[str, Any],
-                 finished_at: float) -> None:
+def _write_junit(
+    ctx: RunContext, path: Path, results: list[CheckResult], environment: dict[str, Any], finished_at: float
+) -> None:
     failures = sum(r.status is Status.FAILED for r in results)
     skipped = sum(r.status in (Status.SKIPPED, Status.NOT_APPLICABLE) for r in results)
     total_time = f"{finished_at - ctx.started_at:.3f}"
-    suites = ET.Element("testsuites", name="park-conformance", tests=str(len(results)), failures=str(failures),
-                        errors="0", skipped=str(skipped), time=total_time)
-    suite = ET.SubElement(suites, "testsuite", name=f"park-conformance.{ctx.options.target}",
-                          tests=str(len(results)), failures=str(failures), errors="0", skipped=str(skipped),
-                          time=total_time, timestamp=_iso(ctx.started_at) or "", hostname=socket.gethostname())
+    suites = ET.Element(
+        "testsuites",
+        name="park-conformance",
+        tests=str(len(results)),
+        failures=str(failures),
+        errors="0",
+        skipped=str(skipped),
+        time=total_time,
+    )
+    suite = ET.SubElement(
+        suites,
+        "testsuite",
+        name=f"park-conformance.{ctx.options.target}",
+        tests=str(len(results)),
+        failures=str(failures),
+        errors="0",
+        skipped=str(skipped),
+        time=total_time,
+        timestamp=_iso(ctx.started_at) or "",
+        hostname=socket.gethostname(),
+    )
     properties = ET.SubElement(suite, "properties")
     for key, value in {"run_id": ctx.run_id, "target": ctx.options.target, **environment}.items():
-        ET.SubElement(properties, "property", name=str(key),
-                      value=json.dumps(value) if not isinstance(value, str) else value)
+        ET.SubElement(
+            properties,
+            "property",
+            name=str(key),
+            value=json.dumps(value) if not isinstance(value, str) else value,
+        )
     for result in results:
-        case = ET.SubElement(suite, "testcase", classname=f"park.conformance.{result.check.layer}",
-                             name=result.name, time=f"{result.duration_s:.3f}")
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"park.conformance.{result.check.layer}",
+            name=result.name,
+            time=f"{result.duration_s:.3f}",
+        )
         if result.status is Status.FAILED:
             failure = ET.SubElement(case, "failure", message=result.reason, type="CheckFailed")
             failure.text = f"{result.reason}\n\n{json.dumps(result.details, indent=2, default=str)}"
@@ -158,8 +203,14 @@ def _write_junit(ctx: RunContext, path: Path, results: list[CheckResult], enviro
     ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
 
 
-_MARK = {"passed": "PASS", "failed": "FAIL", "skipped": "skip", "not_applicable": "n/a", "not_run": "not run",
-         "not_covered": "not covered"}
+_MARK = {
+    "passed": "PASS",
+    "failed": "FAIL",
+    "skipped": "skip",
+    "not_applicable": "n/a",
+    "not_run": "not run",
+    "not_covered": "not covered",
+}
 
 
 def _cell(text: str) -> str:
@@ -173,9 +224,15 @@ def _report(ctx: RunContext, document: dict[str, Any], results: list[CheckResult
         f"# park conformance — {document['target']} — {document['verdict'].upper()}",
         "",
         f"- run id: `{ctx.run_id}`; started {document['started_at']}, took {document['duration_s']:.0f} s",
-        f"- result: {document['summary']['passed']} passed, {document['summary']['failed']} failed, "
-        f"{document['summary']['skipped']} skipped, {document['summary']['not_applicable']} not applicable",
-        f"- host: {platform.node()} ({platform.system()} {platform.machine()}), Python {platform.python_version()}",
+        (
+            f"- result: {document['summary']['passed']} passed, {document['summary']['failed']} failed, "
+            f"{document['summary']['skipped']} skipped, "
+            f"{document['summary']['not_applicable']} not applicable"
+        ),
+        (
+            f"- host: {platform.node()} ({platform.system()} {platform.machine()}), "
+            f"Python {platform.python_version()}"
+        ),
     ]
     for key in ("accelerator", "stack", "ray_version", "kubernetes_version", "api_server"):
         if env.get(key):
@@ -183,20 +240,35 @@ def _report(ctx: RunContext, document: dict[str, Any], results: list[CheckResult
     if document["setup_error"]:
         lines.append(f"- **the run could not start**: {document['setup_error']}")
     if document["options"]["injections"]:
-        lines.append(f"- **fault injection active** (test-only): {', '.join(document['options']['injections'])}")
-    lines += ["", "Evidence beside this file: `junit.xml`, `results.json`, `e2e.log` (every step, job logs, "
-              "tracebacks). How to read a failure: docs/conformance.md.", "", "## Checks", "",
-              "| layer | check | status | time | what it showed |", "|---|---|---|---|---|"]
+        lines.append(
+            f"- **fault injection active** (test-only): {', '.join(document['options']['injections'])}"
+        )
+    lines += [
+        "",
+        (
+            "Evidence beside this file: `junit.xml`, `results.json`, `e2e.log` (every step, job logs, "
+            "tracebacks). How to read a failure: docs/conformance.md."
+        ),
+        "",
+        "## Checks",
+        "",
+        "| layer | check | status | time | what it showed |",
+        "|---|---|---|---|---|",
+    ]
     for result in results:
-        lines.append(f"| {result.check.layer} | `{result.name}` | {_MARK[result.status.value]} | "
-                     f"{result.duration_s:.1f} s | {_cell(result.reason)} |")
+        lines.append(
+            f"| {result.check.layer} | `{result.name}` | {_MARK[result.status.value]} | "
+            f"{result.duration_s:.1f} s | {_cell(result.reason)} |"
+        )
     lines += ["", "## Kubernetes AI Conformance requirements", ""]
     if not document["platform_under_test"]:
         lines += [f"_{LOCAL_NOTE}._", ""]
     lines += ["| requirement | level | status | supported by | notes |", "|---|---|---|---|---|"]
     for requirement in document["requirements"]:
         checks = ", ".join(f"`{name}`" for name in requirement["checks"]) or "—"
-        lines.append(f"| `{requirement['id']}` | {requirement['level']} | {_MARK[requirement['status']]} | "
-                     f"{checks} | {_cell(requirement['notes'])} |")
+        lines.append(
+            f"| `{requirement['id']}` | {requirement['level']} | {_MARK[requirement['status']]} | "
+            f"{checks} | {_cell(requirement['notes'])} |"
+        )
     lines.append("")
     return "\n".join(lines)

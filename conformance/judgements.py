@@ -59,13 +59,23 @@ def judge_nodes(spec: StackSpec, node_list: dict) -> Judgement:
     for pool in spec.node_pools:
         nodes = pools.get(pool.name, [])
         ready = [n for n in nodes if condition_true(n, "Ready")]
-        out.facts[pool.name] = {"nodes": len(nodes), "ready": len(ready), "min": pool.min_nodes,
-                                "max": pool.max_nodes}
+        out.facts[pool.name] = {
+            "nodes": len(nodes),
+            "ready": len(ready),
+            "min": pool.min_nodes,
+            "max": pool.max_nodes,
+        }
         if len(ready) < pool.min_nodes:
             not_ready = [n["metadata"]["name"] for n in nodes if n not in ready]
-            out.problems.append(f"pool {pool.name!r} has {len(ready)} Ready node(s), below minNodes "
-                                f"{pool.min_nodes}" + (f" (not Ready: {', '.join(not_ready)})" if not_ready else
-                                                       f" (no node carries {POOL_LABEL}={pool.name})"))
+            out.problems.append(
+                f"pool {pool.name!r} has {len(ready)} Ready node(s), below minNodes "
+                f"{pool.min_nodes}"
+                + (
+                    f" (not Ready: {', '.join(not_ready)})"
+                    if not_ready
+                    else f" (no node carries {POOL_LABEL}={pool.name})"
+                )
+            )
         if len(nodes) > pool.max_nodes:
             out.problems.append(f"pool {pool.name!r} has {len(nodes)} nodes, above maxNodes {pool.max_nodes}")
     unknown = sorted(set(pools) - {p.name for p in spec.node_pools})
@@ -75,8 +85,11 @@ def judge_nodes(spec: StackSpec, node_list: dict) -> Judgement:
 
 
 def _taint_matches(expected: dict, actual: dict) -> bool:
-    return (expected["key"] == actual.get("key") and expected.get("value", "") == actual.get("value", "")
-            and expected["effect"] == actual.get("effect"))
+    return (
+        expected["key"] == actual.get("key")
+        and expected.get("value", "") == actual.get("value", "")
+        and expected["effect"] == actual.get("effect")
+    )
 
 
 def judge_labels_taints(spec: StackSpec, node_list: dict) -> Judgement:
@@ -95,13 +108,17 @@ def judge_labels_taints(spec: StackSpec, node_list: dict) -> Judgement:
             labels = node["metadata"].get("labels", {})
             for key, value in want_labels.items():
                 if labels.get(key) != value:
-                    out.problems.append(f"node {name} (pool {pool_name}) has label {key}={labels.get(key)!r}, "
-                                        f"expected {value!r}")
+                    out.problems.append(
+                        f"node {name} (pool {pool_name}) has label {key}={labels.get(key)!r}, "
+                        f"expected {value!r}"
+                    )
             taints = node.get("spec", {}).get("taints") or []
             for taint in want_taints:
                 if not any(_taint_matches(taint, t) for t in taints):
-                    out.problems.append(f"node {name} (pool {pool_name}) lacks taint "
-                                        f"{taint['key']}={taint.get('value', '')}:{taint['effect']}")
+                    out.problems.append(
+                        f"node {name} (pool {pool_name}) lacks taint "
+                        f"{taint['key']}={taint.get('value', '')}:{taint['effect']}"
+                    )
     out.facts["nodes_checked"] = checked
     return out
 
@@ -117,10 +134,15 @@ def judge_gpus_allocatable(spec: StackSpec, node_list: dict) -> Judgement:
             advertised = int((node.get("status", {}).get("allocatable") or {}).get(GPU_RESOURCE, "0"))
             out.facts[name] = advertised
             if advertised != expected:
-                hint = ("the NVIDIA device plugin is not running there" if advertised == 0 else
-                        "check the device plugin's time-slicing config for the pool")
-                out.problems.append(f"node {name} (pool {pool.name}) advertises {advertised} {GPU_RESOURCE}, "
-                                    f"expected {expected}: {hint}")
+                hint = (
+                    "the NVIDIA device plugin is not running there"
+                    if advertised == 0
+                    else "check the device plugin's time-slicing config for the pool"
+                )
+                out.problems.append(
+                    f"node {name} (pool {pool.name}) advertises {advertised} {GPU_RESOURCE}, "
+                    f"expected {expected}: {hint}"
+                )
     return out
 
 
@@ -205,15 +227,18 @@ def judge_gang_admission(workload: dict) -> Judgement:
     out = Judgement()
     requested = {ps["name"]: ps.get("count", 1) for ps in workload.get("spec", {}).get("podSets", [])}
     admission = (workload.get("status") or {}).get("admission") or {}
-    assigned = {a["name"]: a.get("count", requested.get(a["name"], 0))
-                for a in admission.get("podSetAssignments", [])}
+    assigned = {
+        a["name"]: a.get("count", requested.get(a["name"], 0)) for a in admission.get("podSetAssignments", [])
+    }
     out.facts = {"requested": requested, "assigned": assigned}
     if not condition_true(workload, "Admitted"):
         out.problems.append(f"Workload {_name(workload)} is not admitted")
     for name, count in requested.items():
         if assigned.get(name) != count:
-            out.problems.append(f"Workload {_name(workload)} pod set {name}: {assigned.get(name, 0)} of {count} "
-                                f"admitted (not all-or-nothing)")
+            out.problems.append(
+                f"Workload {_name(workload)} pod set {name}: {assigned.get(name, 0)} of {count} "
+                f"admitted (not all-or-nothing)"
+            )
     return out
 
 
@@ -221,16 +246,26 @@ def judge_gang_held(workload: dict | None, pods: dict) -> Judgement:
     """A too-large workload holds no quota and has no pod running: nothing, rather than part of it."""
     out = Judgement()
     if workload is None:
-        out.problems.append("Kueue created no Workload for the oversized RayJob (is ray.io/rayjob integrated?)")
+        out.problems.append(
+            "Kueue created no Workload for the oversized RayJob (is ray.io/rayjob integrated?)"
+        )
         return out
     if condition_true(workload, "QuotaReserved") or condition_true(workload, "Admitted"):
         out.problems.append(f"Workload {_name(workload)} was admitted although it exceeds every quota")
-    running = [p["metadata"]["name"] for p in pods.get("items", [])
-               if p.get("status", {}).get("phase") in ("Pending", "Running")]
-    out.facts = {"pods": running, "pending_reason": (condition(workload, "QuotaReserved") or {}).get("message")}
+    running = [
+        p["metadata"]["name"]
+        for p in pods.get("items", [])
+        if p.get("status", {}).get("phase") in ("Pending", "Running")
+    ]
+    out.facts = {
+        "pods": running,
+        "pending_reason": (condition(workload, "QuotaReserved") or {}).get("message"),
+    }
     if running:
-        out.problems.append(f"{len(running)} pod(s) of the oversized RayJob exist ({', '.join(running[:3])}): "
-                            f"admission was not all-or-nothing")
+        out.problems.append(
+            f"{len(running)} pod(s) of the oversized RayJob exist ({', '.join(running[:3])}): "
+            f"admission was not all-or-nothing"
+        )
     return out
 
 
@@ -240,7 +275,9 @@ def judge_preemption(low: dict | None, high: dict | None) -> Judgement:
     evicted = condition(low, "Evicted") if low else None
     preempted = condition(low, "Preempted") if low else None
     out.facts = {"low_evicted": evicted, "low_preempted": preempted, "high_admitted": admitted(high)}
-    if low is None or not ((evicted or {}).get("status") == "True" or (preempted or {}).get("status") == "True"):
+    if low is None or not (
+        (evicted or {}).get("status") == "True" or (preempted or {}).get("status") == "True"
+    ):
         out.problems.append("the low-priority Workload was not evicted or preempted")
     if not admitted(high):
         out.problems.append("the high-priority Workload was not admitted")
@@ -280,15 +317,20 @@ def judge_prometheus_targets(targets: dict, wanted: dict[str, str]) -> Judgement
     active = (targets.get("data") or {}).get("activeTargets") or []
     for name, pattern in wanted.items():
         regex = re.compile(pattern)
-        matching = [t for t in active if regex.search(t.get("scrapePool", "")) or
-                    regex.search((t.get("labels") or {}).get("job", ""))]
+        matching = [
+            t
+            for t in active
+            if regex.search(t.get("scrapePool", "")) or regex.search((t.get("labels") or {}).get("job", ""))
+        ]
         up = [t for t in matching if t.get("health") == "up"]
         out.facts[name] = {"targets": len(matching), "up": len(up)}
         if not matching:
-            out.problems.append(f"Prometheus has no target for {name} (scrape pool or job matching /{pattern}/); "
-                                f"is its ServiceMonitor / PodMonitor selected by Prometheus?")
+            out.problems.append(
+                f"Prometheus has no target for {name} (scrape pool or job matching /{pattern}/); "
+                f"is its ServiceMonitor / PodMonitor selected by Prometheus?"
+            )
         elif not up:
-            errors = "; ".join(sorted({t.get('lastError', '') for t in matching if t.get('lastError')}))[:300]
+            errors = "; ".join(sorted({t.get("lastError", "") for t in matching if t.get("lastError")}))[:300]
             out.problems.append(f"all {len(matching)} Prometheus target(s) for {name} are down: {errors}")
     return out
 
@@ -300,10 +342,14 @@ def judge_query_has_series(answer: dict, metric: str) -> Judgement:
         out.problems.append(f"query {metric} failed: {answer.get('error', answer)}")
         return out
     series = (answer.get("data") or {}).get("result") or []
-    out.facts[metric] = [{"labels": s.get("metric", {}), "value": s.get("value", [None, None])[1]} for s in series[:8]]
+    out.facts[metric] = [
+        {"labels": s.get("metric", {}), "value": s.get("value", [None, None])[1]} for s in series[:8]
+    ]
     if not series:
-        out.problems.append(f"Prometheus has no series of {metric}: dcgm-exporter is not scraped or not running "
-                            f"on the GPU nodes")
+        out.problems.append(
+            f"Prometheus has no series of {metric}: dcgm-exporter is not scraped or not running "
+            f"on the GPU nodes"
+        )
     return out
 
 
@@ -317,7 +363,10 @@ def rayjob_outcome(rayjob: dict) -> tuple[bool, str]:
     job_status = status.get("jobStatus", "")
     finished = deployment in ("Complete", "Failed") or job_status in ("SUCCEEDED", "FAILED", "STOPPED")
     message = status.get("message") or status.get("reason") or ""
-    return finished, f"jobDeploymentStatus={deployment or '-'} jobStatus={job_status or '-'} {message}".strip()
+    return (
+        finished,
+        f"jobDeploymentStatus={deployment or '-'} jobStatus={job_status or '-'} {message}".strip(),
+    )
 
 
 def rayjob_succeeded(rayjob: dict) -> bool:
@@ -336,10 +385,14 @@ def judge_chat_completion(answer: dict, model: str) -> Judgement:
     """An OpenAI chat completion answer: the model named, a non-empty assistant message, tokens counted."""
     out = Judgement()
     choices = answer.get("choices") or []
-    content = ((choices[0].get("message") or {}).get("content") if choices else None)
+    content = (choices[0].get("message") or {}).get("content") if choices else None
     usage = answer.get("usage") or {}
-    out.facts = {"model": answer.get("model"), "content": content, "finish_reason":
-                 choices[0].get("finish_reason") if choices else None, "usage": usage}
+    out.facts = {
+        "model": answer.get("model"),
+        "content": content,
+        "finish_reason": choices[0].get("finish_reason") if choices else None,
+        "usage": usage,
+    }
     if answer.get("object") != "chat.completion":
         out.problems.append(f"answer object is {answer.get('object')!r}, not 'chat.completion'")
     if answer.get("model") != model:

@@ -16,9 +16,17 @@ import json
 import secrets
 import shlex
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from park.components.spec import GPU_RESOURCE, POOL_LABEL, NodePool, StackSpec, load_stack_file, resolve_stack_file
+from park.components.spec import (
+    GPU_RESOURCE,
+    POOL_LABEL,
+    NodePool,
+    StackSpec,
+    load_stack_file,
+    resolve_stack_file,
+)
 from park.conformance import judgements as judge
 from park.conformance.context import RunContext
 from park.conformance.kube_api import KubeApi, KubeError
@@ -28,8 +36,10 @@ RUN_LABEL = "park-stack.io/conformance-run"
 POLL_S = 3.0
 POD_START_S = 300.0
 KUBERAY_CRDS = {"rayclusters.ray.io": "v1", "rayjobs.ray.io": "v1", "rayservices.ray.io": "v1"}
-KUEUE_CRDS = {f"{plural}.kueue.x-k8s.io": "v1beta2" for plural in
-              ("clusterqueues", "localqueues", "resourceflavors", "workloads", "workloadpriorityclasses")}
+KUEUE_CRDS = {
+    f"{plural}.kueue.x-k8s.io": "v1beta2"
+    for plural in ("clusterqueues", "localqueues", "resourceflavors", "workloads", "workloadpriorityclasses")
+}
 GPU_METRICS = ("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED")
 
 
@@ -37,7 +47,9 @@ class TargetUnavailable(RuntimeError):
     """No cluster to check: no kubeconfig, or the API server does not answer."""
 
 
-def wait_until(probe: Callable[[], tuple[bool, str]], timeout_s: float, what: str, poll_s: float = POLL_S) -> str:
+def wait_until(
+    probe: Callable[[], tuple[bool, str]], timeout_s: float, what: str, poll_s: float = POLL_S
+) -> str:
     """Call ``probe`` until it reports done; its description is returned, or named in the failure."""
     deadline = time.monotonic() + timeout_s
     done, seen = probe()
@@ -76,8 +88,16 @@ class KubernetesTarget:
     name = "kubernetes"
     platform_under_test = True
 
-    def __init__(self, ctx: RunContext, api: KubeApi, spec: StackSpec, stack_path: str, server: dict,
-                 kubeconfig: str | None = None, context: str | None = None):
+    def __init__(
+        self,
+        ctx: RunContext,
+        api: KubeApi,
+        spec: StackSpec,
+        stack_path: str,
+        server: dict,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+    ):
         self.ctx = ctx
         self.api = api
         self.spec = spec
@@ -98,24 +118,30 @@ class KubernetesTarget:
         from kubernetes.config.config_exception import ConfigException
 
         if not ctx.options.stack:
-            raise TargetUnavailable("--target kubernetes needs --stack (the pools, queues, storage and models the "
-                                    "cluster is checked against), e.g. --stack aws")
+            raise TargetUnavailable(
+                "--target kubernetes needs --stack (the pools, queues, storage and models the "
+                "cluster is checked against), e.g. --stack aws"
+            )
         path = resolve_stack_file(ctx.options.stack)
         spec = load_stack_file(path)
         context = ctx.options.context or (spec.context_name if spec.cloud == "kind" else None)
         try:
-            api_client = kube_config.new_client_from_config(config_file=ctx.options.kubeconfig, context=context,
-                                                            persist_config=False)
+            api_client = kube_config.new_client_from_config(
+                config_file=ctx.options.kubeconfig, context=context, persist_config=False
+            )
         except (ConfigException, OSError, TypeError) as err:
             where = ctx.options.kubeconfig or "$KUBECONFIG or ~/.kube/config"
-            raise TargetUnavailable(f"no usable kubeconfig at {where} (context {context or 'current'}): {err}; "
-                                    f"pass --kubeconfig / --context") from None
+            raise TargetUnavailable(
+                f"no usable kubeconfig at {where} (context {context or 'current'}): {err}; "
+                f"pass --kubeconfig / --context"
+            ) from None
         api = KubeApi(api_client)
         try:
             server = api.version()
         except KubeError as err:
-            raise TargetUnavailable(f"cannot reach the Kubernetes API at {api.host} (context "
-                                    f"{context or 'current'}): {err}") from None
+            raise TargetUnavailable(
+                f"cannot reach the Kubernetes API at {api.host} (context {context or 'current'}): {err}"
+            ) from None
         ctx.log.info("connected to %s: Kubernetes %s", api.host, server.get("gitVersion"))
         return cls(ctx, api, spec, str(path), server, ctx.options.kubeconfig, context)
 
@@ -135,11 +161,19 @@ class KubernetesTarget:
         return "not implemented for the kubernetes target"
 
     def describe(self) -> dict[str, Any]:
-        return {"api_server": self.api.host, "kubernetes_version": self.server.get("gitVersion"),
-                "stack": self.stack_path, "context": self.context or "current", "namespace": self.namespace,
-                "accelerator": (f"GPU pools: {', '.join(p.name for p in self.spec.gpu_pools)}"
-                                if self.spec.has_gpus else "no GPU pools in the stack: workloads run on CPU"),
-                **self.ctx.facts}
+        return {
+            "api_server": self.api.host,
+            "kubernetes_version": self.server.get("gitVersion"),
+            "stack": self.stack_path,
+            "context": self.context or "current",
+            "namespace": self.namespace,
+            "accelerator": (
+                f"GPU pools: {', '.join(p.name for p in self.spec.gpu_pools)}"
+                if self.spec.has_gpus
+                else "no GPU pools in the stack: workloads run on CPU"
+            ),
+            **self.ctx.facts,
+        }
 
     # -- helpers --
 
@@ -156,8 +190,9 @@ class KubernetesTarget:
         created = self.api.create(obj)
         kind, name = obj["kind"], obj["metadata"]["name"]
         self.ctx.log.info("created %s %s/%s", kind, obj["metadata"].get("namespace", "-"), name)
-        self.ctx.on_cleanup(f"delete {kind} {obj['metadata'].get('namespace', '-')}/{name}",
-                            lambda: self.api.delete(obj))
+        self.ctx.on_cleanup(
+            f"delete {kind} {obj['metadata'].get('namespace', '-')}/{name}", lambda: self.api.delete(obj)
+        )
         return created
 
     def nodes(self, fresh: bool = False) -> dict:
@@ -175,24 +210,44 @@ class KubernetesTarget:
                 return pool
         return self.spec.gpu_pools[0]
 
-    def probe_pod(self, what: str, pool: NodePool, image: str, gpus: int = 0, volumes: list | None = None,
-                  mounts: list | None = None) -> dict:
+    def probe_pod(
+        self,
+        what: str,
+        pool: NodePool,
+        image: str,
+        gpus: int = 0,
+        volumes: list | None = None,
+        mounts: list | None = None,
+    ) -> dict:
         from park.components.manifests.common import tolerations_for
         from park.workloads.cluster import CONTAINER_SECURITY_CONTEXT
 
-        container: dict[str, Any] = {"name": "probe", "image": image, "command": ["sleep", "900"],
-                                     "securityContext": CONTAINER_SECURITY_CONTEXT,
-                                     "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
-                                                   "limits": {"cpu": "500m", "memory": "512Mi"}}}
+        container: dict[str, Any] = {
+            "name": "probe",
+            "image": image,
+            "command": ["sleep", "900"],
+            "securityContext": CONTAINER_SECURITY_CONTEXT,
+            "resources": {
+                "requests": {"cpu": "100m", "memory": "128Mi"},
+                "limits": {"cpu": "500m", "memory": "512Mi"},
+            },
+        }
         if gpus:
             container["resources"]["limits"][GPU_RESOURCE] = str(gpus)
         if mounts:
             container["volumeMounts"] = mounts
-        pod = {"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"name": self.object_name(what), "namespace": self.namespace},
-               "spec": {"restartPolicy": "Never", "nodeSelector": {POOL_LABEL: pool.name},
-                        "tolerations": tolerations_for(self.spec.node_taints(pool)), "containers": [container],
-                        "terminationGracePeriodSeconds": 5}}
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": self.object_name(what), "namespace": self.namespace},
+            "spec": {
+                "restartPolicy": "Never",
+                "nodeSelector": {POOL_LABEL: pool.name},
+                "tolerations": tolerations_for(self.spec.node_taints(pool)),
+                "containers": [container],
+                "terminationGracePeriodSeconds": 5,
+            },
+        }
         if volumes:
             pod["spec"]["volumes"] = volumes
         return pod
@@ -209,8 +264,11 @@ class KubernetesTarget:
             phase = live.get("status", {}).get("phase", "absent")
             if phase in ("Failed", "Succeeded"):
                 raise CheckFailed(f"probe pod {self.namespace}/{name} ended {phase} before it could be used")
-            waiting = [c.get("state", {}).get("waiting", {}).get("reason") for c in
-                       live.get("status", {}).get("containerStatuses", []) if c.get("state", {}).get("waiting")]
+            waiting = [
+                c.get("state", {}).get("waiting", {}).get("reason")
+                for c in live.get("status", {}).get("containerStatuses", [])
+                if c.get("state", {}).get("waiting")
+            ]
             return phase == "Running", f"phase {phase} {', '.join(w for w in waiting if w)}"
 
         wait_until(running, timeout_s, f"probe pod {self.namespace}/{name} Running")
@@ -222,8 +280,9 @@ class KubernetesTarget:
         return testinfra.get_host(f"kubectl://{name}", **kwargs)
 
     def workload_of(self, owner_kind: str, owner_name: str) -> dict | None:
-        return judge.workload_for(self.api.list("kueue.x-k8s.io/v1beta2", "Workload", self.namespace),
-                                  owner_kind, owner_name)
+        return judge.workload_for(
+            self.api.list("kueue.x-k8s.io/v1beta2", "Workload", self.namespace), owner_kind, owner_name
+        )
 
     def _time_left(self, budget: float) -> float:
         return max(1.0, min(budget, self.ctx.remaining_s()))
@@ -237,13 +296,18 @@ class KubernetesTarget:
 
     def check_nodes(self, ctx: RunContext) -> Passed:
         result = judge.judge_nodes(self.spec, self.nodes(fresh=True))
-        pools = ", ".join(f"{name} {fact['ready']}/{fact['min']}-{fact['max']}" for name, fact in result.facts.items()
-                          if isinstance(fact, dict))
+        pools = ", ".join(
+            f"{name} {fact['ready']}/{fact['min']}-{fact['max']}"
+            for name, fact in result.facts.items()
+            if isinstance(fact, dict)
+        )
         return self._judged(result, f"Ready nodes per pool (ready/min-max): {pools}")
 
     def check_labels_taints(self, ctx: RunContext) -> Passed:
         result = judge.judge_labels_taints(self.spec, self.nodes())
-        return self._judged(result, f"{result.facts['nodes_checked']} nodes carry their pool's labels and taints")
+        return self._judged(
+            result, f"{result.facts['nodes_checked']} nodes carry their pool's labels and taints"
+        )
 
     def check_gpus_allocatable(self, ctx: RunContext) -> Passed:
         self.gpu_pool()  # not applicable without GPU pools
@@ -256,7 +320,9 @@ class KubernetesTarget:
             raise NotApplicable("no GPU pool of the stack can grow (minNodes == maxNodes everywhere)")
         before = judge.count_ready_nodes(self.nodes(fresh=True), pool.name)
         if before >= pool.max_nodes:
-            raise CheckFailed(f"pool {pool.name} already runs maxNodes={pool.max_nodes} nodes; nothing to scale up")
+            raise CheckFailed(
+                f"pool {pool.name} already runs maxNodes={pool.max_nodes} nodes; nothing to scale up"
+            )
         wanted = before + 1
         gpus = self.spec.gpus_per_node(pool)  # a whole node each: the (before+1)-th pod needs a new node
         image = _image(self.spec, gpu=True)
@@ -268,9 +334,13 @@ class KubernetesTarget:
             now = judge.count_ready_nodes(self.nodes(fresh=True), pool.name)
             return now >= wanted, f"{now} Ready node(s) in pool {pool.name} (was {before})"
 
-        seen = wait_until(grown, self._time_left(1100), f"pool {pool.name} growing to {wanted} nodes", poll_s=10)
-        return Passed(f"{wanted} pods of {gpus} GPU(s) each made pool {pool.name} scale up: {seen}",
-                      {"pool": pool.name, "before": before, "after": wanted})
+        seen = wait_until(
+            grown, self._time_left(1100), f"pool {pool.name} growing to {wanted} nodes", poll_s=10
+        )
+        return Passed(
+            f"{wanted} pods of {gpus} GPU(s) each made pool {pool.name} scale up: {seen}",
+            {"pool": pool.name, "before": before, "after": wanted},
+        )
 
     # -- accelerators --
 
@@ -280,11 +350,16 @@ class KubernetesTarget:
         listing = host.run("nvidia-smi -L")
         gpus = judge.parse_nvidia_smi_list(listing.stdout)
         if listing.rc != 0 or len(gpus) != 1:
-            raise CheckFailed(f"a pod granted 1 {GPU_RESOURCE} on pool {pool.name} sees {len(gpus)} GPU(s) "
-                              f"(nvidia-smi -L exit {listing.rc}: {(listing.stdout + listing.stderr)[:300]})",
-                              {"gpus": gpus})
-        return Passed(f"a pod granted one GPU on pool {pool.name} sees exactly one: {gpus[0]['name']} "
-                      f"({gpus[0]['uuid']})", {"gpus": gpus})
+            raise CheckFailed(
+                f"a pod granted 1 {GPU_RESOURCE} on pool {pool.name} sees {len(gpus)} GPU(s) "
+                f"(nvidia-smi -L exit {listing.rc}: {(listing.stdout + listing.stderr)[:300]})",
+                {"gpus": gpus},
+            )
+        return Passed(
+            f"a pod granted one GPU on pool {pool.name} sees exactly one: {gpus[0]['name']} "
+            f"({gpus[0]['uuid']})",
+            {"gpus": gpus},
+        )
 
     def check_gpu_isolation(self, ctx: RunContext) -> Passed:
         pool = self.gpu_pool()
@@ -293,80 +368,133 @@ class KubernetesTarget:
         listing = host.run("nvidia-smi -L")
         gpus = judge.parse_nvidia_smi_list(listing.stdout)
         if devices.stdout.strip() or gpus:
-            raise CheckFailed(f"a pod on GPU pool {pool.name} that requested no GPU can reach "
-                              f"{len(gpus) or devices.stdout.split()} — set the container runtime so "
-                              f"NVIDIA_VISIBLE_DEVICES in images does not grant GPUs (device plugin "
-                              f"deviceListStrategy=volume-mounts, accept-nvidia-visible-devices-envvar-when-"
-                              f"unprivileged=false)", {"devices": devices.stdout.split(), "gpus": gpus})
-        return Passed(f"a pod on GPU pool {pool.name} without a GPU request sees no GPU device and nvidia-smi "
-                      f"lists none", {"nvidia_smi_exit": listing.rc})
+            raise CheckFailed(
+                f"a pod on GPU pool {pool.name} that requested no GPU can reach "
+                f"{len(gpus) or devices.stdout.split()} — set the container runtime so "
+                f"NVIDIA_VISIBLE_DEVICES in images does not grant GPUs (device plugin "
+                f"deviceListStrategy=volume-mounts, accept-nvidia-visible-devices-envvar-when-"
+                f"unprivileged=false)",
+                {"devices": devices.stdout.split(), "gpus": gpus},
+            )
+        return Passed(
+            f"a pod on GPU pool {pool.name} without a GPU request sees no GPU device and nvidia-smi "
+            f"lists none",
+            {"nvidia_smi_exit": listing.rc},
+        )
 
     def check_ray_shm(self, ctx: RunContext) -> Passed:
         from kubernetes.utils.quantity import parse_quantity
-
         from park.workloads.train.manifest import build_rayjob
 
         rayjob = build_rayjob(self.spec)
         template = rayjob["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
         shm_volume = next(v for v in template["volumes"] if v.get("emptyDir", {}).get("medium") == "Memory")
-        mount = next(m for c in template["containers"] for m in c.get("volumeMounts", [])
-                     if m["name"] == shm_volume["name"])
+        mount = next(
+            m
+            for c in template["containers"]
+            for m in c.get("volumeMounts", [])
+            if m["name"] == shm_volume["name"]
+        )
         expected = int(parse_quantity(shm_volume["emptyDir"]["sizeLimit"]))
         pool_name = template["nodeSelector"][POOL_LABEL]
         pool = self.spec.pool(pool_name)
-        pod = self.probe_pod("shm", pool, template["containers"][0]["image"], volumes=[shm_volume], mounts=[mount])
+        pod = self.probe_pod(
+            "shm", pool, template["containers"][0]["image"], volumes=[shm_volume], mounts=[mount]
+        )
         host = self.run_pod(pod)
         size = judge.shm_size_bytes(host.check_output(f"df -Pk {mount['mountPath']}"))
         filesystem = host.check_output(f"stat -f -c %T {mount['mountPath']}")
         if filesystem.strip() != "tmpfs" or size < expected * 0.99:
-            raise CheckFailed(f"/dev/shm in a Ray worker pod is {filesystem.strip()} of {size / 2**30:.2f} GiB; the "
-                              f"RayJob asks for a Memory emptyDir of {expected / 2**30:.2f} GiB")
-        return Passed(f"/dev/shm in a Ray worker pod on pool {pool_name} is tmpfs of {size / 2**30:.2f} GiB, as the "
-                      f"RayJob asks", {"bytes": size})
+            raise CheckFailed(
+                f"/dev/shm in a Ray worker pod is {filesystem.strip()} of {size / 2**30:.2f} GiB; the "
+                f"RayJob asks for a Memory emptyDir of {expected / 2**30:.2f} GiB"
+            )
+        return Passed(
+            f"/dev/shm in a Ray worker pod on pool {pool_name} is tmpfs of {size / 2**30:.2f} GiB, as the "
+            f"RayJob asks",
+            {"bytes": size},
+        )
 
     # -- operators --
 
     def check_kuberay(self, ctx: RunContext) -> Passed:
         from park.components.manifests import kuberay
 
-        result = judge.judge_crds(self.api.list("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
-                                  KUBERAY_CRDS)
+        result = judge.judge_crds(
+            self.api.list("apiextensions.k8s.io/v1", "CustomResourceDefinition"), KUBERAY_CRDS
+        )
         deployment = self.api.get("apps/v1", "Deployment", kuberay.RELEASE_NAME, kuberay.NAMESPACE)
         operator = judge.judge_deployment(deployment, "KubeRay operator")
         result.problems += operator.problems
         result.facts["operator"] = operator.facts
-        return self._judged(result, f"KubeRay CRDs served at ray.io/v1; operator {kuberay.NAMESPACE}/"
-                                    f"{kuberay.RELEASE_NAME} available")
+        return self._judged(
+            result,
+            f"KubeRay CRDs served at ray.io/v1; operator {kuberay.NAMESPACE}/"
+            f"{kuberay.RELEASE_NAME} available",
+        )
 
     def check_kueue(self, ctx: RunContext) -> Passed:
         from park.components.manifests import kueue
 
-        result = judge.judge_crds(self.api.list("apiextensions.k8s.io/v1", "CustomResourceDefinition"), KUEUE_CRDS)
+        result = judge.judge_crds(
+            self.api.list("apiextensions.k8s.io/v1", "CustomResourceDefinition"), KUEUE_CRDS
+        )
         deployment = self.api.get("apps/v1", "Deployment", "kueue-controller-manager", kueue.NAMESPACE)
         controller = judge.judge_deployment(deployment, "Kueue controller")
-        queues = judge.judge_queues(self.spec, self.api.list("kueue.x-k8s.io/v1beta2", "ClusterQueue"),
-                                    self.api.list("kueue.x-k8s.io/v1beta2", "LocalQueue"))
+        queues = judge.judge_queues(
+            self.spec,
+            self.api.list("kueue.x-k8s.io/v1beta2", "ClusterQueue"),
+            self.api.list("kueue.x-k8s.io/v1beta2", "LocalQueue"),
+        )
         result.problems += controller.problems + queues.problems
         result.facts.update({"controller": controller.facts, **queues.facts})
-        return self._judged(result, f"Kueue CRDs served at v1beta2; controller available; {len(self.spec.teams)} "
-                                    f"ClusterQueues and LocalQueues active")
+        return self._judged(
+            result,
+            f"Kueue CRDs served at v1beta2; controller available; {len(self.spec.teams)} "
+            f"ClusterQueues and LocalQueues active",
+        )
 
     # -- scheduling --
 
-    def _job(self, what: str, cpu: str, memory: str, parallelism: int = 1, priority: str | None = None,
-             seconds: int = 5) -> dict:
+    def _job(
+        self,
+        what: str,
+        cpu: str,
+        memory: str,
+        parallelism: int = 1,
+        priority: str | None = None,
+        seconds: int = 5,
+    ) -> dict:
         from park.workloads.cluster import CONTAINER_SECURITY_CONTEXT, kueue_labels
 
         labels = kueue_labels(self.spec, self.team, priority)
         resources = {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}}
-        return {"apiVersion": "batch/v1", "kind": "Job",
-                "metadata": {"name": self.object_name(what), "namespace": self.namespace, "labels": labels},
-                "spec": {"suspend": True, "parallelism": parallelism, "completions": parallelism,
-                         "backoffLimit": 0, "ttlSecondsAfterFinished": 600,
-                         "template": {"spec": {"restartPolicy": "Never", "containers": [{
-                             "name": "sleep", "image": _image(self.spec, gpu=False),
-                             "command": ["python", "-c", f"import time; time.sleep({seconds})"],
-                             "securityContext": CONTAINER_SECURITY_CONTEXT, "resources": resources}]}}}}
+        return {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": self.object_name(what), "namespace": self.namespace, "labels": labels},
+            "spec": {
+                "suspend": True,
+                "parallelism": parallelism,
+                "completions": parallelism,
+                "backoffLimit": 0,
+                "ttlSecondsAfterFinished": 600,
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [
+                            {
+                                "name": "sleep",
+                                "image": _image(self.spec, gpu=False),
+                                "command": ["python", "-c", f"import time; time.sleep({seconds})"],
+                                "securityContext": CONTAINER_SECURITY_CONTEXT,
+                                "resources": resources,
+                            }
+                        ],
+                    }
+                },
+            },
+        }
 
     def check_queue_admission(self, ctx: RunContext) -> Passed:
         job = self._job("admit", "100m", "128Mi")
@@ -375,82 +503,112 @@ class KubernetesTarget:
 
         def admitted() -> tuple[bool, str]:
             workload = self.workload_of("Job", name)
-            return judge.admitted(workload), json.dumps((workload or {}).get("status", {}).get("conditions", []))[:300]
+            return judge.admitted(workload), json.dumps(
+                (workload or {}).get("status", {}).get("conditions", [])
+            )[:300]
 
-        wait_until(admitted, self._time_left(120), f"Workload of Job {name} admitted by {self.team.local_queue}")
+        wait_until(
+            admitted, self._time_left(120), f"Workload of Job {name} admitted by {self.team.local_queue}"
+        )
 
         def completed() -> tuple[bool, str]:
             live = self.api.get("batch/v1", "Job", name, self.namespace) or {}
             return bool(live.get("status", {}).get("succeeded")), json.dumps(live.get("status", {}))[:300]
 
         wait_until(completed, self._time_left(240), f"Job {name} completed")
-        return Passed(f"Job {name} was admitted through LocalQueue {self.namespace}/{self.team.local_queue} and "
-                      f"ran to completion")
+        return Passed(
+            f"Job {name} was admitted through LocalQueue {self.namespace}/{self.team.local_queue} and "
+            f"ran to completion"
+        )
 
     def _tiny_rayjob(self, what: str, workers: int, worker_cpus: float = 1) -> dict:
         from park.workloads import cluster
 
         pool = cluster.default_worker_pool(self.spec)
-        spec = cluster.ray_cluster_spec(self.spec, pool=pool, workers=workers, worker_cpus=worker_cpus,
-                                        worker_memory="1Gi")
-        return cluster.rayjob(self.spec, name=self.object_name(what),
-                              entrypoint=["python", "-c", "import ray; ray.init(); print(ray.cluster_resources())"],
-                              cluster_spec=spec, env={}, team=self.team, active_deadline_s=600)
+        spec = cluster.ray_cluster_spec(
+            self.spec, pool=pool, workers=workers, worker_cpus=worker_cpus, worker_memory="1Gi"
+        )
+        return cluster.rayjob(
+            self.spec,
+            name=self.object_name(what),
+            entrypoint=["python", "-c", "import ray; ray.init(); print(ray.cluster_resources())"],
+            cluster_spec=spec,
+            env={},
+            team=self.team,
+            active_deadline_s=600,
+        )
 
     def check_gang_admission(self, ctx: RunContext) -> Passed:
         from kubernetes.utils.quantity import parse_quantity
-
         from park.workloads import cluster
 
         pool = cluster.default_worker_pool(self.spec)
-        cohort_cpus = sum(float(parse_quantity(q.cpu)) for t in self.spec.teams for q in t.quotas if q.pool == pool.name)
+        cohort_cpus = sum(
+            float(parse_quantity(q.cpu)) for t in self.spec.teams for q in t.quotas if q.pool == pool.name
+        )
         oversized = self._tiny_rayjob("gang-big", workers=int(cohort_cpus) + 2)
         self.create(oversized)
         big_name = oversized["metadata"]["name"]
         time.sleep(min(30.0, self._time_left(30)))  # give Kueue time to (wrongly) admit it
-        held = judge.judge_gang_held(self.workload_of("RayJob", big_name),
-                                     self.api.list("v1", "Pod", self.namespace, f"ray.io/cluster={big_name}"))
+        held = judge.judge_gang_held(
+            self.workload_of("RayJob", big_name),
+            self.api.list("v1", "Pod", self.namespace, f"ray.io/cluster={big_name}"),
+        )
         if not held.ok:
             raise CheckFailed("; ".join(held.problems), held.facts)
         self.api.delete(oversized)
         fitting = self._tiny_rayjob("gang-fit", workers=2)
         self.create(fitting)
         fit_name = fitting["metadata"]["name"]
-        wait_until(lambda: (judge.admitted(self.workload_of("RayJob", fit_name)), "waiting for admission"),
-                   self._time_left(300), f"Workload of RayJob {fit_name} admitted")
+        wait_until(
+            lambda: (judge.admitted(self.workload_of("RayJob", fit_name)), "waiting for admission"),
+            self._time_left(300),
+            f"Workload of RayJob {fit_name} admitted",
+        )
         gang = judge.judge_gang_admission(self.workload_of("RayJob", fit_name))
-        return self._judged(gang, f"a RayJob needing {int(cohort_cpus) + 2} workers (more than the cohort's "
-                                  f"{cohort_cpus:g} CPUs) got no pod; a 2-worker RayJob was admitted whole: "
-                                  f"{gang.facts['assigned']}")
+        return self._judged(
+            gang,
+            f"a RayJob needing {int(cohort_cpus) + 2} workers (more than the cohort's "
+            f"{cohort_cpus:g} CPUs) got no pod; a 2-worker RayJob was admitted whole: "
+            f"{gang.facts['assigned']}",
+        )
 
     def check_preemption(self, ctx: RunContext) -> Passed:
         from kubernetes.utils.quantity import parse_quantity
-
         from park.workloads import cluster
 
         pool = cluster.default_worker_pool(self.spec)
         quota = next((q for q in self.team.quotas if q.pool == pool.name), None)
         priorities = sorted(self.spec.priority_classes, key=lambda p: p.value)
         if quota is None or len(priorities) < 2:
-            raise NotApplicable(f"team {self.team.name} has no quota on pool {pool.name}, or the stack has fewer "
-                                f"than two priority classes")
+            raise NotApplicable(
+                f"team {self.team.name} has no quota on pool {pool.name}, or the stack has fewer "
+                f"than two priority classes"
+            )
         cpus = float(parse_quantity(quota.cpu))
         cpu = cluster.cpu_quantity(cpus * 0.8)
         low = self._job("low", cpu, "256Mi", priority=priorities[0].name, seconds=900)
         self.create(low)
-        wait_until(lambda: (judge.admitted(self.workload_of("Job", low["metadata"]["name"])), "pending"),
-                   self._time_left(120), "low-priority Job admitted")
+        wait_until(
+            lambda: (judge.admitted(self.workload_of("Job", low["metadata"]["name"])), "pending"),
+            self._time_left(120),
+            "low-priority Job admitted",
+        )
         high = self._job("high", cpu, "256Mi", priority=priorities[-1].name, seconds=5)
         self.create(high)
 
         def preempted() -> tuple[bool, str]:
-            verdict = judge.judge_preemption(self.workload_of("Job", low["metadata"]["name"]),
-                                             self.workload_of("Job", high["metadata"]["name"]))
+            verdict = judge.judge_preemption(
+                self.workload_of("Job", low["metadata"]["name"]),
+                self.workload_of("Job", high["metadata"]["name"]),
+            )
             return verdict.ok, "; ".join(verdict.problems)
 
         wait_until(preempted, self._time_left(300), "preemption of the low-priority Job")
-        return Passed(f"a {priorities[-1].name}-priority Job preempted a {priorities[0].name}-priority Job holding "
-                      f"{cpu} CPU of team {self.team.name}'s {quota.cpu}")
+        return Passed(
+            f"a {priorities[-1].name}-priority Job preempted a {priorities[0].name}-priority Job holding "
+            f"{cpu} CPU of team {self.team.name}'s {quota.cpu}"
+        )
 
     # -- storage --
 
@@ -461,17 +619,32 @@ class KubernetesTarget:
 
         nonce = f"{ctx.name} {secrets.token_hex(16)}"
         uri = storage.join(self.spec.storage_uri, "conformance", ctx.run_id, "storage-probe.txt")
-        pool = next((p for p in self.spec.node_pools if p.role == "workers" and not p.has_gpus), system_pool(self.spec))
+        pool = next(
+            (p for p in self.spec.node_pools if p.role == "workers" and not p.has_gpus),
+            system_pool(self.spec),
+        )
         pod = self.probe_pod("storage", pool, _image(self.spec, gpu=False))
         pod["spec"]["serviceAccountName"] = RAY_SERVICE_ACCOUNT
         pod["spec"]["containers"][0]["envFrom"] = [{"configMapRef": {"name": STORAGE_CONFIGMAP}}]
-        pod["spec"]["containers"][0]["command"] = ["python", "-m", "park.conformance.probe", "storage-direct",
-                                                   "--uri", uri, "--nonce", nonce]
+        pod["spec"]["containers"][0]["command"] = [
+            "python",
+            "-m",
+            "park.conformance.probe",
+            "storage-direct",
+            "--uri",
+            uri,
+            "--nonce",
+            nonce,
+        ]
         self.create(pod)
         name = pod["metadata"]["name"]
 
         def finished() -> tuple[bool, str]:
-            phase = (self.api.get("v1", "Pod", name, self.namespace) or {}).get("status", {}).get("phase", "absent")
+            phase = (
+                (self.api.get("v1", "Pod", name, self.namespace) or {})
+                .get("status", {})
+                .get("phase", "absent")
+            )
             return phase in ("Succeeded", "Failed"), phase
 
         phase = wait_until(finished, self._time_left(300), f"storage probe pod {name} finished")
@@ -480,10 +653,14 @@ class KubernetesTarget:
         logs = self.api.pod_log(self.namespace, name)
         reported = parse_result(logs)
         if phase != "Succeeded" or not reported or not reported.get("same"):
-            raise CheckFailed(f"the storage probe pod (service account {RAY_SERVICE_ACCOUNT}) {phase}: "
-                              f"{logs[-500:]}")
-        return Passed(f"a pod running as {self.namespace}/{RAY_SERVICE_ACCOUNT} wrote {uri} and read it back "
-                      f"byte for byte (sha256 {reported['sha256'][:12]}…)", {"uri": uri, **reported})
+            raise CheckFailed(
+                f"the storage probe pod (service account {RAY_SERVICE_ACCOUNT}) {phase}: {logs[-500:]}"
+            )
+        return Passed(
+            f"a pod running as {self.namespace}/{RAY_SERVICE_ACCOUNT} wrote {uri} and read it back "
+            f"byte for byte (sha256 {reported['sha256'][:12]}…)",
+            {"uri": uri, **reported},
+        )
 
     # -- workloads --
 
@@ -499,11 +676,16 @@ class KubernetesTarget:
         live = self.api.get("ray.io/v1", "RayJob", name, self.namespace) or {}
         workload = self.workload_of("RayJob", name)
         self.ctx.facts[f"{name}.admitted_by_kueue"] = judge.admitted(workload) or bool(
-            workload and judge.condition(workload, "Finished"))
+            workload and judge.condition(workload, "Finished")
+        )
         submitter = self.api.list("v1", "Pod", self.namespace, f"job-name={name}").get("items", [])
         logs = self.api.pod_log(self.namespace, submitter[-1]["metadata"]["name"]) if submitter else ""
-        self.ctx.log.info("RayJob %s: %s; submitter output:\n%s", name, judge.rayjob_outcome(live)[1],
-                          "\n".join(f"    | {line}" for line in logs.splitlines()))
+        self.ctx.log.info(
+            "RayJob %s: %s; submitter output:\n%s",
+            name,
+            judge.rayjob_outcome(live)[1],
+            "\n".join(f"    | {line}" for line in logs.splitlines()),
+        )
         return live, logs
 
     def check_train(self, ctx: RunContext) -> Passed:
@@ -518,18 +700,26 @@ class KubernetesTarget:
         summary_uri = storage.join(self.spec.storage_uri, CHECKPOINT_FOLDER, name, "summary.json")
         try:
             summary = json.loads(storage.read_text(summary_uri))
-        except Exception as err:  # the runner may lack bucket credentials; the job's own verdict is in its log
+        except Exception as err:  # noqa: BLE001 - the runner may lack bucket credentials; the job log has its verdict
             summary = None
             ctx.log.warning("cannot read %s from here: %s", summary_uri, err)
         accuracy = summary.get("final_accuracy") if summary else None
         if not judge.rayjob_succeeded(live):
-            raise CheckFailed(f"RayJob {name} did not succeed ({judge.rayjob_outcome(live)[1]}); accuracy "
-                              f"{accuracy} vs bar {bar}; submitter output: {logs[-400:]}")
+            raise CheckFailed(
+                f"RayJob {name} did not succeed ({judge.rayjob_outcome(live)[1]}); accuracy "
+                f"{accuracy} vs bar {bar}; submitter output: {logs[-400:]}"
+            )
         if accuracy is not None and accuracy < bar:
             raise CheckFailed(f"final accuracy {accuracy:.4f} is below the bar {bar} ({summary_uri})")
-        shown = f"{accuracy:.3f}" if accuracy is not None else "(summary unreadable from here; job log says PASSED)"
-        return Passed(f"RayJob {name} admitted by Kueue and completed; final accuracy {shown} >= {bar}",
-                      {"summary_uri": summary_uri, "final_accuracy": accuracy})
+        shown = (
+            f"{accuracy:.3f}"
+            if accuracy is not None
+            else "(summary unreadable from here; job log says PASSED)"
+        )
+        return Passed(
+            f"RayJob {name} admitted by Kueue and completed; final accuracy {shown} >= {bar}",
+            {"summary_uri": summary_uri, "final_accuracy": accuracy},
+        )
 
     def check_batch(self, ctx: RunContext) -> Passed:
         from park.conformance.workload_checks import BATCH_ROWS, compare_ids, parquet_column
@@ -537,7 +727,9 @@ class KubernetesTarget:
         from park.workloads.batch.manifest import build_rayjob
 
         name = self.object_name("batch")
-        rayjob = build_rayjob(self.spec, team=self.team, rows=BATCH_ROWS, output_folder=f"batch/{name}", name=name)
+        rayjob = build_rayjob(
+            self.spec, team=self.team, rows=BATCH_ROWS, output_folder=f"batch/{name}", name=name
+        )
         argv = shlex.split(rayjob["spec"]["entrypoint"])
         drop = ctx.options.injections.batch_drop_rows
         if drop:
@@ -548,18 +740,26 @@ class KubernetesTarget:
         data_uri = storage.join(argv[argv.index("--output-uri") + 1], "data")
         try:
             comparison = compare_ids(parquet_column(input_uri, "id"), parquet_column(data_uri, "id"))
-        except Exception as err:  # the runner may lack bucket credentials
+        except Exception as err:  # noqa: BLE001 - the runner may lack bucket credentials
             comparison = None
             ctx.log.warning("cannot read %s / %s from here: %s", input_uri, data_uri, err)
         if comparison is not None and not comparison["exact"]:
-            raise CheckFailed(f"output is not exactly the input rows: {comparison['missing']} missing, "
-                              f"{comparison['duplicated']} duplicated, {comparison['unexpected']} unexpected of "
-                              f"{comparison['rows_in']} ({data_uri})", comparison)
+            raise CheckFailed(
+                f"output is not exactly the input rows: {comparison['missing']} missing, "
+                f"{comparison['duplicated']} duplicated, {comparison['unexpected']} unexpected of "
+                f"{comparison['rows_in']} ({data_uri})",
+                comparison,
+            )
         if not judge.rayjob_succeeded(live):
-            raise CheckFailed(f"RayJob {name} did not succeed ({judge.rayjob_outcome(live)[1]}); submitter output: "
-                              f"{logs[-400:]}")
-        shown = (f"{comparison['rows_out']} output ids = {comparison['rows_in']} input ids" if comparison else
-                 "output unreadable from here; the job verified its own ids")
+            raise CheckFailed(
+                f"RayJob {name} did not succeed ({judge.rayjob_outcome(live)[1]}); submitter output: "
+                f"{logs[-400:]}"
+            )
+        shown = (
+            f"{comparison['rows_out']} output ids = {comparison['rows_in']} input ids"
+            if comparison
+            else "output unreadable from here; the job verified its own ids"
+        )
         return Passed(f"RayJob {name} admitted by Kueue and completed; {shown}", comparison or {})
 
     def check_serve(self, ctx: RunContext) -> Passed:
@@ -577,12 +777,24 @@ class KubernetesTarget:
 
         wait_until(ready, self._time_left(1500), f"RayService {name} Ready", poll_s=10)
         model = self.spec.models[0].name if self.spec.models else "default"
-        answer = self.api.service_proxy("POST", self.namespace, f"{name}-serve-svc", 8000, "v1/chat/completions",
-                                        body={"model": model, "max_tokens": 16, "temperature": 0,
-                                              "messages": [{"role": "user", "content": "Say hello."}]})
+        answer = self.api.service_proxy(
+            "POST",
+            self.namespace,
+            f"{name}-serve-svc",
+            8000,
+            "v1/chat/completions",
+            body={
+                "model": model,
+                "max_tokens": 16,
+                "temperature": 0,
+                "messages": [{"role": "user", "content": "Say hello."}],
+            },
+        )
         verdict = judge.judge_chat_completion(answer if isinstance(answer, dict) else {}, model)
-        return self._judged(verdict, f"RayService {name} Ready; chat completion from {model}: "
-                                     f"{verdict.facts.get('content')!r}")
+        return self._judged(
+            verdict,
+            f"RayService {name} Ready; chat completion from {model}: {verdict.facts.get('content')!r}",
+        )
 
     # -- observability --
 
@@ -591,8 +803,14 @@ class KubernetesTarget:
 
         if not observability.installs_prometheus(self.spec):
             raise NotApplicable("the stack turns Prometheus off (observability.prometheus: false)")
-        return self.api.service_proxy("GET", observability.NAMESPACE, observability.PROMETHEUS_SERVICE,
-                                      observability.PROMETHEUS_PORT, path, query=query)
+        return self.api.service_proxy(
+            "GET",
+            observability.NAMESPACE,
+            observability.PROMETHEUS_SERVICE,
+            observability.PROMETHEUS_PORT,
+            path,
+            query=query,
+        )
 
     def check_prometheus_targets(self, ctx: RunContext) -> Passed:
         from park.components.manifests import observability
@@ -606,7 +824,9 @@ class KubernetesTarget:
             wanted["dcgm-exporter"] = r"dcgm"
         targets = self._prometheus("api/v1/targets", {"state": "active"})
         result = judge.judge_prometheus_targets(targets, wanted)
-        return self._judged(result, f"Prometheus scrapes {', '.join(wanted)} and the targets are up: {result.facts}")
+        return self._judged(
+            result, f"Prometheus scrapes {', '.join(wanted)} and the targets are up: {result.facts}"
+        )
 
     def check_gpu_metric(self, ctx: RunContext) -> Passed:
         self.gpu_pool()

@@ -66,8 +66,15 @@ class KubeApi:
     def host(self) -> str:
         return self.api_client.configuration.host
 
-    def request(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None,
-                content_type: str = "application/json", accept: str = "application/json") -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: dict[str, str] | None = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+    ) -> Any:
         """One call; JSON answers are decoded, others returned as text. Raises KubeError on failure."""
         from kubernetes.client.exceptions import ApiException
 
@@ -75,19 +82,27 @@ class KubeApi:
         if body is not None:
             headers["Content-Type"] = content_type
         serialized = self.api_client.param_serialize(
-            method=method, resource_path=path, query_params=list((query or {}).items()), header_params=headers,
-            body=body, auth_settings=["BearerToken"])
+            method=method,
+            resource_path=path,
+            query_params=list((query or {}).items()),
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
         try:
             response = self.api_client.call_api(*serialized, _request_timeout=REQUEST_TIMEOUT_S)
             data = response.read()
         except ApiException as err:
-            raise KubeError(f"{method} {path}: {err.status} {err.reason}: {_status_message(err.body)}",
-                            err.status) from None
-        except Exception as err:  # connection refused, DNS, TLS: say where we tried
+            raise KubeError(
+                f"{method} {path}: {err.status} {err.reason}: {_status_message(err.body)}", err.status
+            ) from None
+        except Exception as err:  # noqa: BLE001 - connection refused, DNS, TLS: say where we tried
             raise KubeError(f"{method} {self.host}{path}: {type(err).__name__}: {err}") from None
         if response.status >= 400:
-            raise KubeError(f"{method} {path}: {response.status} {response.reason}: {_status_message(data)}",
-                            response.status)
+            raise KubeError(
+                f"{method} {path}: {response.status} {response.reason}: {_status_message(data)}",
+                response.status,
+            )
         text = data.decode() if isinstance(data, bytes) else str(data)
         try:
             return json.loads(text)
@@ -99,8 +114,9 @@ class KubeApi:
     def version(self) -> dict:
         return self.request("GET", "/version")
 
-    def list(self, api_version: str, kind: str, namespace: str | None = None,
-             label_selector: str | None = None) -> dict:
+    def list(
+        self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None
+    ) -> dict:
         query = {"labelSelector": label_selector} if label_selector else None
         return self.request("GET", collection_path(api_version, kind, namespace), query=query)
 
@@ -114,20 +130,38 @@ class KubeApi:
             raise
 
     def pod_log(self, namespace: str, name: str, tail_lines: int = 200) -> str:
-        return self.request("GET", f"/api/v1/namespaces/{namespace}/pods/{name}/log",
-                            query={"tailLines": str(tail_lines)}, accept="text/plain")
+        return self.request(
+            "GET",
+            f"/api/v1/namespaces/{namespace}/pods/{name}/log",
+            query={"tailLines": str(tail_lines)},
+            accept="text/plain",
+        )
 
-    def service_proxy(self, method: str, namespace: str, service: str, port: int | str, path: str,
-                      query: dict[str, str] | None = None, body: Any = None) -> Any:
+    def service_proxy(
+        self,
+        method: str,
+        namespace: str,
+        service: str,
+        port: int | str,
+        path: str,
+        query: dict[str, str] | None = None,
+        body: Any = None,
+    ) -> Any:
         """A request to a Service through the API server's proxy (no port-forward, no ingress needed)."""
-        return self.request(method, f"/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy/"
-                                    f"{path.lstrip('/')}", body=body, query=query)
+        return self.request(
+            method,
+            f"/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy/{path.lstrip('/')}",
+            body=body,
+            query=query,
+        )
 
     # -- writes --
 
     def create(self, obj: dict) -> dict:
         meta = obj["metadata"]
-        return self.request("POST", collection_path(obj["apiVersion"], obj["kind"], meta.get("namespace")), body=obj)
+        return self.request(
+            "POST", collection_path(obj["apiVersion"], obj["kind"], meta.get("namespace")), body=obj
+        )
 
     def delete(self, obj: dict) -> None:
         """Delete in the background (children by garbage collection); a missing object is fine."""

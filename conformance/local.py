@@ -20,11 +20,11 @@ import shlex
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
-
 from park.components.spec import StackSpec, load_stack_file, resolve_stack_file
 from park.conformance.context import RunContext
 from park.conformance.local_ray import LocalRayHead, RayStartError, local_environment
@@ -57,9 +57,11 @@ def load_local_spec(stack: str | None) -> tuple[StackSpec, str]:
     path = resolve_stack_file(name)
     spec = load_stack_file(path)
     if spec.cloud != "kind":
-        raise LocalSetupError(f"--stack {name}: the {spec.cloud} stack describes a cloud cluster, which the local "
-                              f"target cannot imitate; check that cluster with --target kubernetes --stack {name}, "
-                              f"or run the local target with a kind stack (--stack kind)")
+        raise LocalSetupError(
+            f"--stack {name}: the {spec.cloud} stack describes a cloud cluster, which the local "
+            f"target cannot imitate; check that cluster with --target kubernetes --stack {name}, "
+            f"or run the local target with a kind stack (--stack kind)"
+        )
     return spec, str(path)
 
 
@@ -124,15 +126,20 @@ class LocalTarget:
         return getattr(self, method) if method else None
 
     def not_applicable_reason(self, check: Check) -> str:
-        return ("needs a Kubernetes cluster; the local target has none (run park conformance --target "
-                "kubernetes against one)")
+        return (
+            "needs a Kubernetes cluster; the local target has none (run park conformance --target "
+            "kubernetes against one)"
+        )
 
     def describe(self) -> dict[str, Any]:
         import ray
 
         self.gpus()
-        facts = {"ray_version": ray.__version__, "stack": self.stack_path or "(none)",
-                 "accelerator": self.accelerator_summary()}
+        facts = {
+            "ray_version": ray.__version__,
+            "stack": self.stack_path or "(none)",
+            "accelerator": self.accelerator_summary(),
+        }
         if self._head is not None and self._head.ports:
             facts["ray_dashboard"] = self._head.dashboard_url
         facts.update({k: v for k, v in self.ctx.facts.items() if k not in facts})
@@ -150,7 +157,7 @@ class LocalTarget:
         return self._spec
 
     def gpus(self) -> list[str]:
-        """NVIDIA GPUs on this host (``nvidia-smi -L`` through testinfra), detected once; [] under --gpu off."""
+        """NVIDIA GPUs on this host (``nvidia-smi -L`` via testinfra), detected once; [] under --gpu off."""
         if self._gpus is None:
             if self.ctx.options.gpu == "off":
                 self._gpus = []
@@ -164,8 +171,9 @@ class LocalTarget:
                 else:
                     listing = host.run("nvidia-smi -L")
                     self._gpus = [line for line in listing.stdout.splitlines() if line.startswith("GPU ")]
-                    self.ctx.facts["gpu_detection"] = (f"nvidia-smi -L exit {listing.rc}: "
-                                                       f"{tail(listing.stdout + listing.stderr, 4)}")
+                    self.ctx.facts["gpu_detection"] = (
+                        f"nvidia-smi -L exit {listing.rc}: {tail(listing.stdout + listing.stderr, 4)}"
+                    )
         return self._gpus
 
     def accelerator_summary(self) -> str:
@@ -175,8 +183,21 @@ class LocalTarget:
         why = "--gpu off" if self.ctx.options.gpu == "off" else "no NVIDIA GPU on this host"
         return f"none ({why}): the workloads ran on CPU"
 
+    def require_gpu_if_asked(self) -> None:
+        """Under ``--gpu require`` a workload must not silently fall back to CPU: fail before running it."""
+        if self.ctx.options.gpu == "require" and not self.gpus():
+            why = self.ctx.facts.get("gpu_detection", "no GPU listed")
+            raise CheckFailed(
+                f"--gpu require, but this host has no NVIDIA GPU ({why}); the workload would run on "
+                f"CPU. Run on a GPU machine, or use --gpu auto to accept the CPU fallback"
+            )
+
+    def served_model_gpus(self) -> float:
+        """GPUs per serving replica here: one when this host has a GPU (and --gpu is not off), else CPU."""
+        return 1.0 if self.gpus() else 0.0
+
     def head(self) -> LocalRayHead:
-        """The run's Ray head, started on first use; a failed start is remembered and re-raised as a failure."""
+        """The run's Ray head, started on first use; a failed start is remembered and fails later users."""
         if self._head_error is not None:
             raise CheckFailed(self._head_error)
         if self._head is None:
@@ -185,7 +206,9 @@ class LocalTarget:
             head = LocalRayHead(self.ctx.workdir / "ray", num_cpus=int(cpus), num_gpus=num_gpus)
             self._head = head
             self.ctx.on_cleanup(f"stop the run's Ray head (temp dir {head.temp_dir})", self._stop_head)
-            self.ctx.log.info("starting Ray head: %s", shlex.join(head.command() if head.ports else ["ray", "start"]))
+            self.ctx.log.info(
+                "starting Ray head: %s", shlex.join(head.command() if head.ports else ["ray", "start"])
+            )
             try:
                 head.start()
             except RayStartError as err:
@@ -200,7 +223,9 @@ class LocalTarget:
             if left:
                 self.ctx.log.warning("Ray processes still alive after stop: %s", left)
 
-    def run_job(self, label: str, entrypoint: str, runtime_env: dict, timeout_s: float) -> tuple[str, str, str]:
+    def run_job(
+        self, label: str, entrypoint: str, runtime_env: dict, timeout_s: float
+    ) -> tuple[str, str, str]:
         """Submit ``entrypoint`` through the Jobs API as ``<run name>-<label>``, wait for it, log its output.
 
         Returns (status, message, logs). A job still running at ``timeout_s`` is stopped and fails the check.
@@ -224,13 +249,22 @@ class LocalTarget:
             client.stop_job(submission_id)
         info = client.get_job_info(submission_id)
         logs = client.get_job_logs(submission_id)
-        self.ctx.log.info("job %s ended %s (%s); its output:\n%s", submission_id, info.status.value, info.message,
-                          "\n".join(f"    | {line}" for line in logs.splitlines()))
+        self.ctx.log.info(
+            "job %s ended %s (%s); its output:\n%s",
+            submission_id,
+            info.status.value,
+            info.message,
+            "\n".join(f"    | {line}" for line in logs.splitlines()),
+        )
         if not finished:
-            raise CheckFailed(f"job {submission_id} did not finish within {timeout_s:.0f} s and was stopped; "
-                              f"last output: {tail(logs)}")
+            raise CheckFailed(
+                f"job {submission_id} did not finish within {timeout_s:.0f} s and was stopped; "
+                f"last output: {tail(logs)}"
+            )
         if status is JobStatus.STOPPED:
-            raise CheckFailed(f"job {submission_id} was stopped from outside the run; last output: {tail(logs)}")
+            raise CheckFailed(
+                f"job {submission_id} was stopped from outside the run; last output: {tail(logs)}"
+            )
         # Ray appends the job's last log lines to a failed job's message; keep its first line only.
         message = (info.message or "").strip().splitlines()[0] if info.message else ""
         return status.value, message, logs
@@ -248,12 +282,18 @@ class LocalTarget:
         problems: list[str] = []
         facts: dict[str, Any] = {"python_path": python}
 
-        probe = host.run(f"{shlex.quote(python)} -c "
-                         + shlex.quote("import json, sys, ray, park.workloads; "
-                                       "print(json.dumps([list(sys.version_info[:3]), ray.__version__]))"))
+        probe = host.run(
+            f"{shlex.quote(python)} -c "
+            + shlex.quote(
+                "import json, sys, ray, park.workloads; "
+                "print(json.dumps([list(sys.version_info[:3]), ray.__version__]))"
+            )
+        )
         if probe.rc != 0:
-            problems.append(f"{python} cannot import ray and park.workloads (the Ray jobs run with it): "
-                            f"{tail(probe.stderr, 3)}")
+            problems.append(
+                f"{python} cannot import ray and park.workloads (the Ray jobs run with it): "
+                f"{tail(probe.stderr, 3)}"
+            )
         else:
             version, ray_version = json.loads(probe.stdout.strip().splitlines()[-1])
             facts["python"] = ".".join(map(str, version))
@@ -270,91 +310,123 @@ class LocalTarget:
             if shm.filesystem != "tmpfs":
                 problems.append(f"/dev/shm is {shm.filesystem}, not tmpfs (memory-backed)")
             if facts["shm_gib"] < MIN_SHM_GIB:
-                problems.append(f"/dev/shm has {facts['shm_gib']:.2f} GiB free, below {MIN_SHM_GIB:g} GiB "
-                                f"(docker run --shm-size=2g, or a Memory emptyDir in a pod)")
+                problems.append(
+                    f"/dev/shm has {facts['shm_gib']:.2f} GiB free, below {MIN_SHM_GIB:g} GiB "
+                    f"(docker run --shm-size=2g, or a Memory emptyDir in a pod)"
+                )
         facts["disk_gib"] = _df_avail_gib(host, str(ctx.workdir))
         if facts["disk_gib"] < MIN_DISK_GIB:
-            problems.append(f"{facts['disk_gib']:.1f} GiB free under {ctx.workdir}, below {MIN_DISK_GIB:g} GiB "
-                            f"(set TMPDIR to a bigger disk)")
+            problems.append(
+                f"{facts['disk_gib']:.1f} GiB free under {ctx.workdir}, below {MIN_DISK_GIB:g} GiB "
+                f"(set TMPDIR to a bigger disk)"
+            )
         meminfo = host.file("/proc/meminfo").content_string
-        available_kib = int(re.search(r"^MemAvailable:\s+(\d+)", meminfo, re.M).group(1))
+        available_kib = int(re.search(r"^MemAvailable:\s+(\d+)", meminfo, re.MULTILINE).group(1))
         facts["memory_available_gib"] = round(available_kib / 2**20, 2)
         if facts["memory_available_gib"] < MIN_MEMORY_GIB:
-            problems.append(f"{facts['memory_available_gib']:.1f} GiB memory available, below {MIN_MEMORY_GIB:g} GiB")
+            problems.append(
+                f"{facts['memory_available_gib']:.1f} GiB memory available, below {MIN_MEMORY_GIB:g} GiB"
+            )
         facts["cpus"] = int(host.check_output("nproc"))
         if facts["cpus"] < MIN_CPUS:
             problems.append(f"{facts['cpus']} CPU(s) usable, below {MIN_CPUS} (Ray Train runs two workers)")
         ctx.facts["cpus"] = facts["cpus"]
         if problems:
             raise CheckFailed("; ".join(problems), facts)
-        return Passed(f"Python {facts.get('python')} with Ray {facts.get('ray')}; /dev/shm {facts['shm_gib']:.1f} "
-                      f"GiB tmpfs; {facts['disk_gib']:.0f} GiB disk and {facts['memory_available_gib']:.1f} GiB "
-                      f"memory free; {facts['cpus']} CPUs", facts)
+        return Passed(
+            f"Python {facts.get('python')} with Ray {facts.get('ray')}; /dev/shm {facts['shm_gib']:.1f} "
+            f"GiB tmpfs; {facts['disk_gib']:.0f} GiB disk and {facts['memory_available_gib']:.1f} GiB "
+            f"memory free; {facts['cpus']} CPUs",
+            facts,
+        )
 
     def check_gpu_visible(self, ctx: RunContext) -> Passed:
         gpus = self.gpus()
         if not gpus:
             why = ctx.facts.get("gpu_detection", "no GPU listed")
             if ctx.options.gpu == "require":
-                raise CheckFailed(f"--gpu require, but this host shows no NVIDIA GPU ({why}); install the NVIDIA "
-                                  f"driver or run with --gpu auto to accept the CPU fallback")
-            raise NotApplicable(f"no NVIDIA GPU on this host ({why}); the workloads fall back to CPU "
-                                f"(--gpu require makes this a failure)")
+                raise CheckFailed(
+                    f"--gpu require, but this host shows no NVIDIA GPU ({why}); install the NVIDIA "
+                    f"driver or run with --gpu auto to accept the CPU fallback"
+                )
+            raise NotApplicable(
+                f"no NVIDIA GPU on this host ({why}); the workloads fall back to CPU "
+                f"(--gpu require makes this a failure)"
+            )
         return Passed(f"{len(gpus)} GPU(s) visible to workloads: {'; '.join(gpus)}", {"gpus": gpus})
 
     def check_ray_head(self, ctx: RunContext) -> Passed:
         import httpx
         from ray.job_submission import JobSubmissionClient
 
-        if ctx.options.gpu == "require" and not self.gpus():
-            raise CheckFailed("--gpu require, but this host shows no NVIDIA GPU for the Ray head to offer")
         head = self.head()
         deadline = time.monotonic() + 30
         nodes: list[dict] = []
         while time.monotonic() < deadline:
-            answer = httpx.get(f"{head.dashboard_url}/api/v0/nodes", params={"detail": "1"}, timeout=10).json()
+            answer = httpx.get(
+                f"{head.dashboard_url}/api/v0/nodes", params={"detail": "1"}, timeout=10
+            ).json()
             nodes = [n for n in answer["data"]["result"]["result"] if n.get("state") == "ALIVE"]
             if nodes:
                 break
             time.sleep(POLL_S)
         if not nodes:
-            raise CheckFailed(f"the Ray head answers at {head.dashboard_url} but no node registered as ALIVE "
-                              f"within 30 s; see {head.temp_dir}/session_latest/logs/raylet.err")
+            raise CheckFailed(
+                f"the Ray head answers at {head.dashboard_url} but no node registered as ALIVE "
+                f"within 30 s; see {head.temp_dir}/session_latest/logs/raylet.err"
+            )
         resources = nodes[0].get("resources_total", {})
         jobs = JobSubmissionClient(head.dashboard_url).list_jobs()
         serve = httpx.get(f"{head.dashboard_url}/api/serve/applications/", timeout=10)
         if serve.status_code != 200:
-            raise CheckFailed(f"the Serve REST API at {head.dashboard_url}/api/serve/applications/ answered "
-                              f"{serve.status_code}: {serve.text[:200]}")
+            raise CheckFailed(
+                f"the Serve REST API at {head.dashboard_url}/api/serve/applications/ answered "
+                f"{serve.status_code}: {serve.text[:200]}"
+            )
         version = httpx.get(f"{head.dashboard_url}/api/version", timeout=10).json()
         ctx.facts["ray_head_start_s"] = round(head.started_in_s or 0, 2)
-        details = {"dashboard": head.dashboard_url, "ports": head.ports, "temp_dir": str(head.temp_dir),
-                   "resources": resources, "ray_version": version.get("ray_version"), "jobs_listed": len(jobs)}
-        return Passed(f"Ray {version.get('ray_version')} head up in {head.started_in_s:.1f} s; {len(nodes)} node "
-                      f"alive with {resources.get('CPU', 0):g} CPU and {resources.get('GPU', 0):g} GPU; Jobs and "
-                      f"Serve APIs answer", details)
+        details = {
+            "dashboard": head.dashboard_url,
+            "ports": head.ports,
+            "temp_dir": str(head.temp_dir),
+            "resources": resources,
+            "ray_version": version.get("ray_version"),
+            "jobs_listed": len(jobs),
+        }
+        return Passed(
+            f"Ray {version.get('ray_version')} head up in {head.started_in_s:.1f} s; {len(nodes)} node "
+            f"alive with {resources.get('CPU', 0):g} CPU and {resources.get('GPU', 0):g} GPU; Jobs and "
+            f"Serve APIs answer",
+            details,
+        )
 
     def check_storage(self, ctx: RunContext) -> Passed:
         from park.workloads import storage
 
         nonce = f"{ctx.name} {secrets.token_hex(16)}"
         uri = storage.join(self.spec.storage_uri, "conformance", ctx.run_id, "storage-probe.txt")
-        entrypoint = shlex.join(["python", "-m", "park.conformance.probe", "storage-roundtrip",
-                                 "--uri", uri, "--nonce", nonce])
+        entrypoint = shlex.join(
+            ["python", "-m", "park.conformance.probe", "storage-roundtrip", "--uri", uri, "--nonce", nonce]
+        )
         status, message, logs = self.run_job("storage", entrypoint, {}, self._time_left(120))
         from park.conformance.probe import parse_result
 
         reported = parse_result(logs)
         if status != "SUCCEEDED" or reported is None:
-            raise CheckFailed(f"the storage probe job {status}: {message or 'no result printed'}; "
-                              f"last output: {tail(logs)}")
+            raise CheckFailed(
+                f"the storage probe job {status}: {message or 'no result printed'}; last output: {tail(logs)}"
+            )
         back = storage.read_text(uri)  # read back here, outside Ray, the way a reader of results would
         if back != nonce:
-            raise CheckFailed(f"{uri} holds {len(back)} bytes that differ from the {len(nonce)} written by the Ray "
-                              f"worker on {reported['host']}")
+            raise CheckFailed(
+                f"{uri} holds {len(back)} bytes that differ from the {len(nonce)} written by the Ray "
+                f"worker on {reported['host']}"
+            )
         digest = hashlib.sha256(back.encode()).hexdigest()
-        return Passed(f"a Ray worker wrote {uri} and it reads back byte for byte here (sha256 {digest[:12]}…)",
-                      {"uri": uri, "sha256": digest, "worker_host": reported["host"]})
+        return Passed(
+            f"a Ray worker wrote {uri} and it reads back byte for byte here (sha256 {digest[:12]}…)",
+            {"uri": uri, "sha256": digest, "worker_host": reported["host"]},
+        )
 
     def check_train(self, ctx: RunContext) -> Passed:
         from park.conformance import workload_checks

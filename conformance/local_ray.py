@@ -24,9 +24,17 @@ import psutil
 
 START_TIMEOUT_S = 90.0
 STOP_GRACE_S = 3.0
-PORT_NAMES = ("port", "dashboard-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-              "runtime-env-agent-port", "metrics-export-port", "node-manager-port", "object-manager-port",
-              "ray-client-server-port")
+PORT_NAMES = (
+    "port",
+    "dashboard-port",
+    "dashboard-agent-listen-port",
+    "dashboard-agent-grpc-port",
+    "runtime-env-agent-port",
+    "metrics-export-port",
+    "node-manager-port",
+    "object-manager-port",
+    "ray-client-server-port",
+)
 
 
 MAX_TEMP_DIR_CHARS = 43
@@ -92,9 +100,19 @@ class LocalRayHead:
     def command(self) -> list[str]:
         assert self.ports is not None
         ray = str(Path(sys.executable).parent / "ray")
-        args = [ray, "start", "--head", "--block", "--disable-usage-stats", "--include-dashboard=true",
-                "--dashboard-host=127.0.0.1", f"--temp-dir={self.temp_dir}", f"--num-cpus={self.num_cpus}",
-                "--min-worker-port=0", "--max-worker-port=0"]
+        args = [
+            ray,
+            "start",
+            "--head",
+            "--block",
+            "--disable-usage-stats",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--temp-dir={self.temp_dir}",
+            f"--num-cpus={self.num_cpus}",
+            "--min-worker-port=0",
+            "--max-worker-port=0",
+        ]
         if self.num_gpus is not None:
             args.append(f"--num-gpus={self.num_gpus}")
         args += [f"--{name}={port}" for name, port in self.ports.items()]
@@ -103,15 +121,22 @@ class LocalRayHead:
     def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
         """Start the head and wait until its dashboard answers; raise RayStartError with the output tail."""
         if len(str(self.temp_dir)) > MAX_TEMP_DIR_CHARS:
-            raise RayStartError(f"--temp-dir {self.temp_dir} is longer than {MAX_TEMP_DIR_CHARS} characters; Ray's "
-                                f"socket paths under it would pass the 107-byte limit (set TMPDIR=/tmp)")
+            raise RayStartError(
+                f"--temp-dir {self.temp_dir} is longer than {MAX_TEMP_DIR_CHARS} characters; Ray's "
+                f"socket paths under it would pass the 107-byte limit (set TMPDIR=/tmp)"
+            )
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         self.ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
         began = time.monotonic()
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(self.command(), env=local_environment(), stdout=log,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                self.command(),
+                env=local_environment(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         while time.monotonic() - began < timeout_s:
             if self.process.poll() is not None:
                 raise RayStartError(f"ray start exited with {self.process.returncode}: {self.output_tail()}")
@@ -122,7 +147,9 @@ class LocalRayHead:
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        raise RayStartError(f"the Ray dashboard did not answer within {timeout_s:.0f} s: {self.output_tail()}")
+        raise RayStartError(
+            f"the Ray dashboard did not answer within {timeout_s:.0f} s: {self.output_tail()}"
+        )
 
     def output_tail(self, lines: int = 15) -> str:
         try:
@@ -132,7 +159,8 @@ class LocalRayHead:
         return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:] if line.strip())
 
     def own_processes(self) -> list[psutil.Process]:
-        """Every live process this head started: its tree, plus strays whose command line names its temp dir."""
+        """Every live process this head started: its tree, plus strays whose command line names its temp
+        dir."""
         found: dict[int, psutil.Process] = {}
         if self.process is not None:
             try:

@@ -36,7 +36,15 @@ class Status(StrEnum):
 DESELECTED = "deselected by --only / --skip"
 """The reason of a check left out by the selection (reported as skipped so the evidence lists the suite)."""
 
-LAYERS = ("infrastructure", "accelerators", "operators", "scheduling", "storage", "workloads", "observability")
+LAYERS = (
+    "infrastructure",
+    "accelerators",
+    "operators",
+    "scheduling",
+    "storage",
+    "workloads",
+    "observability",
+)
 """Layers in the order they run: each one leans on the ones before it. Observability runs last so it can
 look for the metrics the workloads produced."""
 

@@ -25,8 +25,10 @@ def _probes() -> None:
 
 
 @app.command("storage-roundtrip")
-def storage_roundtrip(uri: str = typer.Option(..., help="Object to write: a storage URI (file://, s3://, gs://)."),
-                      nonce: str = typer.Option(..., help="Text to write; the check compares it on read-back.")) -> None:
+def storage_roundtrip(
+    uri: str = typer.Option(..., help="Object to write: a storage URI (file://, s3://, gs://)."),
+    nonce: str = typer.Option(..., help="Text to write; the check compares it on read-back."),
+) -> None:
     """A Ray task writes ``nonce`` to ``uri`` and reads it back; prints where it ran and the SHA-256."""
     import ray
 
@@ -45,8 +47,10 @@ def storage_roundtrip(uri: str = typer.Option(..., help="Object to write: a stor
 
 
 @app.command("storage-direct")
-def storage_direct(uri: str = typer.Option(..., help="Object to write: a storage URI (file://, s3://, gs://)."),
-                   nonce: str = typer.Option(..., help="Text to write; read back and compared.")) -> None:
+def storage_direct(
+    uri: str = typer.Option(..., help="Object to write: a storage URI (file://, s3://, gs://)."),
+    nonce: str = typer.Option(..., help="Text to write; read back and compared."),
+) -> None:
     """Write ``nonce`` to ``uri`` with this pod's identity and read it back (no Ray: a plain pod)."""
     print(RESULT_PREFIX + json.dumps(_roundtrip(uri, nonce)), flush=True)
 
@@ -56,8 +60,12 @@ def _roundtrip(uri: str, text: str) -> dict:
 
     storage.write_text(uri, text)
     back = storage.read_text(uri)
-    return {"host": socket.gethostname(), "sha256": hashlib.sha256(back.encode()).hexdigest(),
-            "bytes": len(back.encode()), "same": back == text}
+    return {
+        "host": socket.gethostname(),
+        "sha256": hashlib.sha256(back.encode()).hexdigest(),
+        "bytes": len(back.encode()),
+        "same": back == text,
+    }
 
 
 def parse_result(logs: str) -> dict | None:

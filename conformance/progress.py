@@ -5,13 +5,13 @@ check, so logs stay readable."""
 from __future__ import annotations
 
 import time
+from typing import Self
 
+from park.conformance.model import DESELECTED, CheckResult, Status
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
-
-from park.conformance.model import DESELECTED, CheckResult, Status
 
 STYLE = {
     Status.PENDING: "dim",
@@ -44,8 +44,13 @@ class Progress:
         self.title = title
         self.live: Live | None = None
         if console.is_terminal:
-            self.live = Live(self._render(), console=console, refresh_per_second=4, transient=False,
-                             get_renderable=self._render)
+            self.live = Live(
+                self._render(),
+                console=console,
+                refresh_per_second=4,
+                transient=False,
+                get_renderable=self._render,
+            )
 
     def _render(self) -> Group:
         table = Table(box=None, show_header=False, pad_edge=False, expand=False)
@@ -58,7 +63,7 @@ class Progress:
             table.add_row(status_text(result.status), result.name, _elapsed(result))
         return Group(Text(self.title, style="bold"), table)
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> Self:
         if self.live is not None:
             self.live.__enter__()
         else:
@@ -90,6 +95,10 @@ def summary_table(results: list[CheckResult]) -> Table:
     for result in results:
         if result.reason == DESELECTED:
             continue
-        table.add_row(result.name, status_text(result.status),
-                      f"{result.duration_s:.1f} s" if result.duration_s else "", result.reason)
+        table.add_row(
+            result.name,
+            status_text(result.status),
+            f"{result.duration_s:.1f} s" if result.duration_s else "",
+            result.reason,
+        )
     return table

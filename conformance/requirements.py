@@ -24,22 +24,54 @@ class Requirement:
 
 
 REQUIREMENTS: tuple[Requirement, ...] = (
-    Requirement("accelerator_metrics", "MUST", "Accelerator metrics",
-                "an accelerator metrics solution exposes per-accelerator utilization and memory metrics"),
-    Requirement("ai_service_metrics", "MUST", "AI service metrics",
-                "a monitoring system discovers and collects Prometheus-format metrics from AI workloads"),
-    Requirement("gang_scheduling", "MUST", "Gang scheduling",
-                "a gang scheduler admits a distributed workload all-or-nothing"),
-    Requirement("cluster_autoscaling", "MUST", "Cluster autoscaling",
-                "node groups of an accelerator type scale up for pending pods that request it"),
-    Requirement("pod_autoscaling", "MUST", "Pod autoscaling",
-                "workloads on accelerators scale their pods on AI-relevant metrics"),
-    Requirement("robust_controller", "MUST", "Robust controller",
-                "a complex AI operator with CRDs runs, and its custom resources are reconciled"),
-    Requirement("secure_accelerator_access", "MUST", "Secure accelerator access",
-                "accelerators are reachable only through the device plugin, isolated between pods"),
-    Requirement("ai_inference", "MUST", "AI inference",
-                "an inference service answers an OpenAI-protocol request through the platform"),
+    Requirement(
+        "accelerator_metrics",
+        "MUST",
+        "Accelerator metrics",
+        "an accelerator metrics solution exposes per-accelerator utilization and memory metrics",
+    ),
+    Requirement(
+        "ai_service_metrics",
+        "MUST",
+        "AI service metrics",
+        "a monitoring system discovers and collects Prometheus-format metrics from AI workloads",
+    ),
+    Requirement(
+        "gang_scheduling",
+        "MUST",
+        "Gang scheduling",
+        "a gang scheduler admits a distributed workload all-or-nothing",
+    ),
+    Requirement(
+        "cluster_autoscaling",
+        "MUST",
+        "Cluster autoscaling",
+        "node groups of an accelerator type scale up for pending pods that request it",
+    ),
+    Requirement(
+        "pod_autoscaling",
+        "MUST",
+        "Pod autoscaling",
+        "workloads on accelerators scale their pods on AI-relevant metrics",
+    ),
+    Requirement(
+        "robust_controller",
+        "MUST",
+        "Robust controller",
+        "a complex AI operator with CRDs runs, and its custom resources are reconciled",
+    ),
+    Requirement(
+        "secure_accelerator_access",
+        "MUST",
+        "Secure accelerator access",
+        "accelerators are reachable only through the device plugin, isolated between pods",
+    ),
+    Requirement(
+        "ai_inference",
+        "MUST",
+        "AI inference",
+        "an inference service answers an OpenAI-protocol request through the platform",
+    ),
 )
 
 REQUIREMENT_IDS = tuple(r.id for r in REQUIREMENTS)
@@ -48,12 +80,15 @@ NOT_COVERED = "not_covered"
 NOT_RUN = "not_run"
 
 
-LOCAL_NOTE = ("the local target runs no Kubernetes platform, so its results are not AI-conformance evidence; "
-              "run --target kubernetes against the cluster to certify")
+LOCAL_NOTE = (
+    "the local target runs no Kubernetes platform, so its results are not AI-conformance evidence; "
+    "run --target kubernetes against the cluster to certify"
+)
 
 
-def requirement_status(requirement: Requirement, results: list[CheckResult],
-                       platform_under_test: bool = True) -> tuple[str, list[CheckResult]]:
+def requirement_status(
+    requirement: Requirement, results: list[CheckResult], platform_under_test: bool = True
+) -> tuple[str, list[CheckResult]]:
     """(status, supporting results) of one requirement: passed / failed / not_applicable / not_run /
     not_covered. Without a platform under test (the local target) every requirement is not applicable:
     a workload answering on a laptop says nothing about a cluster."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from park.conformance.checks import BY_NAME, CHECKS, Selection
 from park.conformance.context import RunContext
@@ -29,8 +30,7 @@ class Target(Protocol):
         """The function proving ``check`` on this target, or None when it does not apply here."""
         ...
 
-    def not_applicable_reason(self, check: Check) -> str:
-        ...
+    def not_applicable_reason(self, check: Check) -> str: ...
 
     def describe(self) -> dict:
         """Facts about the target for the evidence (versions, addresses, GPU fallback)."""
@@ -56,7 +56,9 @@ class Interrupted(Exception):
 
 
 class Runner:
-    def __init__(self, ctx: RunContext, target: Target, selection: Selection, listener: Listener | None = None):
+    def __init__(
+        self, ctx: RunContext, target: Target, selection: Selection, listener: Listener | None = None
+    ):
         self.ctx = ctx
         self.target = target
         self.listener = listener or _Quiet()
@@ -81,7 +83,9 @@ class Runner:
             self.interrupted = True
             for result in self.results.values():
                 if not result.status.finished:
-                    self._finish(result, Status.SKIPPED, "not run: the run was interrupted (Ctrl-C / SIGTERM)")
+                    self._finish(
+                        result, Status.SKIPPED, "not run: the run was interrupted (Ctrl-C / SIGTERM)"
+                    )
             raise Interrupted() from None
         return self.ordered_results()
 
@@ -107,16 +111,20 @@ class Runner:
         if check.gpu and self.ctx.options.gpu == "off":
             return Status.NOT_APPLICABLE, "needs a GPU and the run was started with --gpu off"
         if check.destructive and not self.ctx.options.destructive:
-            return Status.SKIPPED, ("destructive (it preempts workloads or adds paid nodes); rerun with "
-                                    "--destructive on a cluster where that is acceptable")
+            return Status.SKIPPED, (
+                "destructive (it preempts workloads or adds paid nodes); rerun with "
+                "--destructive on a cluster where that is acceptable"
+            )
         for need in check.needs:
             needed = self.run(need)
             if needed.status in (Status.FAILED, Status.SKIPPED):
                 return Status.SKIPPED, f"needs {need}, which {needed.status.label}: {needed.reason}"
         remaining = self.ctx.remaining_s()
         if remaining <= 0:
-            return Status.FAILED, (f"not started: the run's --timeout of {_seconds(self.ctx.options.timeout_s)} s "
-                                   "was used up by the checks before it; raise --timeout")
+            return Status.FAILED, (
+                f"not started: the run's --timeout of {_seconds(self.ctx.options.timeout_s)} s "
+                "was used up by the checks before it; raise --timeout"
+            )
         return None
 
     def _execute(self, result: CheckResult) -> None:
@@ -133,7 +141,7 @@ class Runner:
         def body() -> None:
             try:
                 outcome["value"] = function(self.ctx)
-            except BaseException as err:  # carried back to the main thread
+            except BaseException as err:  # noqa: BLE001 - carried back to the main thread
                 outcome["error"] = err
                 outcome["traceback"] = traceback.format_exc()
 
@@ -147,8 +155,12 @@ class Runner:
             self._finish(result, Status.FAILED, "interrupted (Ctrl-C / SIGTERM) while running")
             raise
         if worker.is_alive():
-            self._finish(result, Status.FAILED, f"did not finish within {_seconds(limit)} s; the last steps it took "
-                                                f"are in e2e.log (raise --timeout if the target is just slow)")
+            self._finish(
+                result,
+                Status.FAILED,
+                f"did not finish within {_seconds(limit)} s; the last steps it took "
+                f"are in e2e.log (raise --timeout if the target is just slow)",
+            )
             return
         error = outcome.get("error")
         if error is None:
@@ -166,7 +178,9 @@ class Runner:
             raise error
         else:
             self.ctx.log.error("%s raised:\n%s", check.name, outcome.get("traceback"))
-            self._finish(result, Status.FAILED, f"unexpected {type(error).__name__}: {error} (traceback in e2e.log)")
+            self._finish(
+                result, Status.FAILED, f"unexpected {type(error).__name__}: {error} (traceback in e2e.log)"
+            )
 
     def _finish(self, result: CheckResult, status: Status, reason: str) -> None:
         if result.started_at is None:

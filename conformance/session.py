@@ -13,10 +13,10 @@ import atexit
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from park.conformance.checks import Selection, select
 from park.conformance.context import RunContext, RunOptions
@@ -123,14 +123,22 @@ def run(options: RunOptions, listener_factory=None, selection: Selection | None 
                 interrupted = True
                 ctx.log.warning("run interrupted; writing evidence and cleaning up")
     finally:
-        results = runner.ordered_results() if runner else _unrun(selection, setup_error or "the run did not start")
+        results = (
+            runner.ordered_results() if runner else _unrun(selection, setup_error or "the run did not start")
+        )
         verdict_s = time.time() - ctx.started_at
         environment = _describe(target, ctx)
         if setup_error:
             environment["setup_error"] = setup_error
-        verdict = write_evidence(ctx, out_dir, results, environment,
-                                 platform_under_test=bool(target and target.platform_under_test),
-                                 interrupted=interrupted, setup_error=setup_error)
+        verdict = write_evidence(
+            ctx,
+            out_dir,
+            results,
+            environment,
+            platform_under_test=bool(target and target.platform_under_test),
+            interrupted=interrupted,
+            setup_error=setup_error,
+        )
         cleanup_started = time.time()
         _close_quietly(ctx)
         cleanup_s = time.time() - cleanup_started
@@ -144,20 +152,24 @@ def run(options: RunOptions, listener_factory=None, selection: Selection | None 
         code = EXIT_USAGE
     else:
         code = EXIT_PASSED if verdict.passed else EXIT_FAILED
-    return RunOutcome(ctx, out_dir, results, verdict, code, verdict_s, cleanup_s, setup_error,
-                      dict(environment))
+    return RunOutcome(
+        ctx, out_dir, results, verdict, code, verdict_s, cleanup_s, setup_error, dict(environment)
+    )
 
 
 def _close_quietly(ctx: RunContext) -> None:
-    """Clean up; a second Ctrl-C during the few seconds this takes is ignored so nothing is left half-done."""
+    """Clean up; Ctrl-C and SIGTERM during the few seconds this takes are ignored, so nothing is left
+    half-done
+    (a second Ctrl-C is the usual reflex while a run winds down)."""
     if threading.current_thread() is not threading.main_thread():
         ctx.close()
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         ctx.close()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _describe(target: Target | None, ctx: RunContext) -> dict:
@@ -165,7 +177,7 @@ def _describe(target: Target | None, ctx: RunContext) -> dict:
         return dict(ctx.facts)
     try:
         return target.describe()
-    except Exception as err:  # the evidence must still be written
+    except Exception as err:  # noqa: BLE001 - the evidence must still be written
         ctx.log.warning("could not describe the target: %s", err)
         return dict(ctx.facts)
 
@@ -181,5 +193,14 @@ def _unrun(selection: Selection, reason: str) -> list[CheckResult]:
     return results
 
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_PASSED", "EXIT_USAGE", "Listener", "RunOutcome", "SetupError",
-           "build_target", "run"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_PASSED",
+    "EXIT_USAGE",
+    "Listener",
+    "RunOutcome",
+    "SetupError",
+    "build_target",
+    "run",
+]

@@ -1,14 +1,13 @@
 """One test per conformance check, reusing the check library (see conformance/conftest.py for options).
 
-    pytest conformance/                       # the local target: embedded Ray, the three workloads
-    pytest conformance/ -k "operators or workloads.train"
-    pytest conformance/ --target kubernetes --stack aws -m "not destructive"
+pytest conformance/                       # the local target: embedded Ray, the three workloads
+pytest conformance/ -k "operators or workloads.train"
+pytest conformance/ --target kubernetes --stack aws -m "not destructive"
 """
 
 from __future__ import annotations
 
 import pytest
-
 from park.conformance.checks import CHECKS
 from park.conformance.local import LOCAL_CHECKS
 from park.conformance.model import Check, Status

@@ -39,6 +39,14 @@ def render(
     raise typer.Exit(render_command(stack, out, workloads))
 
 
+@app.command("tiny-model")
+def tiny_model(folder: Path = typer.Argument(help="Folder to write the model into (created if missing)")) -> None:
+    """Build a tiny random Llama (tokenizer, chat template) that transformers and vLLM load; no network."""
+    from park.workloads.serve.tiny import tiny_model_command
+
+    tiny_model_command(folder)
+
+
 # `park conformance`: the command function lives with the suite; its module imports only typer at the top.
 from park.conformance.cli import conformance as _conformance  # noqa: E402
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow.dataset as pads
 import pytest
-
 from park.workloads.batch import data
 from park.workloads.batch.model import TinyVisionNet, build_vision_model, load_vision_model
 from park.workloads.batch.pipeline import (

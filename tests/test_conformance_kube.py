@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import urllib3
-
 from park.components.spec import load_stack_file, resolve_stack_file
 from park.conformance import judgements as judge
 from park.conformance.checks import BY_NAME, select
@@ -44,12 +43,28 @@ class ReplayPoolManager:
         path = urllib3.util.parse_url(url).path
         query = urllib3.util.parse_url(url).query
         self.requests.append((method, path + (f"?{query}" if query else ""), kwargs.get("headers", {})))
-        status, body = self.routes.get((method, path), (404, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                                               "message": f"{path} not found", "reason": "NotFound",
-                                                               "code": 404}))
+        status, body = self.routes.get(
+            (method, path),
+            (
+                404,
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "status": "Failure",
+                    "message": f"{path} not found",
+                    "reason": "NotFound",
+                    "code": 404,
+                },
+            ),
+        )
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-        return urllib3.HTTPResponse(body=io.BytesIO(data), status=status, reason="OK" if status < 400 else "Error",
-                                    headers={"Content-Type": "application/json"}, preload_content=False)
+        return urllib3.HTTPResponse(
+            body=io.BytesIO(data),
+            status=status,
+            reason="OK" if status < 400 else "Error",
+            headers={"Content-Type": "application/json"},
+            preload_content=False,
+        )
 
 
 def replay_api(routes) -> tuple[KubeApi, ReplayPoolManager]:
@@ -69,14 +84,20 @@ KIND_ROUTES = {
     ("GET", "/version"): (200, fixture("version.json")),
     ("GET", "/api/v1/nodes"): (200, fixture("nodes-kind.json")),
     ("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"): (200, fixture("crds.json")),
-    ("GET", "/apis/apps/v1/namespaces/kuberay-system/deployments/kuberay-operator"):
-        (200, fixture("deployment-kuberay-operator.json")),
-    ("GET", "/apis/apps/v1/namespaces/kueue-system/deployments/kueue-controller-manager"):
-        (200, fixture("deployment-kueue-controller-manager.json")),
+    ("GET", "/apis/apps/v1/namespaces/kuberay-system/deployments/kuberay-operator"): (
+        200,
+        fixture("deployment-kuberay-operator.json"),
+    ),
+    ("GET", "/apis/apps/v1/namespaces/kueue-system/deployments/kueue-controller-manager"): (
+        200,
+        fixture("deployment-kueue-controller-manager.json"),
+    ),
     ("GET", "/apis/kueue.x-k8s.io/v1beta2/clusterqueues"): (200, fixture("clusterqueues-kind.json")),
     ("GET", "/apis/kueue.x-k8s.io/v1beta2/localqueues"): (200, fixture("localqueues-kind.json")),
-    ("GET", "/api/v1/namespaces/monitoring/services/kube-prometheus-prometheus:9090/proxy/api/v1/targets"):
-        (200, fixture("prometheus-targets.json")),
+    ("GET", "/api/v1/namespaces/monitoring/services/kube-prometheus-prometheus:9090/proxy/api/v1/targets"): (
+        200,
+        fixture("prometheus-targets.json"),
+    ),
 }
 
 
@@ -102,13 +123,19 @@ def make_target(spec, routes=None, **options) -> tuple[KubernetesTarget, ReplayP
 def test_requests_carry_the_token_and_hit_the_rest_paths_of_each_kind():
     api, pool = replay_api(KIND_ROUTES)
     nodes = api.list("v1", "Node")
-    assert [n["metadata"]["name"] for n in nodes["items"]] == ["park-kind-control-plane", "park-kind-worker",
-                                                               "park-kind-worker2"]
+    assert [n["metadata"]["name"] for n in nodes["items"]] == [
+        "park-kind-control-plane",
+        "park-kind-worker",
+        "park-kind-worker2",
+    ]
     method, path, headers = pool.requests[-1]
     assert (method, path) == ("GET", "/api/v1/nodes")
     assert {k.lower(): v for k, v in headers.items()}["authorization"] == "Bearer recorded-token"
     assert collection_path("ray.io/v1", "RayJob", "research") == "/apis/ray.io/v1/namespaces/research/rayjobs"
-    assert collection_path("kueue.x-k8s.io/v1beta2", "ClusterQueue") == "/apis/kueue.x-k8s.io/v1beta2/clusterqueues"
+    assert (
+        collection_path("kueue.x-k8s.io/v1beta2", "ClusterQueue")
+        == "/apis/kueue.x-k8s.io/v1beta2/clusterqueues"
+    )
 
 
 def test_a_missing_object_is_none_and_a_forbidden_list_names_the_server_message():
@@ -119,9 +146,17 @@ def test_a_missing_object_is_none_and_a_forbidden_list_names_the_server_message(
 
 
 def test_service_proxy_keeps_slashes_and_query():
-    api, pool = replay_api({("GET", "/api/v1/namespaces/monitoring/services/prom:9090/proxy/api/v1/query"):
-                            (200, fixture("prometheus-query-gpu-util.json"))})
-    answer = api.service_proxy("GET", "monitoring", "prom", 9090, "api/v1/query", {"query": "DCGM_FI_DEV_GPU_UTIL"})
+    api, pool = replay_api(
+        {
+            ("GET", "/api/v1/namespaces/monitoring/services/prom:9090/proxy/api/v1/query"): (
+                200,
+                fixture("prometheus-query-gpu-util.json"),
+            )
+        }
+    )
+    answer = api.service_proxy(
+        "GET", "monitoring", "prom", 9090, "api/v1/query", {"query": "DCGM_FI_DEV_GPU_UTIL"}
+    )
     assert answer["data"]["result"][0]["metric"]["modelName"] == "NVIDIA L4"
     assert pool.requests[-1][1].endswith("proxy/api/v1/query?query=DCGM_FI_DEV_GPU_UTIL")
 
@@ -136,7 +171,9 @@ def test_nodes_pass_on_the_recorded_kind_cluster_and_fail_when_a_worker_is_not_r
     ready = next(c for c in broken["items"][2]["status"]["conditions"] if c["type"] == "Ready")
     ready["status"] = "False"
     verdict = judge.judge_nodes(kind_spec, broken)
-    assert verdict.problems == ["pool 'cpu' has 1 Ready node(s), below minNodes 2 (not Ready: park-kind-worker2)"]
+    assert verdict.problems == [
+        "pool 'cpu' has 1 Ready node(s), below minNodes 2 (not Ready: park-kind-worker2)"
+    ]
 
 
 def test_labels_and_taints_follow_the_stack(aws_spec):
@@ -145,8 +182,12 @@ def test_labels_and_taints_follow_the_stack(aws_spec):
     untainted = copy.deepcopy(nodes)
     del untainted["items"][2]["spec"]["taints"]
     verdict = judge.judge_labels_taints(aws_spec, untainted)
-    assert verdict.problems == ["node ip-10-0-13-140.us-west-2.compute.internal (pool l4-shared) lacks taint "
-                                "nvidia.com/gpu=present:NoSchedule"]
+    assert verdict.problems == [
+        (
+            "node ip-10-0-13-140.us-west-2.compute.internal (pool l4-shared) lacks taint "
+            "nvidia.com/gpu=present:NoSchedule"
+        )
+    ]
 
 
 def test_time_sliced_gpus_must_be_advertised_times_the_replicas(aws_spec):
@@ -165,7 +206,9 @@ def test_crds_must_be_established_and_serve_the_pinned_version():
     assert judge.judge_crds(crds, {**KUBERAY_CRDS, **KUEUE_CRDS}).ok
     old = copy.deepcopy(crds)
     old["items"] = [c for c in old["items"] if c["metadata"]["name"] != "workloads.kueue.x-k8s.io"]
-    next(c for c in old["items"] if c["metadata"]["name"] == "rayjobs.ray.io")["spec"]["versions"][0]["served"] = False
+    next(c for c in old["items"] if c["metadata"]["name"] == "rayjobs.ray.io")["spec"]["versions"][0][
+        "served"
+    ] = False
     problems = judge.judge_crds(old, {**KUBERAY_CRDS, **KUEUE_CRDS}).problems
     assert "CRD workloads.kueue.x-k8s.io is not installed" in problems
     assert "CRD rayjobs.ray.io serves v1alpha1, not v1" in problems
@@ -177,13 +220,19 @@ def test_gang_judgements_on_recorded_workloads():
     partial = fixture("workload-rayjob-admitted.json")
     partial["status"]["admission"]["podSetAssignments"][1]["count"] = 1
     assert judge.judge_gang_admission(partial).problems == [
-        "Workload research/rayjob-park-conf-gang-fit-8f3c1 pod set cpu-workers: 1 of 2 admitted (not all-or-nothing)"]
+        (
+            "Workload research/rayjob-park-conf-gang-fit-8f3c1 pod set cpu-workers: 1 of 2 admitted "
+            "(not all-or-nothing)"
+        )
+    ]
     held = judge.judge_gang_held(fixture("workload-rayjob-pending.json"), fixture("pods-empty.json"))
     assert held.ok and "insufficient quota" in held.facts["pending_reason"]
     leaked = fixture("pods-empty.json")
     leaked["items"] = [{"metadata": {"name": "gang-big-head-x"}, "status": {"phase": "Running"}}]
-    assert "1 pod(s) of the oversized RayJob exist" in judge.judge_gang_held(
-        fixture("workload-rayjob-pending.json"), leaked).problems[0]
+    assert (
+        "1 pod(s) of the oversized RayJob exist"
+        in judge.judge_gang_held(fixture("workload-rayjob-pending.json"), leaked).problems[0]
+    )
 
 
 def test_prometheus_targets_and_gpu_series():
@@ -195,14 +244,17 @@ def test_prometheus_targets_and_gpu_series():
         if "dcgm" in target["scrapePool"]:
             target["health"], target["lastError"] = "down", "connection refused"
     assert judge.judge_prometheus_targets(down, wanted).problems == [
-        "all 1 Prometheus target(s) for dcgm-exporter are down: connection refused"]
+        "all 1 Prometheus target(s) for dcgm-exporter are down: connection refused"
+    ]
     assert judge.judge_query_has_series(fixture("prometheus-query-gpu-util.json"), "DCGM_FI_DEV_GPU_UTIL").ok
     assert not judge.judge_query_has_series(fixture("prometheus-query-empty.json"), "DCGM_FI_DEV_GPU_UTIL").ok
 
 
 def test_nvidia_smi_listing_and_chat_answer():
-    listing = ("GPU 0: NVIDIA L4 (UUID: GPU-6a1f3c2e-91b4-4c70-8d2a-0f5e7b9c1d34)\n"
-               "GPU 1: NVIDIA L4 (UUID: GPU-0b7e51d2-77aa-4f0e-a1c3-5e2d9f8b6c10)\n")
+    listing = (
+        "GPU 0: NVIDIA L4 (UUID: GPU-6a1f3c2e-91b4-4c70-8d2a-0f5e7b9c1d34)\n"
+        "GPU 1: NVIDIA L4 (UUID: GPU-0b7e51d2-77aa-4f0e-a1c3-5e2d9f8b6c10)\n"
+    )
     assert [g["uuid"][-4:] for g in judge.parse_nvidia_smi_list(listing)] == ["1d34", "6c10"]
     assert judge.judge_chat_completion(fixture("chat-completion.json"), "tiny-llama").ok
     wrong = judge.judge_chat_completion(fixture("chat-completion.json"), "qwen2.5-0.5b-instruct")
@@ -214,10 +266,15 @@ def test_nvidia_smi_listing_and_chat_answer():
 
 def test_read_only_layers_pass_on_the_recorded_kind_cluster(kind_spec):
     target, _ = make_target(kind_spec)
-    runner = Runner(target.ctx, target, select(["infrastructure", "operators", "observability.prometheus-targets"]))
+    runner = Runner(
+        target.ctx, target, select(["infrastructure", "operators", "observability.prometheus-targets"])
+    )
     results = {r.name: r for r in runner.run_all()}
     assert results["infrastructure.nodes"].status is Status.PASSED, results["infrastructure.nodes"].reason
-    assert results["infrastructure.nodes"].reason == "Ready nodes per pool (ready/min-max): system 1/1-1, cpu 2/2-2"
+    assert (
+        results["infrastructure.nodes"].reason
+        == "Ready nodes per pool (ready/min-max): system 1/1-1, cpu 2/2-2"
+    )
     assert results["infrastructure.node-labels-taints"].status is Status.PASSED
     assert results["operators.kuberay"].status is Status.PASSED
     assert results["operators.kueue"].status is Status.PASSED
@@ -233,15 +290,25 @@ def test_a_stopped_kueue_controller_fails_operators_kueue_and_skips_what_needs_i
     stopped = copy.deepcopy(KIND_ROUTES)
     deployment = fixture("deployment-kueue-controller-manager.json")
     deployment["status"].update({"readyReplicas": 0, "availableReplicas": 0})
-    deployment["status"]["conditions"][0].update({"status": "False", "reason": "MinimumReplicasUnavailable",
-                                                  "message": "Deployment does not have minimum availability."})
-    stopped[("GET", "/apis/apps/v1/namespaces/kueue-system/deployments/kueue-controller-manager")] = (200, deployment)
+    deployment["status"]["conditions"][0].update(
+        {
+            "status": "False",
+            "reason": "MinimumReplicasUnavailable",
+            "message": "Deployment does not have minimum availability.",
+        }
+    )
+    stopped[("GET", "/apis/apps/v1/namespaces/kueue-system/deployments/kueue-controller-manager")] = (
+        200,
+        deployment,
+    )
     target, _ = make_target(kind_spec, stopped)
     runner = Runner(target.ctx, target, select(["operators.kueue", "scheduling.queue-admission"]))
     results = {r.name: r for r in runner.run_all()}
     assert results["operators.kueue"].status is Status.FAILED
-    assert "kueue-system/kueue-controller-manager is not Available (Deployment does not have minimum " \
-           "availability.)" in results["operators.kueue"].reason
+    assert (
+        "kueue-system/kueue-controller-manager is not Available (Deployment does not have minimum "
+        "availability.)" in results["operators.kueue"].reason
+    )
     assert results["scheduling.queue-admission"].status is Status.SKIPPED
     assert results["scheduling.queue-admission"].reason.startswith("needs operators.kueue, which failed")
 
@@ -259,7 +326,9 @@ def test_objects_the_target_creates_are_valid_and_carry_the_run_id(aws_spec):
     pool = aws_spec.pool("l4-shared")
     gpu_pod = target.labelled(target.probe_pod("gpu", pool, "park-stack/workloads:0.1.0-gpu", gpus=1))
     assert gpu_pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert gpu_pod["spec"]["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert gpu_pod["spec"]["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
     job = target.labelled(target._job("admit", "100m", "128Mi", priority="low"))
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "research-queue"
     rayjob = target.labelled(target._tiny_rayjob("gang-fit", workers=2))
@@ -276,14 +345,27 @@ def test_connect_without_a_reachable_api_server_says_where_it_tried(tmp_path):
 
     port = free_ports(1)[0]
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "nowhere",
-        "clusters": [{"name": "nowhere", "cluster": {"server": f"https://127.0.0.1:{port}",
-                                                     "insecure-skip-tls-verify": True}}],
-        "contexts": [{"name": "nowhere", "context": {"cluster": "nowhere", "user": "u"}}],
-        "users": [{"name": "u", "user": {"token": "t"}}]}))
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "nowhere",
+                "clusters": [
+                    {
+                        "name": "nowhere",
+                        "cluster": {"server": f"https://127.0.0.1:{port}", "insecure-skip-tls-verify": True},
+                    }
+                ],
+                "contexts": [{"name": "nowhere", "context": {"cluster": "nowhere", "user": "u"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+            }
+        )
+    )
     ctx = RunContext(RunOptions(target="kubernetes", stack="aws", kubeconfig=str(kubeconfig)))
-    with pytest.raises(TargetUnavailable, match=rf"cannot reach the Kubernetes API at https://127.0.0.1:{port}"):
+    with pytest.raises(
+        TargetUnavailable, match=rf"cannot reach the Kubernetes API at https://127.0.0.1:{port}"
+    ):
         KubernetesTarget.connect(ctx)
     ctx.close()
 
@@ -297,8 +379,8 @@ def test_connect_needs_a_stack_and_a_kubeconfig(tmp_path):
 
 
 def test_every_check_is_implemented_by_at_least_one_target():
-    from park.conformance.local import LOCAL_CHECKS
     from park.conformance.kube import KUBERNETES_CHECKS
+    from park.conformance.local import LOCAL_CHECKS
 
     assert set(BY_NAME) == set(LOCAL_CHECKS) | set(KUBERNETES_CHECKS)
 
@@ -323,8 +405,13 @@ def test_live_cluster_read_only_layers():
         pytest.skip(reason)
     from park.conformance import session
 
-    outcome = session.run(RunOptions(target="kubernetes", stack=os.environ.get("PARK_CONFORMANCE_STACK", "kind"),
-                                     only=("infrastructure", "operators")))
+    outcome = session.run(
+        RunOptions(
+            target="kubernetes",
+            stack=os.environ.get("PARK_CONFORMANCE_STACK", "kind"),
+            only=("infrastructure", "operators"),
+        )
+    )
     assert outcome.verdict.passed, [(r.name, r.reason) for r in outcome.results if r.status is Status.FAILED]
 
 

@@ -1,4 +1,4 @@
-"""``park conformance --target local`` for real: an embedded Ray head, the three reference workloads, evidence.
+"""``park conformance --target local`` for real: an embedded Ray head, the three workloads, evidence.
 
 The full run is expensive (Ray head, training, batch inference, vLLM on Serve), so it happens once per
 module and several tests read its evidence. Each failure injection is its own small run selected with
@@ -19,7 +19,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from park.conformance.cli import INJECT_BATCH_ENV, INJECT_TRAIN_ENV
 from park.conformance.local import LOCAL_CHECKS
 
@@ -29,9 +28,18 @@ PARK = str(Path(sys.executable).parent / "park")
 FULL_RUN_TIMEOUT_S = 1200
 
 
-def park(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([PARK, "conformance", *args], cwd=cwd, env={**os.environ, **(env or {})},
-                          capture_output=True, text=True, timeout=timeout)
+def park(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [PARK, "conformance", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def evidence_dir(output: str) -> Path:
@@ -96,7 +104,10 @@ def full_run(tmp_path_factory):
     started = time.monotonic()
     proc = park("--target", "local", cwd=cwd, timeout=FULL_RUN_TIMEOUT_S)
     wall = time.monotonic() - started
-    print(f"\nfull local run: exit {proc.returncode} in {wall:.1f} s\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
+    print(
+        f"\nfull local run: exit {proc.returncode} in {wall:.1f} s\n"
+        f"{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
+    )
     return proc, evidence_dir(proc.stdout), wall
 
 
@@ -128,7 +139,11 @@ def test_junit_and_results_are_well_formed(full_run):
     suites = ET.parse(out / "junit.xml").getroot()
     suite = suites.find("testsuite")
     assert int(suite.get("tests")) > 0 and suite.get("failures") == "0" and suite.get("errors") == "0"
-    passed = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is None and c.find("skipped") is None]
+    passed = [
+        c.get("name")
+        for c in suite.iter("testcase")
+        if c.find("failure") is None and c.find("skipped") is None
+    ]
     assert {"workloads.train", "workloads.batch", "workloads.serve"} <= set(passed)
     results = results_of(out)
     assert results["verdict"] == "passed" and results["target"] == "local"
@@ -140,7 +155,9 @@ def test_junit_and_results_are_well_formed(full_run):
     assert "park.workloads.train" in log and "cleanup: stop the run's Ray head" in log
     report = (out / "report.md").read_text()
     assert "# park conformance — local — PASSED" in report
-    if "accelerators.gpu-visible" not in [c.get("name") for c in suite.iter("testcase") if c.find("skipped") is None]:
+    if "accelerators.gpu-visible" not in [
+        c.get("name") for c in suite.iter("testcase") if c.find("skipped") is None
+    ]:
         assert "the workloads ran on CPU" in report
 
 
@@ -156,7 +173,10 @@ def test_workload_outcomes_were_verified_not_just_their_job_status(full_run):
     serve = checks["workloads.serve"]["details"]
     assert serve["content"] == serve["reference_text"] and serve["usage"]["completion_tokens"] > 0
     assert checks["storage.read-write"]["details"]["sha256"]
-    assert any(name.startswith("ray_serve_") for name in checks["observability.ray-metrics"]["details"]["ray_families"])
+    assert any(
+        name.startswith("ray_serve_")
+        for name in checks["observability.ray-metrics"]["details"]["ray_families"]
+    )
 
 
 def test_the_run_leaves_nothing_behind(full_run):
@@ -168,9 +188,14 @@ def test_the_run_leaves_nothing_behind(full_run):
 
 
 def test_a_model_path_that_does_not_exist_fails_workloads_serve(tmp_path):
-    proc = park("--only", "workloads.serve", "--model", "/nonexistent", "--out", str(tmp_path / "ev"), cwd=tmp_path)
+    proc = park(
+        "--only", "workloads.serve", "--model", "/nonexistent", "--out", str(tmp_path / "ev"), cwd=tmp_path
+    )
     assert proc.returncode == 1, proc.stdout[-3000:]
-    assert "FAILED workloads.serve: --model /nonexistent: model path '/nonexistent' does not exist" in proc.stdout
+    assert (
+        "FAILED workloads.serve: --model /nonexistent: model path '/nonexistent' does not exist"
+        in proc.stdout
+    )
     check = checks_of(tmp_path / "ev")["workloads.serve"]
     assert check["status"] == "failed"
     junit = ET.parse(tmp_path / "ev" / "junit.xml").getroot()
@@ -180,8 +205,15 @@ def test_a_model_path_that_does_not_exist_fails_workloads_serve(tmp_path):
 
 
 def test_training_that_misses_its_accuracy_bar_fails_and_keeps_its_checkpoints(tmp_path):
-    proc = park("--only", "workloads.train", "--keep", "--out", str(tmp_path / "ev"), cwd=tmp_path,
-                env={INJECT_TRAIN_ENV: "1.0"})
+    proc = park(
+        "--only",
+        "workloads.train",
+        "--keep",
+        "--out",
+        str(tmp_path / "ev"),
+        cwd=tmp_path,
+        env={INJECT_TRAIN_ENV: "1.0"},
+    )
     run_id = results_of(tmp_path / "ev")["run_id"]
     try:
         assert proc.returncode == 1, proc.stdout[-3000:]
@@ -196,10 +228,14 @@ def test_training_that_misses_its_accuracy_bar_fails_and_keeps_its_checkpoints(t
 
 
 def test_batch_that_loses_rows_fails_naming_the_missing_ids(tmp_path):
-    proc = park("--only", "workloads.batch", "--out", str(tmp_path / "ev"), cwd=tmp_path,
-                env={INJECT_BATCH_ENV: "25"})
+    proc = park(
+        "--only", "workloads.batch", "--out", str(tmp_path / "ev"), cwd=tmp_path, env={INJECT_BATCH_ENV: "25"}
+    )
     assert proc.returncode == 1, proc.stdout[-3000:]
-    assert "FAILED workloads.batch: output is not exactly the input rows: 25 of 2000 input ids missing" in proc.stdout
+    assert (
+        "FAILED workloads.batch: output is not exactly the input rows: 25 of 2000 input ids missing"
+        in proc.stdout
+    )
     details = checks_of(tmp_path / "ev")["workloads.batch"]["details"]
     assert (details["missing"], details["rows_out"]) == (25, 1975)
     assert leftovers(results_of(tmp_path / "ev")["run_id"]) == []
@@ -211,8 +247,13 @@ def test_batch_that_loses_rows_fails_naming_the_missing_ids(tmp_path):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_an_interrupted_run_writes_evidence_and_cleans_up(tmp_path, signum):
     out = tmp_path / "ev"
-    proc = subprocess.Popen([PARK, "conformance", "--only", "workloads.train", "--out", str(out)], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [PARK, "conformance", "--only", "workloads.train", "--out", str(out)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     seen = []
     for line in proc.stdout:
         seen.append(line)
@@ -229,9 +270,16 @@ def test_an_interrupted_run_writes_evidence_and_cleans_up(tmp_path, signum):
 
 
 def test_two_concurrent_runs_do_not_collide(tmp_path):
-    runs = [subprocess.Popen([PARK, "conformance", "--only", "storage", "--out", str(tmp_path / f"ev{i}")],
-                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for i in range(2)]
+    runs = [
+        subprocess.Popen(
+            [PARK, "conformance", "--only", "storage", "--out", str(tmp_path / f"ev{i}")],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outputs = [run.communicate(timeout=600)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
     first, second = (checks_of(tmp_path / f"ev{i}") for i in range(2))
@@ -246,8 +294,17 @@ def test_usage_errors_exit_2_with_the_reason(tmp_path):
     assert cloud_stack.returncode == 2
     assert "--stack aws: the aws stack describes a cloud cluster" in cloud_stack.stdout
     assert results_of(tmp_path / "aws")["setup_error"]
-    no_cluster = park("--target", "kubernetes", "--stack", "kind", "--kubeconfig", str(tmp_path / "none"),
-                      "--out", str(tmp_path / "k8s"), cwd=tmp_path)
+    no_cluster = park(
+        "--target",
+        "kubernetes",
+        "--stack",
+        "kind",
+        "--kubeconfig",
+        str(tmp_path / "none"),
+        "--out",
+        str(tmp_path / "k8s"),
+        cwd=tmp_path,
+    )
     assert no_cluster.returncode == 2 and "no usable kubeconfig" in no_cluster.stdout
     assert ET.parse(tmp_path / "k8s" / "junit.xml").getroot().get("tests") != "0"
     listing = park("--list", cwd=tmp_path)
@@ -255,11 +312,31 @@ def test_usage_errors_exit_2_with_the_reason(tmp_path):
 
 
 def test_pytest_form_runs_the_same_checks(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "pytest", str(Path(__file__).parents[1] / "conformance"),
-                           "-k", "infrastructure.host or operators.ray-head or storage", "-q",
-                           "-p", "no:cacheprovider", "--evidence", str(tmp_path / "ev")],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(Path(__file__).parents[1] / "conformance"),
+            "-k",
+            "infrastructure.host or operators.ray-head or storage",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--evidence",
+            str(tmp_path / "ev"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "3 passed" in proc.stdout
     names = {c["name"]: c["status"] for c in results_of(tmp_path / "ev")["checks"]}
-    assert names == {"infrastructure.host": "passed", "operators.ray-head": "passed", "storage.read-write": "passed"}
+    assert names == {
+        "infrastructure.host": "passed",
+        "operators.ray-head": "passed",
+        "storage.read-write": "passed",
+    }

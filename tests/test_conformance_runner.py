@@ -15,7 +15,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
 from park.conformance.checks import BY_NAME, SelectionError, select
 from park.conformance.context import RunContext, RunOptions
 from park.conformance.evidence import write_evidence
@@ -57,8 +56,12 @@ def passes(summary="ok"):
 
 def test_selection_by_layer_and_name_pulls_in_needed_checks():
     selection = select(["workloads.train"])
-    assert [c.name for c in selection.checks] == ["operators.ray-head", "operators.kuberay", "operators.kueue",
-                                                 "workloads.train"]
+    assert [c.name for c in selection.checks] == [
+        "operators.ray-head",
+        "operators.kuberay",
+        "operators.kueue",
+        "workloads.train",
+    ]
     assert selection.dependencies == {"operators.ray-head", "operators.kuberay", "operators.kueue"}
     skipped = select(["scheduling,workloads"], ["scheduling.preemption"])
     assert "scheduling.preemption" in skipped.deselected and "workloads.serve" not in skipped.deselected
@@ -78,11 +81,14 @@ def test_a_failed_need_skips_its_dependants_naming_it():
     def broken(ctx):
         raise CheckFailed("controller not available")
 
-    _, _, results = run({"operators.kueue": broken, "scheduling.queue-admission": passes()},
-                        only=["scheduling.queue-admission"])
+    _, _, results = run(
+        {"operators.kueue": broken, "scheduling.queue-admission": passes()},
+        only=["scheduling.queue-admission"],
+    )
     assert results["scheduling.queue-admission"].status is Status.SKIPPED
-    assert results["scheduling.queue-admission"].reason == ("needs operators.kueue, which failed: "
-                                                            "controller not available")
+    assert results["scheduling.queue-admission"].reason == (
+        "needs operators.kueue, which failed: controller not available"
+    )
 
 
 def test_destructive_checks_need_the_opt_in():
@@ -115,14 +121,16 @@ def test_a_crash_is_a_failure_with_its_message_and_a_hang_is_a_timeout(monkeypat
     import park.conformance.runner as runner_module
 
     short = Check("operators.kuberay", "hangs in this test", timeout_s=0.5)
-    monkeypatch.setattr(runner_module, "CHECKS",
-                        tuple(short if c.name == short.name else c for c in runner_module.CHECKS))
+    monkeypatch.setattr(
+        runner_module, "CHECKS", tuple(short if c.name == short.name else c for c in runner_module.CHECKS)
+    )
     started = time.monotonic()
     _, _, results = run({"operators.kueue": crash, "operators.kuberay": hang}, only=["operators"])
     assert time.monotonic() - started < 10
     assert results["operators.kueue"].status is Status.FAILED
-    assert results["operators.kueue"].reason == ("unexpected ZeroDivisionError: division by zero "
-                                                "(traceback in e2e.log)")
+    assert results["operators.kueue"].reason == (
+        "unexpected ZeroDivisionError: division by zero (traceback in e2e.log)"
+    )
     assert results["operators.kuberay"].status is Status.FAILED
     assert results["operators.kuberay"].reason.startswith("did not finish within 0.5 s")
 
@@ -132,7 +140,9 @@ def test_the_run_budget_fails_checks_it_cannot_start():
         time.sleep(1.2)
         return Passed("slow but fine")
 
-    _, _, results = run({"operators.kuberay": slow, "operators.kueue": passes()}, only=["operators"], timeout_s=1.0)
+    _, _, results = run(
+        {"operators.kuberay": slow, "operators.kueue": passes()}, only=["operators"], timeout_s=1.0
+    )
     assert results["operators.kuberay"].status is Status.FAILED  # cut at the budget
     assert results["operators.kueue"].status is Status.FAILED
     assert "--timeout of 1 s was used up" in results["operators.kueue"].reason
@@ -142,15 +152,24 @@ def test_evidence_files_are_well_formed_and_map_requirements(tmp_path: Path):
     def broken(ctx):
         raise CheckFailed("Ready nodes: 0 of 2 in pool cpu")
 
-    ctx, runner, _ = run({"operators.kueue": passes("kueue fine"), "scheduling.gang-admission": passes("gang ok"),
-                          "operators.kuberay": passes(), "infrastructure.nodes": broken},
-                         only=["operators", "scheduling.gang-admission", "infrastructure.nodes"])
-    verdict = write_evidence(ctx, tmp_path, runner.ordered_results(), {"api_server": "https://x"},
-                             platform_under_test=True)
+    ctx, runner, _ = run(
+        {
+            "operators.kueue": passes("kueue fine"),
+            "scheduling.gang-admission": passes("gang ok"),
+            "operators.kuberay": passes(),
+            "infrastructure.nodes": broken,
+        },
+        only=["operators", "scheduling.gang-admission", "infrastructure.nodes"],
+    )
+    verdict = write_evidence(
+        ctx, tmp_path, runner.ordered_results(), {"api_server": "https://x"}, platform_under_test=True
+    )
     assert not verdict.passed and verdict.counts["failed"] == 1
 
     suite = ET.parse(tmp_path / "junit.xml").getroot()
-    assert suite.tag == "testsuites" and int(suite.get("tests")) == len(BY_NAME) and suite.get("failures") == "1"
+    assert (
+        suite.tag == "testsuites" and int(suite.get("tests")) == len(BY_NAME) and suite.get("failures") == "1"
+    )
     cases = {case.get("name"): case for case in suite.iter("testcase")}
     assert cases["infrastructure.nodes"].find("failure").get("message") == "Ready nodes: 0 of 2 in pool cpu"
     assert cases["operators.ray-head"].find("skipped").get("message").startswith("not applicable:")

@@ -13,13 +13,12 @@ import shlex
 import pytest
 import yaml
 from kubernetes.utils.quantity import parse_quantity
-from schemas import assert_valid_custom_resource, shipped_specs
-
 from park.components import versions
 from park.components.spec import GPU_RESOURCE, POOL_LABEL, RAY_SERVICE_ACCOUNT, STORAGE_CONFIGMAP, SpecError
 from park.workloads import cluster, render_workloads
 from park.workloads.batch import manifest as batch_manifest
 from park.workloads.train import manifest as train_manifest
+from schemas import assert_valid_custom_resource, shipped_specs
 
 SPECS = shipped_specs()
 STACKS = sorted(SPECS)

@@ -24,10 +24,9 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from schemas import shipped_specs
-
 from park.workloads.batch import manifest as batch_manifest
 from park.workloads.train import manifest as train_manifest
+from schemas import shipped_specs
 
 HEAD_START_TIMEOUT_S = 120
 JOB_TIMEOUT_S = 420

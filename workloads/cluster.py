@@ -15,7 +15,6 @@ import json
 import math
 
 from kubernetes.utils.quantity import parse_quantity
-
 from park.components import catalog, versions
 from park.components.manifests import storage as manifests_storage
 from park.components.manifests.common import tolerations_for

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
-
 from park.workloads.batch.pipeline import FAIL_ONCE_ENV
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -14,18 +14,19 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 @app.command()
 def batch(
-    input_uri: str = typer.Option(..., help="Input Parquet folder (path, file://, s3://, gs://); generated "
-                                            "with --rows rows when absent."),
-    output_uri: str = typer.Option(..., help="Output folder: data/ Parquet, summary.json, _SUCCESS."),
-    rows: int = typer.Option(1000, min=1, help="Rows in the input."),
-    llm_model: str | None = typer.Option(None, help="Local model folder for the optional vLLM stage."),
-    summary_path: str | None = typer.Option(None, help="Also write the JSON summary here."),
-    batch_size: int = typer.Option(256, min=1),
-    max_actors: int | None = typer.Option(None, min=1, help="Upper bound of the vision actor pool."),
-    fail_once: bool = typer.Option(False, "--fail-once-for-testing", envvar=FAIL_ONCE_ENV, hidden=True,
-                                   help="Test only: crash one preprocessing task once (Ray retries it)."),
-    drop_rows_for_testing: int = typer.Option(0, min=0, hidden=True,
-                                              help="Test only: drop this many rows, to prove checks notice."),
+    input_uri: Annotated[str, typer.Option(help="Input Parquet folder (path, file://, s3://, gs://); generated "
+                                                "with --rows rows when absent.")],
+    output_uri: Annotated[str, typer.Option(help="Output folder: data/ Parquet, summary.json, _SUCCESS.")],
+    rows: Annotated[int, typer.Option(min=1, help="Rows in the input.")] = 1000,
+    llm_model: Annotated[str | None, typer.Option(help="Local model folder for the optional vLLM stage.")] = None,
+    summary_path: Annotated[str | None, typer.Option(help="Also write the JSON summary here.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 256,
+    max_actors: Annotated[int | None, typer.Option(min=1, help="Upper bound of the vision actor pool.")] = None,
+    fail_once: Annotated[bool, typer.Option(
+        "--fail-once-for-testing", envvar=FAIL_ONCE_ENV, hidden=True,
+        help="Test only: crash one preprocessing task once (Ray retries it).")] = False,
+    drop_rows_for_testing: Annotated[int, typer.Option(
+        min=0, hidden=True, help="Test only: drop this many rows, to prove checks notice.")] = 0,
 ) -> None:
     """Content-moderation-style batch inference with Ray Data: preprocess, vision CNN, optional LLM."""
     from park.workloads.batch.pipeline import BatchConfig, BatchInputError, RowsMismatch, run_pipeline

@@ -10,9 +10,8 @@ from __future__ import annotations
 import io
 
 import torch
-from torch import nn
-
 from park.workloads import storage
+from torch import nn
 
 VISION_SEED = 7
 NUM_LABELS = 4

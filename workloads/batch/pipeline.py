@@ -25,7 +25,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-
 from park.workloads import storage
 from park.workloads.batch import data
 
@@ -37,6 +36,7 @@ SUCCESS_FILE = "_SUCCESS"
 FAULT_MARKER_FILE = "_fault_injected.json"
 VISION_MODEL_FILE = "vision-cnn.pt"
 TASK_MAX_RETRIES = 3
+BATCHES_PER_BLOCK = 2
 IMAGE_MEAN, IMAGE_STD = 0.5, 0.25
 
 
@@ -120,7 +120,6 @@ class VisionClassifier:
 
     def __init__(self, model_uri: str):
         import torch
-
         from park.workloads.batch.model import load_vision_model
 
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -128,7 +127,6 @@ class VisionClassifier:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
-
         from park.workloads.batch.model import LABELS
 
         with torch.inference_mode():
@@ -226,6 +224,9 @@ def build_pipeline(config: BatchConfig, use_gpus: float, cpus: float):
     filesystem, input_path = storage.resolve(config.input_uri)
     fault_marker = storage.join(config.output_uri, FAULT_MARKER_FILE) if config.fail_once else None
     dataset = ray.data.read_parquet(input_path, filesystem=filesystem, file_extensions=["parquet"])
+    # The reader packs small files into one big block, which would run every later stage as a single task;
+    # blocks of a few batches let preprocessing, inference and writing overlap and spread over the cluster.
+    dataset = dataset.repartition(target_num_rows_per_block=config.batch_size * BATCHES_PER_BLOCK)
     dataset = dataset.map_batches(
         preprocess, batch_size=config.batch_size, batch_format="numpy", max_retries=TASK_MAX_RETRIES,
         fn_kwargs={"fail_marker_uri": fault_marker, "drop_below_index": config.drop_rows_for_testing})

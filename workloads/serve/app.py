@@ -240,10 +240,14 @@ def serving_args(args: dict[str, Any] | ServeAppArgs) -> dict[str, Any]:
 
 
 def build_app(args: dict[str, Any]) -> "Application":
-    """Serve's application builder (the config's ``import_path``): validated args -> OpenAI app."""
+    """Serve's application builder (the config's ``import_path``): validated args -> OpenAI app.
+
+    Args and model paths are checked before Ray Serve LLM (and with it vLLM) is imported, so a bad
+    config fails the deploy in seconds with a message that names the problem."""
+    llm_serving_args = serving_args(args)
     from ray.serve.llm import build_openai_app
 
-    return build_openai_app(serving_args(args))
+    return build_openai_app(llm_serving_args)
 
 
 def deployment_name(model_name: str) -> str:

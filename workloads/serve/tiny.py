@@ -126,3 +126,27 @@ def build_tiny_llama(path: str | Path, *, seed: int = TINY_SEED) -> Path:
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
     return target
+
+
+def tiny_model_command(folder: Path) -> None:
+    """``park tiny-model DIR``: build the model and say where it is; a bad DIR is an error, not a traceback."""
+    import time
+
+    import typer
+
+    target = Path(folder).expanduser()
+    if target.exists() and not target.is_dir():
+        typer.echo(f"error: {target} exists and is not a folder", err=True)
+        raise typer.Exit(2)
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # one line of output, not a progress bar for a 0.5 MB file
+    started = time.monotonic()
+    try:
+        built = build_tiny_llama(target)
+    except OSError as err:
+        typer.echo(f"error: cannot write the model to {target}: {err}", err=True)
+        raise typer.Exit(1) from None
+    size_kib = sum(f.stat().st_size for f in built.iterdir() if f.is_file()) / 1024
+    typer.echo(f"tiny Llama written to {built} ({size_kib:.0f} KiB, {time.monotonic() - started:.1f} s); "
+               f"serve it with source: file://{built}")

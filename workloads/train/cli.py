@@ -6,9 +6,9 @@ from __future__ import annotations
 import enum
 import json
 import sys
+from typing import Annotated
 
 import typer
-
 from park.workloads.train.run import FAIL_AT_EPOCH_ENV
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -22,18 +22,19 @@ class GpuChoice(str, enum.Enum):
 
 @app.command()
 def train(
-    storage_uri: str = typer.Option(..., help="Where checkpoints go: a path, file://, s3:// or gs:// URI."),
-    run_name: str = typer.Option(..., help="Run folder under the storage URI; rerunning it resumes."),
-    epochs: int = typer.Option(3, min=1),
-    num_workers: int = typer.Option(2, min=1, help="Data-parallel Ray Train workers."),
-    use_gpu: GpuChoice = typer.Option(GpuChoice.auto, help="auto: GPUs when the cluster has one per worker."),
-    cpus_per_worker: float = typer.Option(1.0, min=0.1),
-    min_accuracy: float | None = typer.Option(None, min=0.0, max=1.0,
-                                              help="Fail (exit 1) if the final test accuracy is below this."),
-    summary_path: str | None = typer.Option(None, help="Also write the JSON summary here."),
-    max_failures: int = typer.Option(2, min=-1, help="Worker-group restarts from the latest checkpoint."),
-    fail_at_epoch: int | None = typer.Option(None, envvar=FAIL_AT_EPOCH_ENV, hidden=True,
-                                             help="Test only: kill one worker in this epoch, once per run."),
+    storage_uri: Annotated[str, typer.Option(help="Where checkpoints go: a path, file://, s3:// or gs:// URI.")],
+    run_name: Annotated[str, typer.Option(help="Run folder under the storage URI; rerunning it resumes.")],
+    epochs: Annotated[int, typer.Option(min=1)] = 3,
+    num_workers: Annotated[int, typer.Option(min=1, help="Data-parallel Ray Train workers.")] = 2,
+    use_gpu: Annotated[GpuChoice, typer.Option(help="auto: GPUs when the cluster has one per worker.")] = (
+        GpuChoice.auto),
+    cpus_per_worker: Annotated[float, typer.Option(min=0.1)] = 1.0,
+    min_accuracy: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="Fail (exit 1) if the final test accuracy is below this.")] = None,
+    summary_path: Annotated[str | None, typer.Option(help="Also write the JSON summary here.")] = None,
+    max_failures: Annotated[int, typer.Option(min=-1, help="Worker-group restarts from the latest checkpoint.")] = 2,
+    fail_at_epoch: Annotated[int | None, typer.Option(
+        envvar=FAIL_AT_EPOCH_ENV, hidden=True, help="Test only: kill one worker in this epoch, once per run.")] = None,
 ) -> None:
     """Data-parallel training of a small CNN on glyph digits with Ray Train, a checkpoint per epoch."""
     from park.workloads.train.run import AccuracyBelowBar, TrainConfig, run_training

@@ -18,11 +18,10 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader
-
 from park.workloads import storage
 from park.workloads.train.data import train_and_test_sets
 from park.workloads.train.model import GlyphNet
+from torch.utils.data import DataLoader
 
 STATE_FILE = "state.pt"
 HISTORY_FILE = "history.json"

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from park.workloads.train.data import NUM_CLASSES
+from torch import nn
 
 
 class GlyphNet(nn.Module):

@@ -1,0 +1,436 @@
+"""The serving program: args -> Ray Serve LLM configs (pure), bucket downloads (pyarrow.fs), and the OpenAI
+application running for real — two tiny Llamas in vLLM (CPU) on one local Ray, one Serve application.
+
+The real part starts one Ray (free port, its own temp dir, no dashboard) and deploys the app built from the
+kind stack's Serve config args, with the model sources pointed at two tiny Llamas built in tmp (different
+seeds, so their greedy answers differ and routing by ``model`` is visible). Hugging Face ``generate`` on
+the same folders is the oracle. The killed-replica test runs last (it restarts one engine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+
+from park.components.spec import ServedModel, SpecError
+from park.workloads.serve import app as serve_app
+from park.workloads.serve.app import (
+    MODEL_PATH_ENV,
+    MODEL_URI_ENV,
+    ServeAppArgs,
+    ServeArgsError,
+    ServedModelArgs,
+    check_local_model,
+    locate_model,
+    parse_args,
+)
+from park.workloads.serve.config import serve_config
+from park.workloads.serve.tiny import TINY_SEED, build_tiny_llama
+
+SERVE_READY_S = 480
+"""Two vLLM CPU engines start in ~60 s on an idle 2-core machine; a shared, busy one needs several times that."""
+REPLICA_RECOVERY_S = 300
+REQUEST_TIMEOUT_S = 120
+MAX_TOKENS = 16
+PROMPT = "The capital of France is"
+CHAT = [{"role": "user", "content": "What is the capital of France?"}]
+MODEL_A, MODEL_B = "tiny-a", "tiny-b"
+
+
+# --- model sources, without Ray -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("source", "kind", "where"), [
+    ("s3://bucket/models/qwen", "remote", "s3://bucket/models/qwen"),
+    ("gs://bucket/models/qwen", "remote", "gs://bucket/models/qwen"),
+    ("file:///mnt/park-storage/models/tiny", "local", "/mnt/park-storage/models/tiny"),
+    ("/models/tiny", "local", "/models/tiny"),
+    ("./models/tiny", "local", "./models/tiny"),
+    ("Qwen/Qwen2.5-0.5B-Instruct", "hub", "Qwen/Qwen2.5-0.5B-Instruct"),
+])
+def test_model_sources_are_classified(source, kind, where):
+    location = locate_model(source)
+    assert (location.kind, location.where) == (kind, where)
+
+
+def test_an_existing_folder_named_like_a_hub_id_is_local(tmp_path, monkeypatch):
+    (tmp_path / "org" / "name").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert locate_model("org/name").kind == "local"
+
+
+def test_unsupported_scheme_is_named():
+    with pytest.raises(ServeArgsError, match="unsupported scheme 'hdfs'"):
+        locate_model("hdfs://namenode/models/x")
+
+
+def test_missing_model_path_names_the_path(tmp_path):
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(ServeArgsError, match=f"model path '{missing}' does not exist"):
+        check_local_model(missing)
+
+
+def test_folder_without_config_is_not_a_model(tmp_path):
+    with pytest.raises(ServeArgsError, match="holds no config.json"):
+        check_local_model(tmp_path)
+
+
+def test_missing_model_fails_the_app_build_with_its_property_path(tmp_path):
+    args = {"models": [{"name": "gone", "source": f"file://{tmp_path}/gone", "gpus": 0}]}
+    with pytest.raises(ServeArgsError) as err:
+        serve_app.serving_args(args)
+    assert str(err.value) == f"models[0].source ('gone'): model path '{tmp_path}/gone' does not exist"
+
+
+# --- application args ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ({"models": []}, "models: List should have at least 1 item"),
+    ({"models": [{"name": "m", "source": "/x", "gpus": -1}]}, "models[0].gpus: Input should be greater than"),
+    ({"models": [{"name": "m", "source": "/x", "replicas": 2}]}, "models[0].replicas: Extra inputs"),
+    ({"models": [{"name": "m", "source": "/x"}, {"name": "m", "source": "/y"}]},
+     "models[1].name: duplicate model name 'm'"),
+    ({"models": [{"name": "m", "source": "/x", "min_replicas": 3, "max_replicas": 2}]},
+     "models[0].min_replicas: 3 is above max_replicas 2"),
+])
+def test_bad_args_name_their_property_path(args, message):
+    with pytest.raises(ServeArgsError, match="invalid serve application args") as err:
+        parse_args(args)
+    assert message in str(err.value)
+
+
+def _config_for(tmp_path, **model) -> dict:
+    folder = tmp_path / "model"
+    if not folder.exists():
+        folder.mkdir()
+        (folder / "config.json").write_text("{}")
+    app = ServeAppArgs(models=[ServedModelArgs(**{"name": "m", "source": str(folder), **model})])
+    return serve_app.llm_config_dict(app.models[0], app)
+
+
+def test_cpu_model_gets_vllm_cpu_settings(tmp_path):
+    config = _config_for(tmp_path, gpus=0, min_replicas=0, max_replicas=3)
+    assert config["accelerator_config"] == {"kind": "cpu"}
+    assert config["engine_kwargs"] == {"dtype": "float32", "enforce_eager": True}
+    assert config["runtime_env"]["env_vars"]["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    assert config["placement_group_config"]["bundles"] == [{"CPU": 1.0}]
+    assert config["deployment_config"]["autoscaling_config"] == {
+        "min_replicas": 0, "initial_replicas": 1, "max_replicas": 3,
+        "target_ongoing_requests": serve_app.DEFAULT_TARGET_ONGOING_REQUESTS}
+
+
+def test_fractional_gpu_shares_the_device_and_its_memory(tmp_path):
+    config = _config_for(tmp_path, gpus=0.25)
+    assert config["accelerator_config"] == {"kind": "gpu"}
+    assert config["placement_group_config"]["bundles"] == [{"CPU": 1.0, "GPU": 0.25}]
+    assert config["engine_kwargs"]["gpu_memory_utilization"] == pytest.approx(0.9 * 0.25)
+    assert config["engine_kwargs"]["tensor_parallel_size"] == 1
+
+
+def test_several_whole_gpus_become_tensor_parallel_workers(tmp_path):
+    config = _config_for(tmp_path, gpus=2, max_model_len=4096)
+    assert config["placement_group_config"]["bundles"] == [{"CPU": 1.0, "GPU": 1}, {"CPU": 1.0, "GPU": 1}]
+    assert config["engine_kwargs"]["tensor_parallel_size"] == 2
+    assert config["engine_kwargs"]["max_model_len"] == 4096
+
+
+def test_gpus_left_open_follow_the_cluster(tmp_path, monkeypatch):
+    monkeypatch.setattr(serve_app, "cluster_has_gpus", lambda: False)
+    assert _config_for(tmp_path)["accelerator_config"] == {"kind": "cpu"}
+    monkeypatch.setattr(serve_app, "cluster_has_gpus", lambda: True)
+    assert _config_for(tmp_path)["accelerator_config"] == {"kind": "gpu"}
+
+
+def test_bucket_model_is_loaded_from_a_node_cache_the_replica_fills(tmp_path, monkeypatch):
+    monkeypatch.setenv(serve_app.MODEL_CACHE_ENV, str(tmp_path / "cache"))
+    app = ServeAppArgs(models=[ServedModelArgs(name="m", source="s3://bucket/models/qwen", gpus=1)])
+    config = serve_app.llm_config_dict(app.models[0], app)
+    local = config["model_loading_config"]["model_source"]
+    assert local.startswith(str(tmp_path / "cache" / "qwen-"))
+    assert config["runtime_env"]["env_vars"][MODEL_URI_ENV] == "s3://bucket/models/qwen"
+    assert config["runtime_env"]["env_vars"][MODEL_PATH_ENV] == local
+
+
+def test_hub_model_is_left_to_the_hub(tmp_path):
+    app = ServeAppArgs(models=[ServedModelArgs(name="m", source="Qwen/Qwen2.5-0.5B-Instruct", gpus=1)])
+    config = serve_app.llm_config_dict(app.models[0], app)
+    assert config["model_loading_config"]["model_source"] == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert "HF_HUB_OFFLINE" not in config["runtime_env"]["env_vars"]
+
+
+def test_configs_are_accepted_by_ray_serve_llm(tmp_path):
+    """The dicts are only useful if Ray Serve LLM's own models accept them (and resolve the server class)."""
+    from ray.serve.llm import LLMConfig
+
+    from park.workloads.serve.server import ParkLLMServer
+
+    for gpus in (0, 0.25, 2):
+        llm_config = LLMConfig.model_validate(_config_for(tmp_path, gpus=gpus))
+        assert llm_config.server_cls is ParkLLMServer
+        bundles = llm_config.get_engine_config().placement_bundles
+        assert sum(b.get("GPU", 0) for b in bundles) == gpus
+
+
+# --- bucket download through pyarrow.fs ---------------------------------------------------------
+
+
+def test_fetch_copies_a_model_folder_once(tmp_path):
+    from park.workloads.serve.server import COMPLETE_MARKER, fetch_model
+
+    source = tmp_path / "bucket" / "model"
+    (source / "sub").mkdir(parents=True)
+    (source / "config.json").write_text('{"model_type": "llama"}')
+    (source / "sub" / "weights.bin").write_bytes(b"\x00\x01" * 1000)
+    target = tmp_path / "cache" / "model"
+    fetched = fetch_model(source.as_uri(), target)
+    assert fetched == target
+    assert (target / "sub" / "weights.bin").read_bytes() == b"\x00\x01" * 1000
+    assert (target / COMPLETE_MARKER).is_file()
+    assert [p.name for p in target.parent.iterdir()] == ["model"], "no partial folder left behind"
+    (source / "config.json").write_text('{"changed": true}')
+    fetch_model(source.as_uri(), target)
+    assert json.loads((target / "config.json").read_text()) == {"model_type": "llama"}, "a finished copy is reused"
+
+
+def test_fetch_of_a_missing_uri_names_it(tmp_path):
+    from park.workloads.serve.server import fetch_model
+
+    uri = (tmp_path / "nothing-here").as_uri()
+    with pytest.raises(ServeArgsError, match=f"model URI '{uri}' is not a folder"):
+        fetch_model(uri, tmp_path / "cache")
+
+
+# --- the Serve config the RayService carries ------------------------------------------------------
+
+
+def test_serve_config_of_a_stack_without_models_is_a_spec_error(kind_spec):
+    with pytest.raises(SpecError, match="^models: no served models"):
+        serve_config(kind_spec.model_copy(update={"models": []}))
+
+
+def test_serve_config_args_are_valid_app_args(kind_spec):
+    args = serve_config(kind_spec)["applications"][0]["args"]
+    parsed = parse_args(args)
+    assert [m.name for m in parsed.models] == [m.name for m in kind_spec.models]
+    assert all(m.gpus == 0 for m in parsed.models), "kind has no GPU pools: every model runs on CPU"
+
+
+# --- the real application -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kind_spec():
+    from schemas import shipped_specs
+
+    return shipped_specs()["kind"]
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("served-models")
+    return {MODEL_A: build_tiny_llama(root / MODEL_A), MODEL_B: build_tiny_llama(root / MODEL_B, seed=TINY_SEED + 1)}
+
+
+@pytest.fixture(scope="module")
+def oracle(tiny_models):
+    """Greedy decoding with transformers on the same folders (the answers vLLM must reproduce)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    loaded = {name: (AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path).eval())
+              for name, path in tiny_models.items()}
+
+    def greedy(model: str, *, prompt: str | None = None, messages: list[dict] | None = None) -> str:
+        tokenizer, hf_model = loaded[model]
+        if messages is not None:
+            inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                   return_dict=True)
+        else:
+            inputs = tokenizer(prompt, return_tensors="pt")
+        with torch.inference_mode():
+            output = hf_model.generate(**inputs, max_new_tokens=MAX_TOKENS, do_sample=False)
+        return tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    return greedy
+
+
+def _free_port() -> int:
+    from park.conformance.local_ray import free_ports
+
+    return free_ports(1)[0]
+
+
+def _wait_running(app_name: str, timeout_s: float) -> None:
+    from ray import serve
+
+    deadline = time.monotonic() + timeout_s
+    status = None
+    while time.monotonic() < deadline:
+        status = serve.status().applications.get(app_name)
+        if status is not None and status.status == "DEPLOY_FAILED":
+            pytest.fail(f"Serve application {app_name} failed to deploy: {status.message[-2000:]}")
+        if status is not None and status.status == "RUNNING":
+            return
+        time.sleep(2)
+    pytest.fail(f"Serve application {app_name} not RUNNING within {timeout_s} s: {status}")
+
+
+@pytest.fixture(scope="module")
+def served(kind_spec, tiny_models):
+    """Base URL of the OpenAI app serving both tiny models (built from the kind stack's Serve config args)."""
+    import ray
+    from ray import serve
+
+    spec = kind_spec.model_copy(update={"models": [
+        ServedModel(name=MODEL_A, source=tiny_models[MODEL_A].as_uri()),  # file:// URI
+        ServedModel(name=MODEL_B, source=str(tiny_models[MODEL_B])),      # plain path
+    ]})
+    application = serve_config(spec)["applications"][0]
+    temp_dir = tempfile.mkdtemp(prefix="pserve-", dir="/tmp")  # short: Ray's socket paths live under it
+    saved_env = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "HF_HUB_OFFLINE")}
+    os.environ.update(RAY_AUTH_MODE="disabled", HF_HUB_OFFLINE="1")
+    ray.init(num_cpus=3, _temp_dir=temp_dir, include_dashboard=False, log_to_driver=False)
+    try:
+        port = _free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(serve_app.build_app(application["args"]), name=application["name"],
+                  route_prefix=application["route_prefix"], blocking=False)
+        _wait_running(application["name"], SERVE_READY_S)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+            for key, value in saved_env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _post(base: str, path: str, body: dict) -> dict:
+    response = httpx.post(f"{base}{path}", json=body, timeout=REQUEST_TIMEOUT_S)
+    assert response.status_code == 200, f"{path}: {response.status_code} {response.text[:500]}"
+    return response.json()
+
+
+def _completion(base: str, model: str) -> str:
+    body = {"model": model, "prompt": PROMPT, "max_tokens": MAX_TOKENS, "temperature": 0}
+    return _post(base, "/v1/completions", body)["choices"][0]["text"]
+
+
+def _chat(base: str, model: str) -> str:
+    body = {"model": model, "messages": CHAT, "max_tokens": MAX_TOKENS, "temperature": 0}
+    return _post(base, "/v1/chat/completions", body)["choices"][0]["message"]["content"]
+
+
+def _sse_events(base: str, path: str, body: dict) -> tuple[str, list]:
+    events = []
+    with httpx.stream("POST", f"{base}{path}", json={**body, "stream": True}, timeout=REQUEST_TIMEOUT_S) as response:
+        assert response.status_code == 200, response.read()[:500]
+        content_type = response.headers["content-type"]
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                payload = line.removeprefix("data: ")
+                events.append(payload if payload == "[DONE]" else json.loads(payload))
+    return content_type, events
+
+
+@pytest.mark.vllm
+def test_models_endpoint_lists_every_configured_model(served):
+    listed = httpx.get(f"{served}/v1/models", timeout=REQUEST_TIMEOUT_S).json()
+    assert sorted(m["id"] for m in listed["data"]) == [MODEL_A, MODEL_B]
+
+
+@pytest.mark.vllm
+def test_health_endpoints_answer(served):
+    assert httpx.get(f"{served}/-/healthz", timeout=30).status_code == 200
+    assert httpx.get(f"{served}/-/routes", timeout=30).json() == {"/": serve_app.APP_NAME}
+
+
+@pytest.mark.vllm
+@pytest.mark.parametrize("model", [MODEL_A, MODEL_B])
+def test_greedy_completion_equals_hugging_face_generate(served, oracle, model):
+    assert _completion(served, model) == oracle(model, prompt=PROMPT)
+
+
+@pytest.mark.vllm
+def test_requests_are_routed_by_model(served, oracle):
+    """The two models answer the same prompt differently, each as its own oracle says: routing is real."""
+    expected = {m: oracle(m, prompt=PROMPT) for m in (MODEL_A, MODEL_B)}
+    assert expected[MODEL_A] != expected[MODEL_B], "the two tiny models must differ for this test to mean anything"
+    assert {m: _completion(served, m) for m in (MODEL_A, MODEL_B)} == expected
+
+
+@pytest.mark.vllm
+def test_chat_completion_applies_the_chat_template(served, oracle):
+    assert _chat(served, MODEL_A) == oracle(MODEL_A, messages=CHAT)
+
+
+@pytest.mark.vllm
+def test_streamed_chat_concatenates_to_the_whole_answer(served):
+    body = {"model": MODEL_A, "messages": CHAT, "max_tokens": MAX_TOKENS, "temperature": 0}
+    content_type, events = _sse_events(served, "/v1/chat/completions", body)
+    assert content_type.startswith("text/event-stream")
+    assert events[-1] == "[DONE]"
+    pieces = [e["choices"][0]["delta"].get("content") or "" for e in events[:-1] if e["choices"]]
+    assert sum(1 for p in pieces if p) > 1, f"expected several content chunks, got {pieces}"
+    assert "".join(pieces) == _chat(served, MODEL_A)
+
+
+@pytest.mark.vllm
+def test_streamed_completion_concatenates_to_the_whole_answer(served):
+    body = {"model": MODEL_B, "prompt": PROMPT, "max_tokens": MAX_TOKENS, "temperature": 0}
+    _, events = _sse_events(served, "/v1/completions", body)
+    assert events[-1] == "[DONE]"
+    assert "".join(e["choices"][0]["text"] for e in events[:-1] if e["choices"]) == _completion(served, MODEL_B)
+
+
+@pytest.mark.vllm
+def test_unknown_model_is_a_404_naming_it(served):
+    response = httpx.post(f"{served}/v1/completions", json={"model": "no-such-model", "prompt": "x", "max_tokens": 2},
+                          timeout=REQUEST_TIMEOUT_S)
+    assert response.status_code == 404
+    assert "no-such-model" in response.text
+
+
+def _replica_names(deployment: str) -> set[str]:
+    import ray
+
+    prefix = f"SERVE_REPLICA::{serve_app.APP_NAME}#{deployment}#"
+    return {a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(prefix)}
+
+
+@pytest.mark.vllm
+def test_killed_replica_is_replaced_and_serves_again(served, oracle):
+    """Runs last in this module: kill model B's only replica, wait for Serve to start a new one (a new engine),
+    then B answers again as before."""
+    import ray
+    from ray import serve
+
+    deployment = serve_app.deployment_name(MODEL_B)
+    before = _replica_names(deployment)
+    assert len(before) == 1, f"expected one replica of {deployment}, found {before}"
+    ray.kill(ray.get_actor(next(iter(before)), namespace="serve"), no_restart=True)
+
+    deadline = time.monotonic() + REPLICA_RECOVERY_S
+    replaced = False
+    while time.monotonic() < deadline:
+        after = _replica_names(deployment)
+        status = serve.status().applications[serve_app.APP_NAME].deployments[deployment]
+        if after and not after & before and status.replica_states.get("RUNNING") == 1:
+            replaced = True
+            break
+        time.sleep(2)
+    assert replaced, f"{deployment} not replaced within {REPLICA_RECOVERY_S} s: {status}"
+    assert _completion(served, MODEL_B) == oracle(MODEL_B, prompt=PROMPT)
