@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 import time
 
@@ -52,6 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder (data, Ray logs)")
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -77,6 +79,8 @@ def main() -> None:
         for threads in sorted({1, os.cpu_count() or 1}):
             baselines[threads] = plain_loop(f"{scratch}/input", f"{scratch}/plain-{threads}", config.model_uri,
                                             config.batch_size, threads)
+    if not args.keep:
+        shutil.rmtree(scratch, ignore_errors=True)
     best = max(baselines.values(), key=lambda b: b["rows_per_s"])
     figures = {
         "cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 1), "rows": args.rows,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -92,6 +93,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder (data, Ray logs)")
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -122,6 +124,8 @@ def main() -> None:
                                                epochs=args.epochs, num_workers=args.workers, fail_at_epoch=2))
         finally:
             ray.shutdown()
+            if not args.keep:
+                shutil.rmtree(scratch, ignore_errors=True)
     ray_rate = sum(clean["samples"]) / sum(clean["train_seconds"])
     recovery = crashed["resumes"][0]["training_again_at"] - crashed["injected_fault"]["crashed_at"]
     figures = {

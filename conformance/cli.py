@@ -158,10 +158,12 @@ def run_and_report(options, selection, console) -> int:
         return Progress(console, results, f"park conformance --target {options.target}")
 
     outcome = session.run(options, listener_factory=progress, selection=selection)
+    if outcome.setup_error:  # nothing ran: the reason is all there is to say
+        console.print(f"[red]error:[/red] {outcome.setup_error}")
+        console.print(f"evidence: {outcome.out_dir}")
+        return outcome.exit_code
     console.print()
     console.print(summary_table(outcome.results))
-    if outcome.setup_error:
-        console.print(f"[red]error:[/red] {outcome.setup_error}")
     if outcome.facts.get("accelerator"):
         console.print(f"accelerator: {outcome.facts['accelerator']}")
     if options.injections.active:
@@ -170,10 +172,11 @@ def run_and_report(options, selection, console) -> int:
         )
     counts = outcome.verdict.counts
     style = "green" if outcome.verdict.passed else "red"
+    deselected = f", {counts['deselected']} deselected" if counts["deselected"] else ""
     console.print(
         f"[bold {style}]{outcome.verdict.word.upper()}[/bold {style}]: {counts['passed']} passed, "
         f"{counts['failed']} failed, {counts['skipped']} skipped, {counts['not_applicable']} not "
-        f"applicable; verdict in {outcome.verdict_s:.1f} s, cleanup {outcome.cleanup_s:.1f} s"
+        f"applicable{deselected}; verdict in {outcome.verdict_s:.1f} s, cleanup {outcome.cleanup_s:.1f} s"
     )
     for result in outcome.results:
         if result.status.value == "failed":

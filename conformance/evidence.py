@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from park.conformance.context import RunContext
-from park.conformance.model import CheckResult, Status
+from park.conformance.model import DESELECTED, CheckResult, Status
 from park.conformance.requirements import LOCAL_NOTE, NOT_COVERED, REQUIREMENTS, requirement_status
 
 RESULTS_SCHEMA = "park-stack.io/conformance-results/v1"
@@ -57,14 +57,26 @@ def verdict(results: list[CheckResult], interrupted: bool = False, setup_error: 
     counts = {
         status.value: 0 for status in (Status.PASSED, Status.FAILED, Status.SKIPPED, Status.NOT_APPLICABLE)
     }
+    counts["deselected"] = 0
     for result in results:
-        if result.status.value in counts:
+        if result.reason == DESELECTED:
+            counts["deselected"] += 1
+        elif result.status.value in counts:
             counts[result.status.value] += 1
     return Verdict(
         passed=counts["failed"] == 0 and not interrupted and not setup_error,
         counts=counts,
         interrupted=interrupted,
     )
+
+
+def layer_seconds(results: list[CheckResult]) -> dict[str, float]:
+    """Seconds each layer's checks took in this run (a needed check counts in its own layer)."""
+    totals: dict[str, float] = {}
+    for result in results:
+        if result.duration_s:
+            totals[result.check.layer] = round(totals.get(result.check.layer, 0.0) + result.duration_s, 1)
+    return totals
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -83,9 +95,10 @@ def requirements_json(results: list[CheckResult], platform_under_test: bool) -> 
             notes.append("no check of park conformance covers this requirement; provide manual evidence")
         elif not platform_under_test:
             notes.append(LOCAL_NOTE)
-        for result in supporting:
-            if result.status is not Status.PASSED:
-                notes.append(f"{result.name} {result.status.label}: {result.reason}")
+        else:
+            notes += [
+                f"{r.name} {r.status.label}: {r.reason}" for r in supporting if r.status is not Status.PASSED
+            ]
         out.append(
             {
                 "id": requirement.id,
@@ -125,6 +138,7 @@ def write_evidence(
         "finished_at": _iso(finished_at),
         "duration_s": round(finished_at - ctx.started_at, 3),
         "summary": outcome.counts,
+        "layer_seconds": layer_seconds(results),
         "setup_error": setup_error,
         "options": {
             "stack": ctx.options.stack,
@@ -150,6 +164,7 @@ def write_evidence(
 def _write_junit(
     ctx: RunContext, path: Path, results: list[CheckResult], environment: dict[str, Any], finished_at: float
 ) -> None:
+    results = [r for r in results if r.reason != DESELECTED]  # not part of this run's test set
     failures = sum(r.status is Status.FAILED for r in results)
     skipped = sum(r.status in (Status.SKIPPED, Status.NOT_APPLICABLE) for r in results)
     total_time = f"{finished_at - ctx.started_at:.3f}"
@@ -234,6 +249,12 @@ def _report(ctx: RunContext, document: dict[str, Any], results: list[CheckResult
             f"Python {platform.python_version()}"
         ),
     ]
+    if document["layer_seconds"]:
+        shares = ", ".join(f"{layer} {seconds:.0f} s" for layer, seconds in document["layer_seconds"].items())
+        lines.append(f"- time per layer: {shares}")
+    deselected = [r.name for r in results if r.reason == DESELECTED]
+    if deselected:
+        lines.append(f"- deselected by --only / --skip: {', '.join(deselected)}")
     for key in ("accelerator", "stack", "ray_version", "kubernetes_version", "api_server"):
         if env.get(key):
             lines.append(f"- {key.replace('_', ' ')}: {env[key]}")
@@ -255,7 +276,7 @@ def _report(ctx: RunContext, document: dict[str, Any], results: list[CheckResult
         "| layer | check | status | time | what it showed |",
         "|---|---|---|---|---|",
     ]
-    for result in results:
+    for result in (r for r in results if r.reason != DESELECTED):
         lines.append(
             f"| {result.check.layer} | `{result.name}` | {_MARK[result.status.value]} | "
             f"{result.duration_s:.1f} s | {_cell(result.reason)} |"

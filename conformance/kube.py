@@ -135,6 +135,11 @@ class KubernetesTarget:
                 f"no usable kubeconfig at {where} (context {context or 'current'}): {err}; "
                 f"pass --kubeconfig / --context"
             ) from None
+        if context is None:  # name the context the kubeconfig selects, for messages and the evidence
+            try:
+                context = kube_config.list_kube_config_contexts(ctx.options.kubeconfig)[1]["name"]
+            except (ConfigException, OSError, KeyError, TypeError):
+                context = None
         api = KubeApi(api_client)
         try:
             server = api.version()
@@ -324,7 +329,9 @@ class KubernetesTarget:
                 f"pool {pool.name} already runs maxNodes={pool.max_nodes} nodes; nothing to scale up"
             )
         wanted = before + 1
-        gpus = self.spec.gpus_per_node(pool)  # a whole node each: the (before+1)-th pod needs a new node
+        # Each pod takes every nvidia.com/gpu a node advertises (time-slices included), so the last one
+        # can only run on a new node.
+        gpus = self.spec.gpu_slots_per_node(pool)
         image = _image(self.spec, gpu=True)
         for index in range(wanted):
             pod = self.probe_pod(f"scale-{index}", pool, image, gpus=gpus)
@@ -766,10 +773,8 @@ class KubernetesTarget:
         from park.conformance.workload_checks import serve_module
 
         serve = serve_module()
-        rayservice = serve.build_rayservice(self.spec)
         name = self.object_name("serve")
-        rayservice["metadata"]["name"] = name
-        rayservice["metadata"]["namespace"] = self.namespace
+        rayservice = serve.build_rayservice(self.spec, team=self.team, name=name)
         self.create(rayservice)
 
         def ready() -> tuple[bool, str]:

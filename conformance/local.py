@@ -181,7 +181,7 @@ class LocalTarget:
         if self._gpus:
             return f"{len(self._gpus)} NVIDIA GPU(s): {'; '.join(self._gpus)}"
         why = "--gpu off" if self.ctx.options.gpu == "off" else "no NVIDIA GPU on this host"
-        return f"none ({why}): the workloads ran on CPU"
+        return f"none ({why}): the workloads run on CPU"
 
     def require_gpu_if_asked(self) -> None:
         """Under ``--gpu require`` a workload must not silently fall back to CPU: fail before running it."""
@@ -206,14 +206,14 @@ class LocalTarget:
             head = LocalRayHead(self.ctx.workdir / "ray", num_cpus=int(cpus), num_gpus=num_gpus)
             self._head = head
             self.ctx.on_cleanup(f"stop the run's Ray head (temp dir {head.temp_dir})", self._stop_head)
-            self.ctx.log.info(
-                "starting Ray head: %s", shlex.join(head.command() if head.ports else ["ray", "start"])
-            )
             try:
                 head.start()
             except RayStartError as err:
                 self._head_error = f"the run's Ray head did not start: {err}"
                 raise CheckFailed(self._head_error) from None
+            finally:
+                if head.ports:
+                    self.ctx.log.info("Ray head command: %s", shlex.join(head.command()))
             self.ctx.log.info("Ray head up in %.1f s: %s", head.started_in_s, head.dashboard_url)
         return self._head
 
@@ -249,11 +249,13 @@ class LocalTarget:
             client.stop_job(submission_id)
         info = client.get_job_info(submission_id)
         logs = client.get_job_logs(submission_id)
+        # Ray appends the job's last log lines to a failed job's message; keep its first line only.
+        message = (info.message or "").strip().splitlines()[0] if info.message else ""
         self.ctx.log.info(
             "job %s ended %s (%s); its output:\n%s",
             submission_id,
             info.status.value,
-            info.message,
+            message,
             "\n".join(f"    | {line}" for line in logs.splitlines()),
         )
         if not finished:
@@ -265,8 +267,6 @@ class LocalTarget:
             raise CheckFailed(
                 f"job {submission_id} was stopped from outside the run; last output: {tail(logs)}"
             )
-        # Ray appends the job's last log lines to a failed job's message; keep its first line only.
-        message = (info.message or "").strip().splitlines()[0] if info.message else ""
         return status.value, message, logs
 
     def _time_left(self, check_budget: float) -> float:

@@ -86,14 +86,20 @@ class Progress:
             self.console.print(line, highlight=False)
 
 
-def summary_table(results: list[CheckResult]) -> Table:
+def summary_table(results: list[CheckResult]) -> Group:
+    """One row per check that ran or was skipped; not-applicable checks sharing a reason are folded into one
+    line below the table (on the local target that is most of the cluster checks)."""
     table = Table(title="park conformance — summary", show_lines=False, expand=False)
     table.add_column("check", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("time", justify="right", no_wrap=True)
     table.add_column("what it showed / why not", overflow="fold")
+    not_applicable: dict[str, list[str]] = {}
     for result in results:
         if result.reason == DESELECTED:
+            continue
+        if result.status is Status.NOT_APPLICABLE and result.duration_s == 0:
+            not_applicable.setdefault(result.reason, []).append(result.name)
             continue
         table.add_row(
             result.name,
@@ -101,4 +107,8 @@ def summary_table(results: list[CheckResult]) -> Table:
             f"{result.duration_s:.1f} s" if result.duration_s else "",
             result.reason,
         )
-    return table
+    notes = [
+        Text(f"not applicable ({len(names)}): {', '.join(names)} — {reason}", style="dim")
+        for reason, names in not_applicable.items()
+    ]
+    return Group(table, *notes)

@@ -43,6 +43,14 @@ def _workload_module(name: str):
         ) from None
 
 
+def _left_at(ctx: RunContext, what: str, uri: str) -> str:
+    """Where a failed workload's output is, and whether it outlives the run (local storage is in the run's
+    scratch folder, removed at the end unless --keep)."""
+    if ctx.options.keep:
+        return f"{what} kept at {uri}"
+    return f"{what} at {uri} (removed with the run's scratch folder; rerun with --keep to inspect them)"
+
+
 # --- train --------------------------------------------------------------------------------------
 
 
@@ -96,7 +104,7 @@ def local_train(target: LocalTarget, ctx: RunContext) -> Passed:
         raise CheckFailed(
             f"final test accuracy {shown} is below the bar {bar:g} after "
             f"{details['epochs']} epoch(s) on {summary.get('device')} (job {status}); "
-            f"checkpoints kept under {run_uri}",
+            f"{_left_at(ctx, 'checkpoints', run_uri)}",
             details,
         )
     if status != "SUCCEEDED":
@@ -208,8 +216,8 @@ def local_batch(target: LocalTarget, ctx: RunContext) -> Passed:
         raise CheckFailed(
             f"output is not exactly the input rows: {comparison['missing']} of "
             f"{comparison['rows_in']} input ids missing, {comparison['duplicated']} duplicated, "
-            f"{comparison['unexpected']} unexpected ({shown}); job {status}; partial output kept "
-            f"at {data_uri}",
+            f"{comparison['unexpected']} unexpected ({shown}); job {status}; "
+            f"{_left_at(ctx, 'partial output', data_uri)}",
             details,
         )
     labels = output.column("image_label").to_pylist()

@@ -38,11 +38,14 @@ class ReplayPoolManager:
     def __init__(self, routes: dict[tuple[str, str], tuple[int, dict | str]]):
         self.routes = routes
         self.requests: list[tuple[str, str, dict]] = []
+        self.bodies: list[str] = []
 
     def request(self, method, url, **kwargs):
         path = urllib3.util.parse_url(url).path
         query = urllib3.util.parse_url(url).query
         self.requests.append((method, path + (f"?{query}" if query else ""), kwargs.get("headers", {})))
+        if kwargs.get("body") is not None and method == "POST":
+            self.bodies.append(kwargs["body"])
         status, body = self.routes.get(
             (method, path),
             (
@@ -338,6 +341,99 @@ def test_objects_the_target_creates_are_valid_and_carry_the_run_id(aws_spec):
         assert_valid_core_object(obj, aws_spec.kubernetes_version)
     assert_valid_custom_resource(rayjob)
     assert rayjob["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["replicas"] == 2
+
+
+RECORDED_RUN = "park-conf-20261122-184001-a1b2"
+
+
+def renamed(name: str, run_name: str, *, text: bool = False):
+    """A recorded response with the recorded run's object names replaced by this run's."""
+    raw = (FIXTURES / name).read_text().replace(RECORDED_RUN, run_name)
+    return raw if text else json.loads(raw)
+
+
+def workload_routes(target: KubernetesTarget, what: str, owner_kind: str) -> dict:
+    """Routes for one workload of the target: create it, read it back finished, its Kueue Workload, its
+    submitter pod and that pod's log."""
+    run = target.ctx.name
+    name = target.object_name(what)
+    admitted = renamed("workload-rayjob-admitted.json", run)
+    admitted["metadata"]["ownerReferences"][0].update({"kind": owner_kind, "name": name})
+    plural = {"RayJob": "rayjobs", "RayService": "rayservices"}[owner_kind]
+    fixture_name = {"RayJob": "rayjob-succeeded.json", "RayService": "rayservice-ready.json"}[owner_kind]
+    live = renamed(fixture_name, run)
+    live["metadata"]["name"] = name
+    pods = renamed("pods-submitter.json", run)
+    pods["items"][0]["metadata"]["labels"]["job-name"] = name
+    pod = pods["items"][0]["metadata"]["name"]
+    return {
+        ("POST", f"/apis/ray.io/v1/namespaces/research/{plural}"): (201, live),
+        ("GET", f"/apis/ray.io/v1/namespaces/research/{plural}/{name}"): (200, live),
+        ("GET", "/apis/kueue.x-k8s.io/v1beta2/namespaces/research/workloads"): (
+            200,
+            {"kind": "WorkloadList", "apiVersion": "kueue.x-k8s.io/v1beta2", "items": [admitted]},
+        ),
+        ("GET", "/api/v1/namespaces/research/pods"): (200, pods),
+        ("GET", f"/api/v1/namespaces/research/pods/{pod}/log"): (
+            200,
+            renamed("submitter.log", run, text=True),
+        ),
+    }
+
+
+@pytest.fixture()
+def kind_spec_with_storage(kind_spec, tmp_path):
+    """The kind spec with its storage folder here, so the target can re-read what the workload wrote."""
+    return kind_spec.model_copy(
+        update={"storage": kind_spec.storage.model_copy(update={"local_path": str(tmp_path)})}
+    )
+
+
+def write_train_summary(target: KubernetesTarget, accuracy: float) -> None:
+    from park.workloads import storage
+
+    run_uri = storage.join(target.spec.storage_uri, "checkpoints", target.object_name("train"))
+    storage.write_text(storage.join(run_uri, "summary.json"), json.dumps({"final_accuracy": accuracy}))
+
+
+def test_train_on_a_cluster_submits_the_rendered_rayjob_and_rereads_the_summary(kind_spec_with_storage):
+    target, pool = make_target(kind_spec_with_storage)
+    pool.routes.update(workload_routes(target, "train", "RayJob"))
+    write_train_summary(target, 0.6221)
+    passed = target.check_train(target.ctx)
+    assert "admitted by Kueue and completed; final accuracy 0.622 >= 0.5" in passed.summary
+    method, path, _ = next(r for r in pool.requests if r[0] == "POST")
+    assert (method, path) == ("POST", "/apis/ray.io/v1/namespaces/research/rayjobs")
+    submitted = json.loads(pool.bodies[0])
+    assert submitted["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "research-queue"
+    assert submitted["metadata"]["labels"]["park-stack.io/conformance-run"] == target.ctx.run_id
+    assert submitted["spec"]["suspend"] is True  # Kueue un-suspends it on admission
+    target.ctx.close()  # cleanup deletes what was created: the replay answers 404, which is fine
+    assert ("DELETE", f"/apis/ray.io/v1/namespaces/research/rayjobs/{target.object_name('train')}") in [
+        r[:2] for r in pool.requests
+    ]
+
+
+def test_train_on_a_cluster_fails_below_the_bar_even_when_the_job_succeeded(kind_spec_with_storage):
+    target, pool = make_target(kind_spec_with_storage)
+    pool.routes.update(workload_routes(target, "train", "RayJob"))
+    write_train_summary(target, 0.31)
+    with pytest.raises(CheckFailed, match=r"final accuracy 0.3100 is below the bar 0.5"):
+        target.check_train(target.ctx)
+
+
+def test_serve_on_a_cluster_asks_the_rayservice_for_a_chat_completion(kind_spec):
+    target, pool = make_target(kind_spec)
+    pool.routes.update(workload_routes(target, "serve", "RayService"))
+    service = f"{target.object_name('serve')}-serve-svc:8000"
+    pool.routes[("POST", f"/api/v1/namespaces/research/services/{service}/proxy/v1/chat/completions")] = (
+        200,
+        fixture("chat-completion.json"),
+    )
+    passed = target.check_serve(target.ctx)
+    assert passed.summary.endswith("chat completion from tiny-llama: 'Paris is the capital of robots'")
+    chat = json.loads(pool.bodies[-1])
+    assert chat["model"] == "tiny-llama" and chat["messages"][0]["role"] == "user"
 
 
 def test_connect_without_a_reachable_api_server_says_where_it_tried(tmp_path):

@@ -17,9 +17,7 @@ from pathlib import Path
 TINY_SEED = 1234
 TINY_HIDDEN = 64
 TINY_LAYERS = 2
-TINY_HEADS = 2
-TINY_KV_HEADS = 1
-"""Head size 32: vLLM's CPU attention supports 32 and up, not 16."""
+"""Heads are 32 wide (2 heads, 1 KV head): vLLM's CPU attention supports head sizes 32 and up, not 16."""
 TINY_VOCAB = 512
 TINY_MAX_POSITIONS = 1024
 INIT_STD = 0.25
@@ -92,21 +90,34 @@ def build_tiny_llama(path: str | Path, *, seed: int = TINY_SEED) -> Path:
     Deterministic: the same seed gives the same weights, so outputs are comparable across builds;
     another seed gives another model with the same tokenizer (tests use two to check routing).
     """
+    return build_random_llama(path, hidden=TINY_HIDDEN, layers=TINY_LAYERS, seed=seed)
+
+
+def build_random_llama(path: str | Path, *, hidden: int, layers: int, seed: int = TINY_SEED) -> Path:
+    """A random Llama of any width and depth with the tiny model's tokenizer and chat template.
+
+    The benchmark uses a wider one too: on the tiny model a forward pass costs next to nothing, so
+    batching has little to amortise. Heads are 32 wide up to ``hidden=128`` (the tiny model), 64 above.
+    """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
+    head_dim = 32 if hidden <= 128 else 64
+    if hidden % head_dim:
+        raise ValueError(f"hidden={hidden} must be a multiple of the head size {head_dim}")
+    heads = hidden // head_dim
     target = Path(path).expanduser().resolve()
     target.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=TINY_HIDDEN,
-        intermediate_size=TINY_HIDDEN * 2,
-        num_hidden_layers=TINY_LAYERS,
-        num_attention_heads=TINY_HEADS,
-        num_key_value_heads=TINY_KV_HEADS,
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 2),
         max_position_embeddings=TINY_MAX_POSITIONS,
-        initializer_range=INIT_STD,
+        initializer_range=INIT_STD * (TINY_HIDDEN / hidden) ** 0.5,  # the same activation scale at any width
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

@@ -1,0 +1,339 @@
+"""The serving workload (vLLM on Ray Serve, OpenAI API) against vLLM's own OpenAI server and a naive
+Hugging Face server, side by side in one run, on the same tiny Llama and the same load.
+
+Run: ``.venv/bin/python benchmarks/bench_serve.py [--model-size tiny|small] [--clients 16] [--rounds 3]
+[--json out.json]``. The three systems are started one after the other, then measured in interleaved rounds
+(one at a time, the others idle) so drift in this shared machine's background load falls on all alike;
+each figure is the median over rounds:
+
+- ``serve``: the kind stack's Serve config (model source pointed at the tiny Llama), deployed through Serve's
+  REST API on a ``ray start --head`` of free ports and its own temp dir — what the RayService runs;
+- ``vllm``: ``python -m vllm.entrypoints.openai.api_server`` with the same engine settings (float32, eager,
+  ``VLLM_CPU_KVCACHE_SPACE=1``);
+- ``hf``: this file's ``--hf-server`` mode: a FastAPI server that answers each request with its own
+  ``model.generate`` call, one request at a time (what a first, naive model server does).
+
+``--model-size small`` serves a wider random Llama (hidden 512, 8 layers) with the same tokenizer: on the tiny
+model a forward pass costs next to nothing, so there is little for batching to amortise.
+
+Load: ``--clients`` concurrent clients, each sending ``--requests-per-client`` completions back to back
+(greedy, ``ignore_eos`` so every answer has exactly ``--max-tokens`` tokens), after a short warm-up; then
+the same requests from one client, for latency without queueing. Figures: output tokens/s, requests/s,
+p50/p95 latency, time to ready, and peak memory (summed RSS of each server's whole process tree, sampled
+every 0.2 s from its start to the end; shared pages count once per process, so it overstates all alike).
+Aims (issue 3): serve/vllm throughput >= 0.9 and serve/hf >= 5 at 16 clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+from bench_train import PeakMemory  # same folder: the memory sampler every benchmark uses
+
+MODEL_NAME = "tiny-llama"
+PROMPT = "The PARK stack serves models with Ray Serve and vLLM. Tell me a story:"
+READY_TIMEOUT_S = 600
+WARMUP_REQUESTS = 4
+
+
+class TreePeakMemory(PeakMemory):
+    """Peak summed RSS of one process and its descendants (a server, not this benchmark's client)."""
+
+    def __init__(self, root_pid: int, interval_s: float = 0.2):
+        super().__init__(interval_s)
+        self.root_pid = root_pid
+
+    def _sample(self) -> int:
+        try:
+            root = psutil.Process(self.root_pid)
+            processes = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return 0
+        total = 0
+        for proc in processes:
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                continue
+        return total
+
+
+# --- the naive baseline server ----------------------------------------------------------------------
+
+
+def hf_server(model_dir: str, port: int) -> None:
+    """One ``generate`` per request, one request at a time: no batching, no KV cache shared across requests."""
+    import threading
+
+    import torch
+    import uvicorn
+    from fastapi import FastAPI
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    one_at_a_time = threading.Lock()
+    app = FastAPI()
+
+    @app.get("/v1/models")
+    def models() -> dict:
+        return {"object": "list", "data": [{"id": MODEL_NAME, "object": "model"}]}
+
+    @app.post("/v1/completions")
+    def completions(request: dict) -> dict:
+        max_tokens = int(request.get("max_tokens", 16))
+        inputs = tokenizer(request["prompt"], return_tensors="pt")
+        limits = {"max_new_tokens": max_tokens}
+        if request.get("ignore_eos"):
+            limits["min_new_tokens"] = max_tokens
+        with one_at_a_time, torch.inference_mode():
+            output = model.generate(**inputs, do_sample=False, **limits)
+        new_tokens = output[0, inputs["input_ids"].shape[1]:]
+        return {"object": "text_completion", "model": MODEL_NAME,
+                "choices": [{"index": 0, "text": tokenizer.decode(new_tokens, skip_special_tokens=True)}],
+                "usage": {"prompt_tokens": int(inputs["input_ids"].shape[1]),
+                          "completion_tokens": int(new_tokens.shape[0])}}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+# --- the systems under test ------------------------------------------------------------------------
+
+
+def environment() -> dict[str, str]:
+    from park.conformance.local_ray import local_environment
+
+    return {**local_environment(), "VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def wait_ready(base: str, process: subprocess.Popen | None, timeout_s: float = READY_TIMEOUT_S) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            listed = httpx.get(f"{base}/v1/models", timeout=5).json()
+            if any(m.get("id") == MODEL_NAME for m in listed.get("data", [])):
+                return time.monotonic() - started
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(1)
+    raise RuntimeError(f"{base} not ready within {timeout_s} s")
+
+
+def stop_tree(process: subprocess.Popen) -> None:
+    """Stop a server this benchmark started: its process group (it was started in a session of its own)."""
+    try:
+        root = psutil.Process(process.pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return
+    for proc in tree:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(tree, timeout=20)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+
+
+class Server:
+    """Start a system, measure it, stop it: ``with Server(...) as base_url:``."""
+
+    def __init__(self, kind: str, model_dir: Path, workdir: Path):
+        self.kind, self.model_dir, self.workdir = kind, model_dir, workdir
+        self.ready_s = 0.0
+        self.memory: TreePeakMemory | None = None
+        self._process: subprocess.Popen | None = None
+        self._head = None
+
+    def __enter__(self) -> str:
+        from park.conformance.local_ray import free_ports
+
+        port = free_ports(1)[0]
+        base = f"http://127.0.0.1:{port}"
+        started = time.monotonic()
+        if self.kind == "serve":
+            self._start_serve(port)
+        else:
+            if self.kind == "vllm":
+                command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model_dir),
+                           "--served-model-name", MODEL_NAME, "--host", "127.0.0.1", "--port", str(port),
+                           "--dtype", "float32", "--enforce-eager"]
+            else:
+                command = [sys.executable, __file__, "--hf-server", str(self.model_dir), str(port)]
+            log = open(self.workdir / f"{self.kind}.log", "wb")
+            self._process = subprocess.Popen(command, env=environment(), stdout=log, stderr=subprocess.STDOUT,
+                                             start_new_session=True)
+            self.memory = TreePeakMemory(self._process.pid).__enter__()
+        wait_ready(base, self._process, READY_TIMEOUT_S - (time.monotonic() - started))
+        self.ready_s = time.monotonic() - started
+        return base
+
+    def _start_serve(self, port: int) -> None:
+        import yaml
+
+        from park.components.spec import load_stack_file, project_root
+        from park.conformance.local_ray import LocalRayHead
+        from park.workloads.serve.manifest import build_rayservice
+
+        spec = load_stack_file(project_root() / "stacks" / "Pulumi.kind.yaml")
+        model = spec.models[0].model_copy(update={"name": MODEL_NAME, "source": self.model_dir.as_uri()})
+        spec = spec.model_copy(update={"models": [model]})
+        config = yaml.safe_load(build_rayservice(spec)["spec"]["serveConfigV2"])
+        self._head = LocalRayHead(temp_dir=Path(tempfile.mkdtemp(prefix="pbs-", dir="/tmp")), num_cpus=2)
+        self._head.start()
+        self.memory = TreePeakMemory(self._head.process.pid).__enter__()
+        serve_cli = str(Path(sys.executable).parent / "serve")
+        subprocess.run([serve_cli, "start", "--address", f"127.0.0.1:{self._head.ports['port']}",
+                        "--http-host", "127.0.0.1", "--http-port", str(port)], env=environment(), check=True,
+                       capture_output=True)
+        answer = httpx.put(f"{self._head.dashboard_url}/api/serve/applications/", json=config, timeout=60)
+        answer.raise_for_status()
+
+    def __exit__(self, *exc) -> None:
+        if self.memory is not None:
+            self.memory.__exit__()
+        if self._head is not None:
+            self._head.stop()
+        if self._process is not None:
+            stop_tree(self._process)
+
+
+# --- the load ------------------------------------------------------------------------------------
+
+
+async def run_load(base: str, clients: int, requests_per_client: int, max_tokens: int) -> dict:
+    body = {"model": MODEL_NAME, "prompt": PROMPT, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True}
+    latencies: list[float] = []
+    tokens: list[int] = []
+
+    async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=clients)) as client:
+        async def one_client() -> None:
+            for _ in range(requests_per_client):
+                sent = time.perf_counter()
+                response = await client.post(f"{base}/v1/completions", json=body)
+                latencies.append(time.perf_counter() - sent)
+                response.raise_for_status()
+                tokens.append(response.json()["usage"]["completion_tokens"])
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+        wall = time.perf_counter() - started
+    if set(tokens) != {max_tokens}:
+        raise RuntimeError(f"{base}: answers with {sorted(set(tokens))} tokens, expected exactly {max_tokens}")
+    ordered = sorted(latencies)
+    return {
+        "requests": len(latencies), "seconds": wall, "tokens_per_s": sum(tokens) / wall,
+        "requests_per_s": len(latencies) / wall, "p50_ms": statistics.median(ordered) * 1000,
+        "p95_ms": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))] * 1000,
+    }
+
+
+def median_of(runs: list[dict]) -> dict:
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
+def measure_all(kinds: list[str], model_dir: Path, workdir: Path, args) -> dict:
+    """Start every system (one after the other), then measure them in interleaved rounds, so drift in the
+    machine's background load (it is shared) falls on all alike; each figure is the median over rounds."""
+    servers = {kind: Server(kind, model_dir, workdir) for kind in kinds}
+    bases: dict[str, str] = {}
+    try:
+        for kind, server in servers.items():
+            bases[kind] = server.__enter__()
+            print(f"{kind:>5}: ready in {server.ready_s:.1f} s", flush=True)
+        for kind in kinds:
+            asyncio.run(run_load(bases[kind], 1, WARMUP_REQUESTS, args.max_tokens))
+        loaded: dict[str, list[dict]] = {kind: [] for kind in kinds}
+        single: dict[str, list[dict]] = {kind: [] for kind in kinds}
+        for round_number in range(1, args.rounds + 1):
+            for kind in kinds:
+                loaded[kind].append(asyncio.run(run_load(bases[kind], args.clients, args.requests_per_client,
+                                                         args.max_tokens)))
+                single[kind].append(asyncio.run(run_load(bases[kind], 1, args.single_requests, args.max_tokens)))
+                print(f"round {round_number} {kind:>5}: {loaded[kind][-1]['tokens_per_s']:7.1f} tok/s at "
+                      f"{args.clients} clients, 1 client p50 {single[kind][-1]['p50_ms']:.0f} ms", flush=True)
+    finally:
+        for server in servers.values():
+            server.__exit__()
+    results = {}
+    for kind, server in servers.items():
+        results[kind] = {"ready_s": server.ready_s, "peak_rss_mib": server.memory.peak_mib if server.memory else None,
+                         "loaded": median_of(loaded[kind]), "single": median_of(single[kind]),
+                         "loaded_tokens_per_s_rounds": [r["tokens_per_s"] for r in loaded[kind]]}
+        r = results[kind]
+        print(f"{kind:>5}: ready {r['ready_s']:5.1f} s | {args.clients} clients: {r['loaded']['tokens_per_s']:7.1f} "
+              f"tok/s, p50 {r['loaded']['p50_ms']:6.0f} ms, p95 {r['loaded']['p95_ms']:6.0f} ms | 1 client: p50 "
+              f"{r['single']['p50_ms']:5.0f} ms | peak RSS {r['peak_rss_mib']:6.0f} MiB", flush=True)
+    return results
+
+
+MODEL_SIZES = {"tiny": (64, 2), "small": (512, 8)}
+"""``tiny``: the 2-layer model the tests serve; ``small``: a wider random Llama (~25M parameters) whose
+forward pass costs enough for batching to show."""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--requests-per-client", type=int, default=8)
+    parser.add_argument("--single-requests", type=int, default=8, help="requests of the one-client latency run")
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--model-size", choices=sorted(MODEL_SIZES), default="tiny")
+    parser.add_argument("--systems", default="vllm,serve,hf", help="comma-separated subset of vllm,serve,hf")
+    parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--hf-server", nargs=2, metavar=("MODEL_DIR", "PORT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.hf_server:
+        hf_server(args.hf_server[0], int(args.hf_server[1]))
+        return
+
+    from park.workloads.serve.tiny import build_random_llama
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    hidden, layers = MODEL_SIZES[args.model_size]
+    model_dir = build_random_llama(workdir / MODEL_NAME, hidden=hidden, layers=layers)
+    print(f"{args.model_size} random Llama (hidden {hidden}, {layers} layers) at {model_dir}; logs in {workdir}; "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
+    load_before = os.getloadavg()[0]
+    results = measure_all(args.systems.split(","), model_dir, workdir, args)
+    figures: dict = {"model_size": args.model_size, "clients": args.clients,
+                     "requests_per_client": args.requests_per_client, "max_tokens": args.max_tokens,
+                     "rounds": args.rounds, "load_average_before": load_before, "systems": results}
+    if "serve" in results and "vllm" in results:
+        serve, vllm = results["serve"], results["vllm"]
+        figures["serve_vs_vllm_throughput"] = serve["loaded"]["tokens_per_s"] / vllm["loaded"]["tokens_per_s"]
+        figures["serve_added_p50_ms_loaded"] = serve["loaded"]["p50_ms"] - vllm["loaded"]["p50_ms"]
+        figures["serve_added_p50_ms_single"] = serve["single"]["p50_ms"] - vllm["single"]["p50_ms"]
+        print(f"serve / vllm throughput at {args.clients} clients: {figures['serve_vs_vllm_throughput']:.2f} "
+              f"(aim >= 0.9); added p50: {figures['serve_added_p50_ms_loaded']:+.0f} ms loaded, "
+              f"{figures['serve_added_p50_ms_single']:+.0f} ms single")
+    if "serve" in results and "hf" in results:
+        figures["serve_vs_hf_throughput"] = (results["serve"]["loaded"]["tokens_per_s"]
+                                             / results["hf"]["loaded"]["tokens_per_s"])
+        print(f"serve / naive HF throughput at {args.clients} clients: {figures['serve_vs_hf_throughput']:.1f}x "
+              f"(aim >= 5)")
+    figures["load_average_after"] = os.getloadavg()[0]
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
