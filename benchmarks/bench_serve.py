@@ -196,7 +196,7 @@ class Server:
         model = spec.models[0].model_copy(update={"name": MODEL_NAME, "source": self.model_dir.as_uri()})
         spec = spec.model_copy(update={"models": [model]})
         config = yaml.safe_load(build_rayservice(spec)["spec"]["serveConfigV2"])
-        self._head = LocalRayHead(temp_dir=Path(tempfile.mkdtemp(prefix="pbs-", dir="/tmp")), num_cpus=2)
+        self._head = LocalRayHead(temp_dir=self.workdir / "ray", num_cpus=2)
         self._head.start()
         self.memory = TreePeakMemory(self._head.process.pid).__enter__()
         serve_cli = str(Path(sys.executable).parent / "serve")
@@ -205,6 +205,15 @@ class Server:
                        capture_output=True)
         answer = httpx.put(f"{self._head.dashboard_url}/api/serve/applications/", json=config, timeout=60)
         answer.raise_for_status()
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            application = httpx.get(f"{self._head.dashboard_url}/api/serve/applications/", timeout=30).json()
+            application = application.get("applications", {}).get(config["applications"][0]["name"], {})
+            if application.get("status") == "RUNNING":
+                return
+            if application.get("status") == "DEPLOY_FAILED":
+                raise RuntimeError(f"Serve could not deploy the app: {application.get('message', '')[-1500:]}")
+            time.sleep(2)
 
     def __exit__(self, *exc) -> None:
         if self.memory is not None:
@@ -307,7 +316,7 @@ def main() -> None:
 
     from park.workloads.serve.tiny import build_random_llama
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    workdir = Path(tempfile.mkdtemp(prefix="bench-serve-", dir="/tmp"))  # short: Ray's socket paths go under it
     hidden, layers = MODEL_SIZES[args.model_size]
     model_dir = build_random_llama(workdir / MODEL_NAME, hidden=hidden, layers=layers)
     print(f"{args.model_size} random Llama (hidden {hidden}, {layers} layers) at {model_dir}; logs in {workdir}; "

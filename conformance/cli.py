@@ -117,6 +117,7 @@ def conformance(
     from park.conformance.checks import SelectionError, select
     from park.conformance.context import Injections, RunOptions
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console(highlight=False)
     if not console.is_terminal:  # CI logs: wide enough that reasons are not folded into a narrow column
@@ -127,7 +128,7 @@ def conformance(
     try:
         selection = select(only, skip)
     except SelectionError as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
         raise typer.Exit(2) from None
     options = RunOptions(
         target=target.value,
@@ -153,19 +154,20 @@ def run_and_report(options, selection, console) -> int:
     """Run with a live view on ``console``; print the summary, the verdict and where the evidence is."""
     from park.conformance import session
     from park.conformance.progress import Progress, summary_table
+    from rich.markup import escape
 
     def progress(results):
         return Progress(console, results, f"park conformance --target {options.target}")
 
     outcome = session.run(options, listener_factory=progress, selection=selection)
     if outcome.setup_error:  # nothing ran: the reason is all there is to say
-        console.print(f"[red]error:[/red] {outcome.setup_error}")
-        console.print(f"evidence: {outcome.out_dir}")
+        console.print(f"[red]error:[/red] {escape(outcome.setup_error)}", soft_wrap=True)
+        console.print(f"evidence: {escape(str(outcome.out_dir))}", soft_wrap=True)
         return outcome.exit_code
     console.print()
     console.print(summary_table(outcome.results))
     if outcome.facts.get("accelerator"):
-        console.print(f"accelerator: {outcome.facts['accelerator']}")
+        console.print(f"accelerator: {escape(str(outcome.facts['accelerator']))}", soft_wrap=True)
     if options.injections.active:
         console.print(
             f"[yellow]fault injection active (test only):[/yellow] {', '.join(options.injections.active)}"
@@ -180,8 +182,8 @@ def run_and_report(options, selection, console) -> int:
     )
     for result in outcome.results:
         if result.status.value == "failed":
-            console.print(f"[red]FAILED[/red] {result.name}: {result.reason}")
-    console.print(f"evidence: {outcome.out_dir}")
+            console.print(f"[red]FAILED[/red] {result.name}: {escape(result.reason)}", soft_wrap=True)
+    console.print(f"evidence: {escape(str(outcome.out_dir))}", soft_wrap=True)
     return outcome.exit_code
 
 

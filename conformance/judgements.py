@@ -222,6 +222,19 @@ def admitted(workload: dict | None) -> bool:
     return workload is not None and condition_true(workload, "Admitted")
 
 
+def admission_state(workload: dict | None) -> tuple[bool, str]:
+    """(admitted, what Kueue says) of a Workload: the message of its latest condition, e.g. ``couldn't assign
+    flavors to pod set head: flavor cpu doesn't match node affinity``."""
+    if workload is None:
+        return False, "no Workload yet (is the kind integrated with Kueue, and the queue-name label set?)"
+    conditions = (workload.get("status") or {}).get("conditions") or []
+    latest = max(conditions, key=lambda c: c.get("lastTransitionTime", ""), default=None)
+    said = (
+        f"{latest['type']}={latest['status']}: {latest.get('message', '')}" if latest else "no condition yet"
+    )
+    return admitted(workload), f"Workload {_name(workload)} {said}"
+
+
 def judge_gang_admission(workload: dict) -> Judgement:
     """Admitted all at once: every pod set is assigned its full count in one admission."""
     out = Judgement()

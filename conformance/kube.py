@@ -284,6 +284,30 @@ class KubernetesTarget:
             kwargs["context"] = self.context
         return testinfra.get_host(f"kubectl://{name}", **kwargs)
 
+    def worker_template(self) -> dict:
+        """The pod spec of a Ray worker as the training RayJob renders it (pool, image, volumes, account)."""
+        from park.workloads.train.manifest import build_rayjob
+
+        rayjob = build_rayjob(self.spec, team=self.team)
+        return rayjob["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
+
+    def remove_at_cleanup(self, uri: str) -> None:
+        """Delete what the run wrote under ``uri`` in the stack's storage at the end (best effort: the runner
+        may lack write access to the bucket; then the cleanup log says so)."""
+
+        def remove() -> None:
+            import pyarrow.fs as pafs
+            from park.workloads import storage
+
+            filesystem, path = storage.resolve(uri)
+            info = filesystem.get_file_info(path)
+            if info.type == pafs.FileType.Directory:
+                filesystem.delete_dir(path)
+            elif info.type == pafs.FileType.File:
+                filesystem.delete_file(path)
+
+        self.ctx.on_cleanup(f"remove {uri} from the stack's storage", remove)
+
     def workload_of(self, owner_kind: str, owner_name: str) -> dict | None:
         return judge.workload_for(
             self.api.list("kueue.x-k8s.io/v1beta2", "Workload", self.namespace), owner_kind, owner_name
@@ -391,10 +415,8 @@ class KubernetesTarget:
 
     def check_ray_shm(self, ctx: RunContext) -> Passed:
         from kubernetes.utils.quantity import parse_quantity
-        from park.workloads.train.manifest import build_rayjob
 
-        rayjob = build_rayjob(self.spec)
-        template = rayjob["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
+        template = self.worker_template()
         shm_volume = next(v for v in template["volumes"] if v.get("emptyDir", {}).get("medium") == "Memory")
         mount = next(
             m
@@ -509,10 +531,7 @@ class KubernetesTarget:
         name = job["metadata"]["name"]
 
         def admitted() -> tuple[bool, str]:
-            workload = self.workload_of("Job", name)
-            return judge.admitted(workload), json.dumps(
-                (workload or {}).get("status", {}).get("conditions", [])
-            )[:300]
+            return judge.admission_state(self.workload_of("Job", name))
 
         wait_until(
             admitted, self._time_left(120), f"Workload of Job {name} admitted by {self.team.local_queue}"
@@ -568,7 +587,7 @@ class KubernetesTarget:
         self.create(fitting)
         fit_name = fitting["metadata"]["name"]
         wait_until(
-            lambda: (judge.admitted(self.workload_of("RayJob", fit_name)), "waiting for admission"),
+            lambda: judge.admission_state(self.workload_of("RayJob", fit_name)),
             self._time_left(300),
             f"Workload of RayJob {fit_name} admitted",
         )
@@ -597,7 +616,7 @@ class KubernetesTarget:
         low = self._job("low", cpu, "256Mi", priority=priorities[0].name, seconds=900)
         self.create(low)
         wait_until(
-            lambda: (judge.admitted(self.workload_of("Job", low["metadata"]["name"])), "pending"),
+            lambda: judge.admission_state(self.workload_of("Job", low["metadata"]["name"])),
             self._time_left(120),
             "low-priority Job admitted",
         )
@@ -622,15 +641,18 @@ class KubernetesTarget:
     def check_storage(self, ctx: RunContext) -> Passed:
         from park.components.spec import RAY_SERVICE_ACCOUNT, STORAGE_CONFIGMAP
         from park.workloads import storage
-        from park.workloads.cluster import system_pool
 
         nonce = f"{ctx.name} {secrets.token_hex(16)}"
-        uri = storage.join(self.spec.storage_uri, "conformance", ctx.run_id, "storage-probe.txt")
-        pool = next(
-            (p for p in self.spec.node_pools if p.role == "workers" and not p.has_gpus),
-            system_pool(self.spec),
-        )
-        pod = self.probe_pod("storage", pool, _image(self.spec, gpu=False))
+        folder = storage.join(self.spec.storage_uri, "conformance", ctx.run_id)
+        uri = storage.join(folder, "storage-probe.txt")
+        self.remove_at_cleanup(folder)
+        # Mount what a Ray worker mounts (on kind: the storage host folder), minus /dev/shm.
+        template = self.worker_template()
+        volumes = [v for v in template.get("volumes", []) if v.get("emptyDir", {}).get("medium") != "Memory"]
+        names = {v["name"] for v in volumes}
+        mounts = [m for c in template["containers"] for m in c.get("volumeMounts", []) if m["name"] in names]
+        pool = self.spec.pool(template["nodeSelector"][POOL_LABEL])
+        pod = self.probe_pod("storage", pool, _image(self.spec, gpu=False), volumes=volumes, mounts=mounts)
         pod["spec"]["serviceAccountName"] = RAY_SERVICE_ACCOUNT
         pod["spec"]["containers"][0]["envFrom"] = [{"configMapRef": {"name": STORAGE_CONFIGMAP}}]
         pod["spec"]["containers"][0]["command"] = [
@@ -703,8 +725,10 @@ class KubernetesTarget:
         bar = DEFAULT_MIN_ACCURACY if bar is None else bar
         name = self.object_name("train")
         rayjob = build_rayjob(self.spec, team=self.team, run_name=name, min_accuracy=bar, name=name)
+        run_uri = storage.join(self.spec.storage_uri, CHECKPOINT_FOLDER, name)
+        self.remove_at_cleanup(run_uri)
         live, logs = self._run_rayjob(rayjob, 3000)
-        summary_uri = storage.join(self.spec.storage_uri, CHECKPOINT_FOLDER, name, "summary.json")
+        summary_uri = storage.join(run_uri, "summary.json")
         try:
             summary = json.loads(storage.read_text(summary_uri))
         except Exception as err:  # noqa: BLE001 - the runner may lack bucket credentials; the job log has its verdict
@@ -742,9 +766,11 @@ class KubernetesTarget:
         if drop:
             argv += ["--drop-rows-for-testing", str(int(drop))]
             rayjob["spec"]["entrypoint"] = shlex.join(argv)
-        live, logs = self._run_rayjob(rayjob, 1800)
         input_uri = argv[argv.index("--input-uri") + 1]
-        data_uri = storage.join(argv[argv.index("--output-uri") + 1], "data")
+        output_uri = argv[argv.index("--output-uri") + 1]
+        data_uri = storage.join(output_uri, "data")
+        self.remove_at_cleanup(output_uri)  # the shared input folder stays: later runs reuse it
+        live, logs = self._run_rayjob(rayjob, 1800)
         try:
             comparison = compare_ids(parquet_column(input_uri, "id"), parquet_column(data_uri, "id"))
         except Exception as err:  # noqa: BLE001 - the runner may lack bucket credentials

@@ -52,7 +52,10 @@ def storage_direct(
     nonce: str = typer.Option(..., help="Text to write; read back and compared."),
 ) -> None:
     """Write ``nonce`` to ``uri`` with this pod's identity and read it back (no Ray: a plain pod)."""
-    print(RESULT_PREFIX + json.dumps(_roundtrip(uri, nonce)), flush=True)
+    outcome = _roundtrip(uri, nonce)
+    print(RESULT_PREFIX + json.dumps(outcome), flush=True)
+    if not outcome["same"]:
+        sys.exit(1)
 
 
 def _roundtrip(uri: str, text: str) -> dict:

@@ -42,6 +42,7 @@ class Progress:
         self.console = console
         self.results = results
         self.title = title
+        self._ran: set[str] = set()
         self.live: Live | None = None
         if console.is_terminal:
             self.live = Live(
@@ -60,7 +61,7 @@ class Progress:
         for result in self.results:
             if result.reason == DESELECTED:
                 continue
-            table.add_row(status_text(result.status), result.name, _elapsed(result))
+            table.add_row(status_text(result.status), Text(result.name), _elapsed(result))
         return Group(Text(self.title, style="bold"), table)
 
     def __enter__(self) -> Self:
@@ -75,11 +76,13 @@ class Progress:
             self.live.__exit__(*exc)
 
     def started(self, result: CheckResult) -> None:
+        self._ran.add(result.name)
         if self.live is None:
             self.console.print(f"  running  {result.name} ...", highlight=False)
 
     def finished(self, result: CheckResult) -> None:
-        if self.live is None and result.reason != DESELECTED:
+        # Off a terminal, checks that never started (deselected, not applicable here) are left to the summary.
+        if self.live is None and result.name in self._ran:
             line = Text("  ")
             line.append_text(status_text(result.status))
             line.append(f"  {result.name}  ({result.duration_s:.1f} s)")
@@ -102,10 +105,10 @@ def summary_table(results: list[CheckResult]) -> Group:
             not_applicable.setdefault(result.reason, []).append(result.name)
             continue
         table.add_row(
-            result.name,
+            Text(result.name),
             status_text(result.status),
             f"{result.duration_s:.1f} s" if result.duration_s else "",
-            result.reason,
+            Text(result.reason),  # plain text: reasons quote logs, which may hold [brackets]
         )
     notes = [
         Text(f"not applicable ({len(names)}): {', '.join(names)} — {reason}", style="dim")

@@ -238,6 +238,17 @@ def test_gang_judgements_on_recorded_workloads():
     )
 
 
+def test_admission_state_quotes_kueue(tmp_path):
+    assert judge.admission_state(fixture("workload-rayjob-admitted.json"))[0] is True
+    admitted_now, said = judge.admission_state(fixture("workload-rayjob-pending.json"))
+    assert not admitted_now
+    assert said.endswith(
+        "QuotaReserved=False: couldn't assign flavors to pod set cpu-workers: insufficient quota "
+        "for cpu in flavor cpu, request > maximum capacity (6 > 4)"
+    )
+    assert "no Workload yet" in judge.admission_state(None)[1]
+
+
 def test_prometheus_targets_and_gpu_series():
     targets = fixture("prometheus-targets.json")
     wanted = {"Ray": "ray", "Kueue": "kueue", "dcgm-exporter": "dcgm"}
@@ -434,6 +445,42 @@ def test_serve_on_a_cluster_asks_the_rayservice_for_a_chat_completion(kind_spec)
     assert passed.summary.endswith("chat completion from tiny-llama: 'Paris is the capital of robots'")
     chat = json.loads(pool.bodies[-1])
     assert chat["model"] == "tiny-llama" and chat["messages"][0]["role"] == "user"
+
+
+def test_storage_on_a_cluster_runs_a_probe_pod_as_the_ray_service_account(kind_spec):
+    target, pool = make_target(kind_spec)
+    name = target.object_name("storage")
+    pod = {
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "metadata": {"name": name, "namespace": "research"},
+        "status": {"phase": "Succeeded"},
+    }
+    log = 'PROBE-RESULT {"host": "park-kind-worker", "sha256": "9f2c51e0aa", "bytes": 61, "same": true}\n'
+    pool.routes.update(
+        {
+            ("POST", "/api/v1/namespaces/research/pods"): (201, pod),
+            ("GET", f"/api/v1/namespaces/research/pods/{name}"): (200, pod),
+            ("GET", f"/api/v1/namespaces/research/pods/{name}/log"): (200, log),
+        }
+    )
+    passed = target.check_storage(target.ctx)
+    assert passed.summary.startswith(
+        "a pod running as research/park-ray wrote file:///mnt/park-storage/conformance/"
+    )
+    created = json.loads(pool.bodies[0])["spec"]
+    assert created["serviceAccountName"] == "park-ray"
+    assert created["nodeSelector"] == {"park-stack.io/pool": "cpu"}
+    # on kind the storage is a host folder each Ray worker mounts through the team claim; so does the probe
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in created["volumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in created["containers"][0]["volumeMounts"]}
+    assert [(claims[n], mounts[n]) for n in claims] == [("park-storage", "/mnt/park-storage")]
+    assert created["containers"][0]["command"][:4] == [
+        "python",
+        "-m",
+        "park.conformance.probe",
+        "storage-direct",
+    ]
 
 
 def test_connect_without_a_reachable_api_server_says_where_it_tried(tmp_path):

@@ -222,3 +222,11 @@ def test_run_ids_are_unique_and_name_everything():
     assert ctx.name == f"park-conf-{ctx.run_id}" and ctx.run_id in ctx.workdir.name
     ctx.close()
     assert not ctx.workdir.exists()
+
+
+def test_the_guide_describes_every_check_and_requirement():
+    guide = (Path(__file__).parents[1] / "docs" / "conformance.md").read_text()
+    missing = [
+        name for name in [*BY_NAME, *REQUIREMENT_IDS] if f"`{name}`" not in guide and name not in guide
+    ]
+    assert not missing, f"docs/conformance.md does not mention {missing}"

@@ -12,6 +12,7 @@ nodes, absent here) points at a tiny Llama built in tmp. The Serve HTTP proxy is
 from __future__ import annotations
 
 import math
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -179,6 +180,7 @@ def ray_head():
         yield head, f"http://127.0.0.1:{http_port}"
     finally:
         left = head.stop()
+        shutil.rmtree(temp_dir, ignore_errors=True)
         assert left == [], f"processes of this head still running: {left}"
 
 
