@@ -19,8 +19,10 @@ model a forward pass costs next to nothing, so there is little for batching to a
 Load: ``--clients`` concurrent clients, each sending ``--requests-per-client`` completions back to back
 (greedy, ``ignore_eos`` so every answer has exactly ``--max-tokens`` tokens), after a short warm-up; then
 the same requests from one client, for latency without queueing. Figures: output tokens/s, requests/s,
-p50/p95 latency, time to ready, and peak memory (summed RSS of each server's whole process tree, sampled
-every 0.2 s from its start to the end; shared pages count once per process, so it overstates all alike).
+p50/p95 latency, time to ready, CPU time per request of the server's processes under load (by process:
+what each hop costs; less sensitive than throughput to the machine's background load), and peak memory
+(summed RSS of each server's whole process tree, sampled every 0.2 s from its start to the end; shared
+pages count once per process, so it overstates all alike).
 Aims (issue 3): serve/vllm throughput >= 0.9 and serve/hf >= 5 at 16 clients.
 """
 
@@ -69,11 +71,41 @@ class TreePeakMemory(PeakMemory):
         return total
 
 
+def tree_cpu_seconds(root_pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) so far of each process in a tree, keyed ``"<pid> <name>"``."""
+    try:
+        root = psutil.Process(root_pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return {}
+    seconds = {}
+    for proc in processes:
+        try:
+            name = proc.name()
+            if name.startswith("python"):
+                name = " ".join(proc.cmdline()[1:3])
+            times = proc.cpu_times()
+            seconds[f"{proc.pid} {name}"] = times.user + times.system
+        except psutil.Error:
+            continue
+    return seconds
+
+
+def cpu_by_process(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU seconds spent between two samples, summed per process name (pids dropped)."""
+    spent: dict[str, float] = {}
+    for key, total in after.items():
+        name = key.split(" ", 1)[1]
+        spent[name] = spent.get(name, 0.0) + total - before.get(key, 0.0)
+    return dict(sorted(spent.items(), key=lambda item: -item[1]))
+
+
 # --- the naive baseline server ----------------------------------------------------------------------
 
 
 def hf_server(model_dir: str, port: int) -> None:
-    """One ``generate`` per request, one request at a time: no batching, no KV cache shared across requests."""
+    """One ``generate`` per request, one request at a time: no batching, no KV cache shared across
+    requests."""
     import threading
 
     import torch
@@ -99,11 +131,16 @@ def hf_server(model_dir: str, port: int) -> None:
             limits["min_new_tokens"] = max_tokens
         with one_at_a_time, torch.inference_mode():
             output = model.generate(**inputs, do_sample=False, **limits)
-        new_tokens = output[0, inputs["input_ids"].shape[1]:]
-        return {"object": "text_completion", "model": MODEL_NAME,
-                "choices": [{"index": 0, "text": tokenizer.decode(new_tokens, skip_special_tokens=True)}],
-                "usage": {"prompt_tokens": int(inputs["input_ids"].shape[1]),
-                          "completion_tokens": int(new_tokens.shape[0])}}
+        new_tokens = output[0, inputs["input_ids"].shape[1] :]
+        return {
+            "object": "text_completion",
+            "model": MODEL_NAME,
+            "choices": [{"index": 0, "text": tokenizer.decode(new_tokens, skip_special_tokens=True)}],
+            "usage": {
+                "prompt_tokens": int(inputs["input_ids"].shape[1]),
+                "completion_tokens": int(new_tokens.shape[0]),
+            },
+        }
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
@@ -162,6 +199,10 @@ class Server:
         self._process: subprocess.Popen | None = None
         self._head = None
 
+    @property
+    def root_pid(self) -> int:
+        return self._head.process.pid if self._head is not None else self._process.pid
+
     def __enter__(self) -> str:
         from park.conformance.local_ray import free_ports
 
@@ -172,14 +213,28 @@ class Server:
             self._start_serve(port)
         else:
             if self.kind == "vllm":
-                command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model_dir),
-                           "--served-model-name", MODEL_NAME, "--host", "127.0.0.1", "--port", str(port),
-                           "--dtype", "float32", "--enforce-eager"]
+                command = [
+                    sys.executable,
+                    "-m",
+                    "vllm.entrypoints.openai.api_server",
+                    "--model",
+                    str(self.model_dir),
+                    "--served-model-name",
+                    MODEL_NAME,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--dtype",
+                    "float32",
+                    "--enforce-eager",
+                ]
             else:
                 command = [sys.executable, __file__, "--hf-server", str(self.model_dir), str(port)]
             log = open(self.workdir / f"{self.kind}.log", "wb")
-            self._process = subprocess.Popen(command, env=environment(), stdout=log, stderr=subprocess.STDOUT,
-                                             start_new_session=True)
+            self._process = subprocess.Popen(
+                command, env=environment(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
             self.memory = TreePeakMemory(self._process.pid).__enter__()
         wait_ready(base, self._process, READY_TIMEOUT_S - (time.monotonic() - started))
         self.ready_s = time.monotonic() - started
@@ -187,7 +242,6 @@ class Server:
 
     def _start_serve(self, port: int) -> None:
         import yaml
-
         from park.components.spec import load_stack_file, project_root
         from park.conformance.local_ray import LocalRayHead
         from park.workloads.serve.manifest import build_rayservice
@@ -200,9 +254,21 @@ class Server:
         self._head.start()
         self.memory = TreePeakMemory(self._head.process.pid).__enter__()
         serve_cli = str(Path(sys.executable).parent / "serve")
-        subprocess.run([serve_cli, "start", "--address", f"127.0.0.1:{self._head.ports['port']}",
-                        "--http-host", "127.0.0.1", "--http-port", str(port)], env=environment(), check=True,
-                       capture_output=True)
+        subprocess.run(
+            [
+                serve_cli,
+                "start",
+                "--address",
+                f"127.0.0.1:{self._head.ports['port']}",
+                "--http-host",
+                "127.0.0.1",
+                "--http-port",
+                str(port),
+            ],
+            env=environment(),
+            check=True,
+            capture_output=True,
+        )
         answer = httpx.put(f"{self._head.dashboard_url}/api/serve/applications/", json=config, timeout=60)
         answer.raise_for_status()
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -212,7 +278,9 @@ class Server:
             if application.get("status") == "RUNNING":
                 return
             if application.get("status") == "DEPLOY_FAILED":
-                raise RuntimeError(f"Serve could not deploy the app: {application.get('message', '')[-1500:]}")
+                raise RuntimeError(
+                    f"Serve could not deploy the app: {application.get('message', '')[-1500:]}"
+                )
             time.sleep(2)
 
     def __exit__(self, *exc) -> None:
@@ -228,11 +296,18 @@ class Server:
 
 
 async def run_load(base: str, clients: int, requests_per_client: int, max_tokens: int) -> dict:
-    body = {"model": MODEL_NAME, "prompt": PROMPT, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True}
+    body = {
+        "model": MODEL_NAME,
+        "prompt": PROMPT,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "ignore_eos": True,
+    }
     latencies: list[float] = []
     tokens: list[int] = []
 
     async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=clients)) as client:
+
         async def one_client() -> None:
             for _ in range(requests_per_client):
                 sent = time.perf_counter()
@@ -245,11 +320,16 @@ async def run_load(base: str, clients: int, requests_per_client: int, max_tokens
         await asyncio.gather(*(one_client() for _ in range(clients)))
         wall = time.perf_counter() - started
     if set(tokens) != {max_tokens}:
-        raise RuntimeError(f"{base}: answers with {sorted(set(tokens))} tokens, expected exactly {max_tokens}")
+        raise RuntimeError(
+            f"{base}: answers with {sorted(set(tokens))} tokens, expected exactly {max_tokens}"
+        )
     ordered = sorted(latencies)
     return {
-        "requests": len(latencies), "seconds": wall, "tokens_per_s": sum(tokens) / wall,
-        "requests_per_s": len(latencies) / wall, "p50_ms": statistics.median(ordered) * 1000,
+        "requests": len(latencies),
+        "seconds": wall,
+        "tokens_per_s": sum(tokens) / wall,
+        "requests_per_s": len(latencies) / wall,
+        "p50_ms": statistics.median(ordered) * 1000,
         "p95_ms": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))] * 1000,
     }
 
@@ -271,25 +351,51 @@ def measure_all(kinds: list[str], model_dir: Path, workdir: Path, args) -> dict:
             asyncio.run(run_load(bases[kind], 1, WARMUP_REQUESTS, args.max_tokens))
         loaded: dict[str, list[dict]] = {kind: [] for kind in kinds}
         single: dict[str, list[dict]] = {kind: [] for kind in kinds}
+        cpu: dict[str, dict[str, float]] = {kind: {} for kind in kinds}
         for round_number in range(1, args.rounds + 1):
             for kind in kinds:
-                loaded[kind].append(asyncio.run(run_load(bases[kind], args.clients, args.requests_per_client,
-                                                         args.max_tokens)))
-                single[kind].append(asyncio.run(run_load(bases[kind], 1, args.single_requests, args.max_tokens)))
-                print(f"round {round_number} {kind:>5}: {loaded[kind][-1]['tokens_per_s']:7.1f} tok/s at "
-                      f"{args.clients} clients, 1 client p50 {single[kind][-1]['p50_ms']:.0f} ms", flush=True)
+                before = tree_cpu_seconds(servers[kind].root_pid)
+                loaded[kind].append(
+                    asyncio.run(
+                        run_load(bases[kind], args.clients, args.requests_per_client, args.max_tokens)
+                    )
+                )
+                for name, seconds in cpu_by_process(before, tree_cpu_seconds(servers[kind].root_pid)).items():
+                    cpu[kind][name] = cpu[kind].get(name, 0.0) + seconds
+                single[kind].append(
+                    asyncio.run(run_load(bases[kind], 1, args.single_requests, args.max_tokens))
+                )
+                print(
+                    f"round {round_number} {kind:>5}: {loaded[kind][-1]['tokens_per_s']:7.1f} tok/s at "
+                    f"{args.clients} clients, 1 client p50 {single[kind][-1]['p50_ms']:.0f} ms",
+                    flush=True,
+                )
     finally:
         for server in servers.values():
             server.__exit__()
     results = {}
     for kind, server in servers.items():
-        results[kind] = {"ready_s": server.ready_s, "peak_rss_mib": server.memory.peak_mib if server.memory else None,
-                         "loaded": median_of(loaded[kind]), "single": median_of(single[kind]),
-                         "loaded_tokens_per_s_rounds": [r["tokens_per_s"] for r in loaded[kind]]}
+        results[kind] = {
+            "ready_s": server.ready_s,
+            "peak_rss_mib": server.memory.peak_mib if server.memory else None,
+            "loaded": median_of(loaded[kind]),
+            "single": median_of(single[kind]),
+            "loaded_tokens_per_s_rounds": [r["tokens_per_s"] for r in loaded[kind]],
+        }
+        requests = sum(run["requests"] for run in loaded[kind])
+        by_cost = sorted(cpu[kind].items(), key=lambda item: -item[1])
+        top = {name: round(seconds * 1000 / requests, 1) for name, seconds in by_cost if seconds > 0.01}
+        results[kind]["cpu_ms_per_request"] = round(sum(cpu[kind].values()) * 1000 / requests, 1)
+        results[kind]["cpu_ms_per_request_by_process"] = top
         r = results[kind]
-        print(f"{kind:>5}: ready {r['ready_s']:5.1f} s | {args.clients} clients: {r['loaded']['tokens_per_s']:7.1f} "
-              f"tok/s, p50 {r['loaded']['p50_ms']:6.0f} ms, p95 {r['loaded']['p95_ms']:6.0f} ms | 1 client: p50 "
-              f"{r['single']['p50_ms']:5.0f} ms | peak RSS {r['peak_rss_mib']:6.0f} MiB", flush=True)
+        print(
+            f"{kind:>5}: ready {r['ready_s']:5.1f} s | {args.clients} clients: "
+            f"{r['loaded']['tokens_per_s']:7.1f} tok/s, p50 {r['loaded']['p50_ms']:6.0f} ms, "
+            f"p95 {r['loaded']['p95_ms']:6.0f} ms | 1 client: p50 {r['single']['p50_ms']:5.0f} ms | "
+            f"peak RSS {r['peak_rss_mib']:6.0f} MiB | CPU per request {r['cpu_ms_per_request']:.0f} ms: "
+            + ", ".join(f"{n} {ms:.0f}" for n, ms in list(top.items())[:5]),
+            flush=True,
+        )
     return results
 
 
@@ -302,7 +408,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests-per-client", type=int, default=8)
-    parser.add_argument("--single-requests", type=int, default=8, help="requests of the one-client latency run")
+    parser.add_argument(
+        "--single-requests", type=int, default=8, help="requests of the one-client latency run"
+    )
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--model-size", choices=sorted(MODEL_SIZES), default="tiny")
@@ -316,29 +424,43 @@ def main() -> None:
 
     from park.workloads.serve.tiny import build_random_llama
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-serve-", dir="/tmp"))  # short: Ray's socket paths go under it
+    workdir = Path(tempfile.mkdtemp(prefix="bench-serve-", dir="/tmp"))  # short: Ray's socket paths are in it
     hidden, layers = MODEL_SIZES[args.model_size]
     model_dir = build_random_llama(workdir / MODEL_NAME, hidden=hidden, layers=layers)
-    print(f"{args.model_size} random Llama (hidden {hidden}, {layers} layers) at {model_dir}; logs in {workdir}; "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"{args.model_size} random Llama (hidden {hidden}, {layers} layers) at {model_dir}; "
+        f"logs in {workdir}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     load_before = os.getloadavg()[0]
     results = measure_all(args.systems.split(","), model_dir, workdir, args)
-    figures: dict = {"model_size": args.model_size, "clients": args.clients,
-                     "requests_per_client": args.requests_per_client, "max_tokens": args.max_tokens,
-                     "rounds": args.rounds, "load_average_before": load_before, "systems": results}
+    figures: dict = {
+        "model_size": args.model_size,
+        "clients": args.clients,
+        "requests_per_client": args.requests_per_client,
+        "max_tokens": args.max_tokens,
+        "rounds": args.rounds,
+        "load_average_before": load_before,
+        "systems": results,
+    }
     if "serve" in results and "vllm" in results:
         serve, vllm = results["serve"], results["vllm"]
         figures["serve_vs_vllm_throughput"] = serve["loaded"]["tokens_per_s"] / vllm["loaded"]["tokens_per_s"]
         figures["serve_added_p50_ms_loaded"] = serve["loaded"]["p50_ms"] - vllm["loaded"]["p50_ms"]
         figures["serve_added_p50_ms_single"] = serve["single"]["p50_ms"] - vllm["single"]["p50_ms"]
-        print(f"serve / vllm throughput at {args.clients} clients: {figures['serve_vs_vllm_throughput']:.2f} "
-              f"(aim >= 0.9); added p50: {figures['serve_added_p50_ms_loaded']:+.0f} ms loaded, "
-              f"{figures['serve_added_p50_ms_single']:+.0f} ms single")
+        print(
+            f"serve / vllm throughput at {args.clients} clients: {figures['serve_vs_vllm_throughput']:.2f} "
+            f"(aim >= 0.9); added p50: {figures['serve_added_p50_ms_loaded']:+.0f} ms loaded, "
+            f"{figures['serve_added_p50_ms_single']:+.0f} ms single"
+        )
     if "serve" in results and "hf" in results:
-        figures["serve_vs_hf_throughput"] = (results["serve"]["loaded"]["tokens_per_s"]
-                                             / results["hf"]["loaded"]["tokens_per_s"])
-        print(f"serve / naive HF throughput at {args.clients} clients: {figures['serve_vs_hf_throughput']:.1f}x "
-              f"(aim >= 5)")
+        figures["serve_vs_hf_throughput"] = (
+            results["serve"]["loaded"]["tokens_per_s"] / results["hf"]["loaded"]["tokens_per_s"]
+        )
+        print(
+            f"serve / naive HF throughput at {args.clients} clients: "
+            f"{figures['serve_vs_hf_throughput']:.1f}x (aim >= 5)"
+        )
     figures["load_average_after"] = os.getloadavg()[0]
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -40,7 +41,9 @@ def render(
 
 
 @app.command("tiny-model")
-def tiny_model(folder: Path = typer.Argument(help="Folder to write the model into (created if missing)")) -> None:
+def tiny_model(
+    folder: Annotated[Path, typer.Argument(help="Folder to write the model into (created if missing)")],
+) -> None:
     """Build a tiny random Llama (tokenizer, chat template) that transformers and vLLM load; no network."""
     from park.workloads.serve.tiny import tiny_model_command
 

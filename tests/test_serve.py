@@ -19,7 +19,6 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-
 from park.components.spec import ServedModel, SpecError
 from park.workloads.serve import app as serve_app
 from park.workloads.serve.app import (
@@ -36,7 +35,8 @@ from park.workloads.serve.config import serve_config
 from park.workloads.serve.tiny import TINY_SEED, build_tiny_llama
 
 SERVE_READY_S = 480
-"""Two vLLM CPU engines start in ~60 s on an idle 2-core machine; a shared, busy one needs several times that."""
+"""Two vLLM CPU engines start in ~60 s on an idle 2-core machine; a shared, busy one needs several times
+that."""
 REPLICA_RECOVERY_S = 300
 REQUEST_TIMEOUT_S = 120
 MAX_TOKENS = 16
@@ -48,14 +48,17 @@ MODEL_A, MODEL_B = "tiny-a", "tiny-b"
 # --- model sources, without Ray -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("source", "kind", "where"), [
-    ("s3://bucket/models/qwen", "remote", "s3://bucket/models/qwen"),
-    ("gs://bucket/models/qwen", "remote", "gs://bucket/models/qwen"),
-    ("file:///mnt/park-storage/models/tiny", "local", "/mnt/park-storage/models/tiny"),
-    ("/models/tiny", "local", "/models/tiny"),
-    ("./models/tiny", "local", "./models/tiny"),
-    ("Qwen/Qwen2.5-0.5B-Instruct", "hub", "Qwen/Qwen2.5-0.5B-Instruct"),
-])
+@pytest.mark.parametrize(
+    ("source", "kind", "where"),
+    [
+        ("s3://bucket/models/qwen", "remote", "s3://bucket/models/qwen"),
+        ("gs://bucket/models/qwen", "remote", "gs://bucket/models/qwen"),
+        ("file:///mnt/park-storage/models/tiny", "local", "/mnt/park-storage/models/tiny"),
+        ("/models/tiny", "local", "/models/tiny"),
+        ("./models/tiny", "local", "./models/tiny"),
+        ("Qwen/Qwen2.5-0.5B-Instruct", "hub", "Qwen/Qwen2.5-0.5B-Instruct"),
+    ],
+)
 def test_model_sources_are_classified(source, kind, where):
     location = locate_model(source)
     assert (location.kind, location.where) == (kind, where)
@@ -93,15 +96,29 @@ def test_missing_model_fails_the_app_build_with_its_property_path(tmp_path):
 # --- application args ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    ({"models": []}, "models: List should have at least 1 item"),
-    ({"models": [{"name": "m", "source": "/x", "gpus": -1}]}, "models[0].gpus: Input should be greater than"),
-    ({"models": [{"name": "m", "source": "/x", "replicas": 2}]}, "models[0].replicas: Extra inputs"),
-    ({"models": [{"name": "m", "source": "/x"}, {"name": "m", "source": "/y"}]},
-     "models[1].name: duplicate model name 'm'"),
-    ({"models": [{"name": "m", "source": "/x", "min_replicas": 3, "max_replicas": 2}]},
-     "models[0].min_replicas: 3 is above max_replicas 2"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"models": []}, "models: List should have at least 1 item"),
+        (
+            {"models": [{"name": "m", "source": "/x", "gpus": -1}]},
+            "models[0].gpus: Input should be greater than",
+        ),
+        ({"models": [{"name": "m", "source": "/x", "replicas": 2}]}, "models[0].replicas: Extra inputs"),
+        (
+            {"models": [{"name": "m", "source": "/x"}, {"name": "m", "source": "/y"}]},
+            "models[1].name: duplicate model name 'm'",
+        ),
+        (
+            {"models": [{"name": "m", "source": "/x", "gpus": 1.5}]},
+            "models[0].gpus: 1.5: above one GPU a replica takes whole GPUs",
+        ),
+        (
+            {"models": [{"name": "m", "source": "/x", "min_replicas": 3, "max_replicas": 2}]},
+            "models[0].min_replicas: 3 is above max_replicas 2",
+        ),
+    ],
+)
 def test_bad_args_name_their_property_path(args, message):
     with pytest.raises(ServeArgsError, match="invalid serve application args") as err:
         parse_args(args)
@@ -124,8 +141,11 @@ def test_cpu_model_gets_vllm_cpu_settings(tmp_path):
     assert config["runtime_env"]["env_vars"]["VLLM_CPU_KVCACHE_SPACE"] == "1"
     assert config["placement_group_config"]["bundles"] == [{"CPU": 1.0}]
     assert config["deployment_config"]["autoscaling_config"] == {
-        "min_replicas": 0, "initial_replicas": 1, "max_replicas": 3,
-        "target_ongoing_requests": serve_app.DEFAULT_TARGET_ONGOING_REQUESTS}
+        "min_replicas": 0,
+        "initial_replicas": 1,
+        "max_replicas": 3,
+        "target_ongoing_requests": serve_app.DEFAULT_TARGET_ONGOING_REQUESTS,
+    }
 
 
 def test_fractional_gpu_shares_the_device_and_its_memory(tmp_path):
@@ -169,9 +189,8 @@ def test_hub_model_is_left_to_the_hub(tmp_path):
 
 def test_configs_are_accepted_by_ray_serve_llm(tmp_path):
     """The dicts are only useful if Ray Serve LLM's own models accept them (and resolve the server class)."""
-    from ray.serve.llm import LLMConfig
-
     from park.workloads.serve.server import ParkLLMServer
+    from ray.serve.llm import LLMConfig
 
     for gpus in (0, 0.25, 2):
         llm_config = LLMConfig.model_validate(_config_for(tmp_path, gpus=gpus))
@@ -198,7 +217,9 @@ def test_fetch_copies_a_model_folder_once(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["model"], "no partial folder left behind"
     (source / "config.json").write_text('{"changed": true}')
     fetch_model(source.as_uri(), target)
-    assert json.loads((target / "config.json").read_text()) == {"model_type": "llama"}, "a finished copy is reused"
+    assert json.loads((target / "config.json").read_text()) == {"model_type": "llama"}, (
+        "a finished copy is reused"
+    )
 
 
 def test_fetch_of_a_missing_uri_names_it(tmp_path):
@@ -237,7 +258,10 @@ def kind_spec():
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("served-models")
-    return {MODEL_A: build_tiny_llama(root / MODEL_A), MODEL_B: build_tiny_llama(root / MODEL_B, seed=TINY_SEED + 1)}
+    return {
+        MODEL_A: build_tiny_llama(root / MODEL_A),
+        MODEL_B: build_tiny_llama(root / MODEL_B, seed=TINY_SEED + 1),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -245,19 +269,22 @@ def oracle(tiny_models):
     """Greedy decoding with transformers on the same folders (the answers vLLM must reproduce)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    loaded = {name: (AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path).eval())
-              for name, path in tiny_models.items()}
+    loaded = {
+        name: (AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path).eval())
+        for name, path in tiny_models.items()
+    }
 
     def greedy(model: str, *, prompt: str | None = None, messages: list[dict] | None = None) -> str:
         tokenizer, hf_model = loaded[model]
         if messages is not None:
-            inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                                   return_dict=True)
+            inputs = tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )
         else:
             inputs = tokenizer(prompt, return_tensors="pt")
         with torch.inference_mode():
             output = hf_model.generate(**inputs, max_new_tokens=MAX_TOKENS, do_sample=False)
-        return tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        return tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
     return greedy
 
@@ -289,10 +316,14 @@ def served(kind_spec, tiny_models):
     import ray
     from ray import serve
 
-    spec = kind_spec.model_copy(update={"models": [
-        ServedModel(name=MODEL_A, source=tiny_models[MODEL_A].as_uri()),  # file:// URI
-        ServedModel(name=MODEL_B, source=str(tiny_models[MODEL_B])),      # plain path
-    ]})
+    spec = kind_spec.model_copy(
+        update={
+            "models": [
+                ServedModel(name=MODEL_A, source=tiny_models[MODEL_A].as_uri()),  # file:// URI
+                ServedModel(name=MODEL_B, source=str(tiny_models[MODEL_B])),  # plain path
+            ]
+        }
+    )
     application = serve_config(spec)["applications"][0]
     temp_dir = tempfile.mkdtemp(prefix="pserve-", dir="/tmp")  # short: Ray's socket paths live under it
     saved_env = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "HF_HUB_OFFLINE")}
@@ -301,8 +332,12 @@ def served(kind_spec, tiny_models):
     try:
         port = _free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(serve_app.build_app(application["args"]), name=application["name"],
-                  route_prefix=application["route_prefix"], blocking=False)
+        serve.run(
+            serve_app.build_app(application["args"]),
+            name=application["name"],
+            route_prefix=application["route_prefix"],
+            blocking=False,
+        )
         _wait_running(application["name"], SERVE_READY_S)
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -336,7 +371,9 @@ def _chat(base: str, model: str) -> str:
 
 def _sse_events(base: str, path: str, body: dict) -> tuple[str, list]:
     events = []
-    with httpx.stream("POST", f"{base}{path}", json={**body, "stream": True}, timeout=REQUEST_TIMEOUT_S) as response:
+    with httpx.stream(
+        "POST", f"{base}{path}", json={**body, "stream": True}, timeout=REQUEST_TIMEOUT_S
+    ) as response:
         assert response.status_code == 200, response.read()[:500]
         content_type = response.headers["content-type"]
         for line in response.iter_lines():
@@ -346,37 +383,45 @@ def _sse_events(base: str, path: str, body: dict) -> tuple[str, list]:
     return content_type, events
 
 
+@pytest.mark.ray
 @pytest.mark.vllm
 def test_models_endpoint_lists_every_configured_model(served):
     listed = httpx.get(f"{served}/v1/models", timeout=REQUEST_TIMEOUT_S).json()
     assert sorted(m["id"] for m in listed["data"]) == [MODEL_A, MODEL_B]
 
 
+@pytest.mark.ray
 @pytest.mark.vllm
 def test_health_endpoints_answer(served):
     assert httpx.get(f"{served}/-/healthz", timeout=30).status_code == 200
     assert httpx.get(f"{served}/-/routes", timeout=30).json() == {"/": serve_app.APP_NAME}
 
 
+@pytest.mark.ray
 @pytest.mark.vllm
 @pytest.mark.parametrize("model", [MODEL_A, MODEL_B])
 def test_greedy_completion_equals_hugging_face_generate(served, oracle, model):
     assert _completion(served, model) == oracle(model, prompt=PROMPT)
 
 
+@pytest.mark.ray
 @pytest.mark.vllm
 def test_requests_are_routed_by_model(served, oracle):
     """The two models answer the same prompt differently, each as its own oracle says: routing is real."""
     expected = {m: oracle(m, prompt=PROMPT) for m in (MODEL_A, MODEL_B)}
-    assert expected[MODEL_A] != expected[MODEL_B], "the two tiny models must differ for this test to mean anything"
+    assert expected[MODEL_A] != expected[MODEL_B], (
+        "the two tiny models must differ for this test to mean anything"
+    )
     assert {m: _completion(served, m) for m in (MODEL_A, MODEL_B)} == expected
 
 
+@pytest.mark.ray
 @pytest.mark.vllm
 def test_chat_completion_applies_the_chat_template(served, oracle):
     assert _chat(served, MODEL_A) == oracle(MODEL_A, messages=CHAT)
 
 
+@pytest.mark.ray
 @pytest.mark.vllm
 def test_streamed_chat_concatenates_to_the_whole_answer(served):
     body = {"model": MODEL_A, "messages": CHAT, "max_tokens": MAX_TOKENS, "temperature": 0}
@@ -388,33 +433,57 @@ def test_streamed_chat_concatenates_to_the_whole_answer(served):
     assert "".join(pieces) == _chat(served, MODEL_A)
 
 
+@pytest.mark.ray
 @pytest.mark.vllm
 def test_streamed_completion_concatenates_to_the_whole_answer(served):
     body = {"model": MODEL_B, "prompt": PROMPT, "max_tokens": MAX_TOKENS, "temperature": 0}
     _, events = _sse_events(served, "/v1/completions", body)
     assert events[-1] == "[DONE]"
-    assert "".join(e["choices"][0]["text"] for e in events[:-1] if e["choices"]) == _completion(served, MODEL_B)
+    assert "".join(e["choices"][0]["text"] for e in events[:-1] if e["choices"]) == _completion(
+        served, MODEL_B
+    )
 
 
+@pytest.mark.ray
 @pytest.mark.vllm
 def test_unknown_model_is_a_404_naming_it(served):
-    response = httpx.post(f"{served}/v1/completions", json={"model": "no-such-model", "prompt": "x", "max_tokens": 2},
-                          timeout=REQUEST_TIMEOUT_S)
+    response = httpx.post(
+        f"{served}/v1/completions",
+        json={"model": "no-such-model", "prompt": "x", "max_tokens": 2},
+        timeout=REQUEST_TIMEOUT_S,
+    )
     assert response.status_code == 404
     assert "no-such-model" in response.text
+
+
+@pytest.mark.ray
+@pytest.mark.vllm
+def test_bucket_and_hub_models_build_before_their_files_exist(served, tmp_path, monkeypatch):
+    """The app is built on the head, where a bucket model is not (yet) on disk: building must not read it.
+    (The download itself runs in the replica; fetch_model is tested above with pyarrow's local filesystem.)"""
+    from ray.serve import Application
+
+    monkeypatch.setenv(serve_app.MODEL_CACHE_ENV, str(tmp_path / "cache"))
+    args = {"models": [{"name": "bucket", "source": "s3://bucket/models/qwen", "gpus": 0.25},
+                       {"name": "hub", "source": "Qwen/Qwen2.5-0.5B-Instruct", "gpus": 1}]}
+    assert isinstance(serve_app.build_app(args), Application)
+    assert not (tmp_path / "cache").exists()
 
 
 def _replica_names(deployment: str) -> set[str]:
     import ray
 
     prefix = f"SERVE_REPLICA::{serve_app.APP_NAME}#{deployment}#"
-    return {a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(prefix)}
+    return {
+        a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(prefix)
+    }
 
 
+@pytest.mark.ray
 @pytest.mark.vllm
 def test_killed_replica_is_replaced_and_serves_again(served, oracle):
-    """Runs last in this module: kill model B's only replica, wait for Serve to start a new one (a new engine),
-    then B answers again as before."""
+    """Runs last in this module: kill model B's only replica, wait for Serve to start a new one (a new
+    engine), then B answers again as before."""
     import ray
     from ray import serve
 

@@ -22,13 +22,12 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from schemas import assert_valid_custom_resource, shipped_specs
-
 from park.components.spec import GPU_RESOURCE, POOL_LABEL, ServedModel, SpecError
 from park.workloads import cluster
 from park.workloads.serve import manifest
 from park.workloads.serve.app import APP_NAME, IMPORT_PATH
 from park.workloads.serve.config import serve_config
+from schemas import assert_valid_custom_resource, shipped_specs
 
 SPECS = shipped_specs()
 STACKS = sorted(SPECS)
@@ -89,12 +88,14 @@ def test_kind_serves_on_the_cpu_pool_without_gpus():
     rayservice = manifest.build_rayservice(SPECS["kind"])
     assert worker_group(rayservice)["template"]["spec"]["nodeSelector"] == {POOL_LABEL: "cpu"}
     assert GPU_RESOURCE not in worker_container(rayservice)["resources"]["limits"]
-    assert "enableInTreeAutoscaling" not in rayservice["spec"]["rayClusterConfig"], "1..1 replicas: nothing to scale"
+    assert "enableInTreeAutoscaling" not in rayservice["spec"]["rayClusterConfig"], (
+        "1..1 replicas: nothing to scale"
+    )
 
 
 def test_fractional_gpu_models_share_a_gpu_pod_and_autoscale():
-    """aws: gpuFraction 0.25, 1..4 replicas -> the on-demand L4 pool (not the H100 spot pool), several replicas
-    per one-GPU pod, and the autoscaler between the minimum and maximum pod counts."""
+    """aws: gpuFraction 0.25, 1..4 replicas -> the on-demand L4 pool (not the H100 spot pool), several
+    replicas per one-GPU pod, and the autoscaler between the minimum and maximum pod counts."""
     spec = SPECS["aws"]
     (model,) = spec.models
     rayservice = manifest.build_rayservice(spec)
@@ -172,10 +173,23 @@ def ray_head():
         head.start()
         http_port = free_ports(1)[0]
         serve_cli = str(Path(sys.executable).parent / "serve")
-        started = subprocess.run([serve_cli, "start", "--address", f"127.0.0.1:{head.ports['port']}",
-                                  "--http-host", "127.0.0.1", "--http-port", str(http_port)],
-                                 env=local_environment(), capture_output=True, text=True,
-                                 timeout=SERVE_START_TIMEOUT_S)
+        started = subprocess.run(
+            [
+                serve_cli,
+                "start",
+                "--address",
+                f"127.0.0.1:{head.ports['port']}",
+                "--http-host",
+                "127.0.0.1",
+                "--http-port",
+                str(http_port),
+            ],
+            env=local_environment(),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=SERVE_START_TIMEOUT_S,
+        )
         assert started.returncode == 0, f"serve start failed: {started.stderr[-2000:]}"
         yield head, f"http://127.0.0.1:{http_port}"
     finally:
@@ -186,7 +200,9 @@ def ray_head():
 
 def deploy(dashboard: str, config: dict) -> None:
     response = httpx.put(f"{dashboard}/api/serve/applications/", json=config, timeout=60)
-    assert response.status_code == 200, f"Serve refused the config: {response.status_code} {response.text[:500]}"
+    assert response.status_code == 200, (
+        f"Serve refused the config: {response.status_code} {response.text[:500]}"
+    )
 
 
 def wait_for_app(dashboard: str, timeout_s: float, until: set[str]) -> dict:
@@ -198,8 +214,10 @@ def wait_for_app(dashboard: str, timeout_s: float, until: set[str]) -> dict:
         if application.get("status") in until:
             return application
         time.sleep(2)
-    pytest.fail(f"application {APP_NAME} not in {until} within {timeout_s} s: "
-                f"{application.get('status')} {application.get('message', '')[-1000:]}")
+    pytest.fail(
+        f"application {APP_NAME} not in {until} within {timeout_s} s: "
+        f"{application.get('status')} {application.get('message', '')[-1000:]}"
+    )
 
 
 @pytest.mark.ray
@@ -215,9 +233,8 @@ def test_missing_model_path_fails_the_deploy_naming_the_path(ray_head, tmp_path)
 @pytest.mark.ray
 @pytest.mark.vllm
 def test_rendered_serve_config_deploys_and_answers_chat(ray_head, tmp_path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from park.workloads.serve.tiny import build_tiny_llama
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     head, base = ray_head
     folder = build_tiny_llama(tmp_path / "models" / "tiny-llama")
@@ -234,7 +251,9 @@ def test_rendered_serve_config_deploys_and_answers_chat(ray_head, tmp_path):
     assert answer["model"] == model
     tokenizer = AutoTokenizer.from_pretrained(folder)
     hf_model = AutoModelForCausalLM.from_pretrained(folder).eval()
-    inputs = tokenizer.apply_chat_template(CHAT, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    inputs = tokenizer.apply_chat_template(
+        CHAT, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     output = hf_model.generate(**inputs, max_new_tokens=MAX_TOKENS, do_sample=False)
-    expected = tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    expected = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     assert answer["choices"][0]["message"]["content"] == expected

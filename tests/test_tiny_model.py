@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from park.workloads.serve import tiny
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from typer.testing import CliRunner
 
 from park.cli import app
-from park.workloads.serve import tiny
 
 EXPECTED_FILES = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
                   "generation_config.json"}

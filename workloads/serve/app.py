@@ -41,7 +41,8 @@ DEFAULT_TARGET_ONGOING_REQUESTS = 16
 """Requests in flight per replica before Serve adds one. vLLM batches them, so this is well above 1;
 Ray Serve LLM's own default (10^9) would never scale up."""
 GPU_MEMORY_SHARE = 0.9
-"""Share of a GPU's memory vLLM may take for a whole-GPU replica; a fractional replica gets its fraction of it."""
+"""Share of a GPU's memory vLLM may take for a whole-GPU replica; a fractional replica gets that fraction
+of it."""
 
 REMOTE_SCHEMES = ("s3://", "gs://")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -59,7 +60,8 @@ class ServedModelArgs(_Args):
     source: str
     """Local path, ``file://``, ``s3://`` or ``gs://`` URI (downloaded through pyarrow.fs), or a hub id."""
     gpus: Annotated[float, Field(ge=0)] | None = None
-    """GPUs per replica; below 1 shares a GPU; 0 runs vLLM on CPU. None: 1 if the Ray cluster has a GPU, else 0."""
+    """GPUs per replica; below 1 shares a GPU; 0 runs vLLM on CPU. None: 1 if the Ray cluster has a GPU,
+    else 0."""
     min_replicas: Annotated[int, Field(ge=0)] = 1
     max_replicas: Annotated[int, Field(ge=1)] = 1
     max_model_len: Annotated[int, Field(ge=16)] | None = None
@@ -102,7 +104,9 @@ def locate_model(source: str) -> ModelLocation:
         return ModelLocation("local", source.removeprefix("file://"))
     if "://" in source:
         scheme = source.split("://", 1)[0]
-        raise ServeArgsError(f"unsupported scheme {scheme!r} in {source!r}; use a path, file://, s3:// or gs://")
+        raise ServeArgsError(
+            f"unsupported scheme {scheme!r} in {source!r}; use a path, file://, s3:// or gs://"
+        )
     if _HUB_ID.match(source) and not Path(source).exists():
         return ModelLocation("hub", source)
     return ModelLocation("local", source)
@@ -145,9 +149,12 @@ def parse_args(args: dict[str, Any] | ServeAppArgs) -> ServeAppArgs:
     for i, model in enumerate(parsed.models):
         if names.count(model.name) > 1:
             problems.append(f"models[{i}].name: duplicate model name {model.name!r}")
+        if model.gpus is not None and model.gpus > 1 and not float(model.gpus).is_integer():
+            problems.append(f"models[{i}].gpus: {model.gpus:g}: above one GPU a replica takes whole GPUs")
         if model.min_replicas > model.max_replicas:
-            problems.append(f"models[{i}].min_replicas: {model.min_replicas} is above max_replicas "
-                            f"{model.max_replicas}")
+            problems.append(
+                f"models[{i}].min_replicas: {model.min_replicas} is above max_replicas {model.max_replicas}"
+            )
     if problems:
         raise ServeArgsError("invalid serve application args:\n" + "\n".join(problems))
     return parsed
@@ -159,8 +166,9 @@ def cluster_has_gpus() -> bool:
     return ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0
 
 
-def llm_config_dict(model: ServedModelArgs, app: ServeAppArgs, *, index: int = 0,
-                    gpus: float | None = None) -> dict[str, Any]:
+def llm_config_dict(
+    model: ServedModelArgs, app: ServeAppArgs, *, index: int = 0, gpus: float | None = None
+) -> dict[str, Any]:
     """The Ray Serve LLM ``LLMConfig`` (as a dict) for one model.
 
     CPU (``gpus == 0``): vLLM's CPU settings (float32, eager, a fixed KV cache). GPU: the replica's
@@ -209,12 +217,16 @@ def llm_config_dict(model: ServedModelArgs, app: ServeAppArgs, *, index: int = 0
         env["VLLM_CPU_KVCACHE_SPACE"] = str(app.cpu_kv_cache_gib)
     else:
         devices = max(1, int(gpus))
-        share = gpus if gpus < 1 else 1
+        share = min(1, gpus)
         config["accelerator_config"] = {"kind": "gpu"}
         config["placement_group_config"] = {
-            "bundles": [{"CPU": app.replica_cpus, "GPU": share}] * devices, "strategy": "STRICT_PACK",
+            "bundles": [{"CPU": app.replica_cpus, "GPU": share}] * devices,
+            "strategy": "STRICT_PACK",
         }
-        engine |= {"tensor_parallel_size": devices, "gpu_memory_utilization": round(GPU_MEMORY_SHARE * share, 3)}
+        engine |= {
+            "tensor_parallel_size": devices,
+            "gpu_memory_utilization": round(GPU_MEMORY_SHARE * share, 3),
+        }
     config["engine_kwargs"] = engine
     config["runtime_env"] = {"env_vars": env}
     return config
@@ -239,7 +251,7 @@ def serving_args(args: dict[str, Any] | ServeAppArgs) -> dict[str, Any]:
     }
 
 
-def build_app(args: dict[str, Any]) -> "Application":
+def build_app(args: dict[str, Any]) -> Application:
     """Serve's application builder (the config's ``import_path``): validated args -> OpenAI app.
 
     Args and model paths are checked before Ray Serve LLM (and with it vLLM) is imported, so a bad

@@ -33,7 +33,9 @@ def model_args(spec: StackSpec, model: ServedModel) -> dict[str, Any]:
     return entry
 
 
-def serve_config(spec: StackSpec, *, app_name: str = APP_NAME, route_prefix: str = ROUTE_PREFIX) -> dict[str, Any]:
+def serve_config(
+    spec: StackSpec, *, app_name: str = APP_NAME, route_prefix: str = ROUTE_PREFIX
+) -> dict[str, Any]:
     """Serve's config for the stack's served models: one OpenAI application routing by ``model``.
 
     No ``http_options``: on KubeRay the proxy listens on the port the RayService's services expect
@@ -42,13 +44,22 @@ def serve_config(spec: StackSpec, *, app_name: str = APP_NAME, route_prefix: str
     elsewhere: ``spec.model_copy(update={"models": [...]})``.
     """
     if not spec.models:
-        raise SpecError([Problem("models", "no served models: the serving workload needs at least one entry "
-                                           "in park:models (name and source)")])
+        raise SpecError(
+            [
+                Problem(
+                    "models",
+                    "no served models: the serving workload needs at least one entry "
+                    "in park:models (name and source)",
+                )
+            ]
+        )
     return {
-        "applications": [{
-            "name": app_name,
-            "route_prefix": route_prefix,
-            "import_path": IMPORT_PATH,
-            "args": {"models": [model_args(spec, m) for m in spec.models]},
-        }],
+        "applications": [
+            {
+                "name": app_name,
+                "route_prefix": route_prefix,
+                "import_path": IMPORT_PATH,
+                "args": {"models": [model_args(spec, m) for m in spec.models]},
+            }
+        ],
     }

@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass
 
 import yaml
-
 from park.components import versions
 from park.components.spec import NodePool, Problem, SpecError, StackSpec, Team
 from park.workloads import cluster
@@ -49,8 +48,13 @@ def serving_pool(spec: StackSpec) -> NodePool:
     if need > 0:
         fits = [p for p in workers if p.has_gpus and spec.gpus_per_node(p) >= math.ceil(need)]
         if not fits:
-            raise SpecError([Problem("models", f"a replica needs {need:g} GPUs; no GPU workers pool has that many "
-                                               "per node")])
+            raise SpecError(
+                [
+                    Problem(
+                        "models", f"a replica needs {need:g} GPUs; no GPU workers pool has that many per node"
+                    )
+                ]
+            )
         return min(fits, key=lambda p: (p.spot, spec.gpus_per_node(p)))
     cpu_pools = [p for p in workers if not p.has_gpus]
     return cpu_pools[0] if cpu_pools else cluster.default_worker_pool(spec)
@@ -76,11 +80,20 @@ def plan(spec: StackSpec, team: Team | None = None) -> ServingPlan:
         shape = cluster.worker_shape(spec, pool, workers=math.ceil(total_max / per_pod), team=team)
         per_pod = _replicas_per_pod(spec, shape)
     if per_pod < 1:
-        raise SpecError([Problem("models", f"a model replica does not fit a worker pod on pool {pool.name!r} "
-                                           f"({shape['worker_cpus']:g} CPUs, {shape['worker_gpus']:g} GPUs)")])
+        raise SpecError(
+            [
+                Problem(
+                    "models",
+                    f"a model replica does not fit a worker pod on pool {pool.name!r} "
+                    f"({shape['worker_cpus']:g} CPUs, {shape['worker_gpus']:g} GPUs)",
+                )
+            ]
+        )
     initial = sum(max(m.min_replicas, 1) for m in spec.models)
     return ServingPlan(
-        pool=pool, shape=shape, replicas_per_pod=per_pod,
+        pool=pool,
+        shape=shape,
+        replicas_per_pod=per_pod,
         workers=math.ceil(initial / per_pod),
         min_workers=math.ceil(sum(m.min_replicas for m in spec.models) / per_pod),
         max_workers=math.ceil(total_max / per_pod),
@@ -91,8 +104,9 @@ def serve_config_yaml(spec: StackSpec) -> str:
     return yaml.safe_dump(serve_config(spec), sort_keys=False)
 
 
-def build_rayservice(spec: StackSpec, *, team: Team | str | None = None, priority: str | None = None,
-                     name: str = NAME) -> dict:
+def build_rayservice(
+    spec: StackSpec, *, team: Team | str | None = None, priority: str | None = None, name: str = NAME
+) -> dict:
     """The serving RayService in ``team``'s namespace (default: the stack's first team), labelled for the
     team's LocalQueue and ``priority`` (default: the team's)."""
     chosen = cluster.team_for(spec, team)
@@ -100,14 +114,22 @@ def build_rayservice(spec: StackSpec, *, team: Team | str | None = None, priorit
     gpu = layout.shape["worker_gpus"] > 0 and any(spec.model_gpus(m) > 0 for m in spec.models)
     shape = layout.shape if gpu else {**layout.shape, "worker_gpus": 0}
     cluster_spec = cluster.ray_cluster_spec(
-        spec, pool=layout.pool, workers=layout.workers, **shape,
+        spec,
+        pool=layout.pool,
+        workers=layout.workers,
+        **shape,
         shm_size=GPU_SHM if gpu else CPU_SHM,
         autoscaling=layout.max_workers > layout.min_workers,
-        min_workers=layout.min_workers, max_workers=layout.max_workers,
+        min_workers=layout.min_workers,
+        max_workers=layout.max_workers,
     )
     from park.components.manifests.common import metadata
 
-    labels = {**cluster.PART_OF_LABEL, "app.kubernetes.io/name": name, **cluster.kueue_labels(spec, chosen, priority)}
+    labels = {
+        **cluster.PART_OF_LABEL,
+        "app.kubernetes.io/name": name,
+        **cluster.kueue_labels(spec, chosen, priority),
+    }
     return {
         "apiVersion": versions.RAY_API_VERSION,
         "kind": "RayService",

@@ -14,9 +14,8 @@ import shutil
 import uuid
 from pathlib import Path
 
-from ray.serve.llm import LLMServer
-
 from park.workloads.serve.app import MODEL_PATH_ENV, MODEL_URI_ENV, ServeArgsError, check_local_model
+from ray.serve.llm import LLMServer
 
 log = logging.getLogger(__name__)
 

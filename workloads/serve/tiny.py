@@ -140,7 +140,8 @@ def build_random_llama(path: str | Path, *, hidden: int, layers: int, seed: int 
 
 
 def tiny_model_command(folder: Path) -> None:
-    """``park tiny-model DIR``: build the model and say where it is; a bad DIR is an error, not a traceback."""
+    """``park tiny-model DIR``: build the model and say where it is; a bad DIR is an error, not a
+    traceback."""
     import time
 
     import typer
