@@ -16,13 +16,12 @@ intra-op threads can be far slower than one).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import tempfile
 import time
 
-from bench_train import PeakMemory  # same folder: the memory sampler both benchmarks use
+from bench_train import PeakMemory, report  # same folder: the memory sampler and table both benchmarks use
 
 
 def plain_loop(input_dir: str, output_dir: str, model_uri: str, batch_size: int, threads: int) -> dict:
@@ -92,13 +91,7 @@ def main() -> None:
         "baseline_peak_rss_mib": round(baseline_memory.peak_mib),
         "ray_peak_rss_mib_all_processes": round(ray_memory.peak_mib),
     }
-    width = max(len(k) for k in figures)
-    print("\nRay Data pipeline vs single-process PyTorch (content-moderation batch)")
-    for key, value in figures.items():
-        print(f"  {key:<{width}}  {value}")
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(figures, out, indent=2)
+    report("Ray Data pipeline vs single-process PyTorch (content-moderation batch)", figures, args.json)
 
 
 if __name__ == "__main__":

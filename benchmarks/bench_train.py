@@ -142,12 +142,17 @@ def main() -> None:
         "ray_train_worker_peak_rss_mib": round(clean["worker_peak_rss_mib"] or 0),
         "final_accuracy": round(clean["final_accuracy"], 4),
     }
+    report("Ray Train vs plain PyTorch (glyph digits, GlyphNet)", figures, args.json)
+
+
+def report(title: str, figures: dict, json_path: str | None) -> None:
+    """Print the figures as an aligned table, and write them as JSON when asked (shared by the benchmarks)."""
     width = max(len(k) for k in figures)
-    print("\nRay Train vs plain PyTorch (glyph digits, GlyphNet)")
+    print(f"\n{title}")
     for key, value in figures.items():
         print(f"  {key:<{width}}  {value}")
-    if args.json:
-        with open(args.json, "w") as out:
+    if json_path:
+        with open(json_path, "w") as out:
             json.dump(figures, out, indent=2)
 
 

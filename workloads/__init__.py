@@ -10,21 +10,18 @@ Importing this package is cheap: Ray, torch and vLLM are imported only when a wo
 
 from __future__ import annotations
 
-import importlib.util
-
 from park.components.spec import StackSpec
 
 
 def render_workloads(spec: StackSpec) -> list[dict]:
     """The custom resources of the reference workloads for ``spec``: the train RayJob, the batch RayJob and,
-    once the serve builder exists, the serve RayService. Pure: same spec, same documents."""
+    when the stack serves models (``park:models``), the serve RayService. Pure: same spec, same documents."""
     from park.workloads.batch.manifest import build_rayjob as build_batch
+    from park.workloads.serve.manifest import build_rayservice
     from park.workloads.train.manifest import build_rayjob as build_train
 
     documents = [build_train(spec), build_batch(spec)]
-    if importlib.util.find_spec("park.workloads.serve.manifest") is not None:
-        from park.workloads.serve.manifest import build_rayservice
-
+    if spec.models:
         documents.append(build_rayservice(spec))
     return documents
 
