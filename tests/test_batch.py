@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from park.workloads.batch.pipeline import (
     preprocess,
     run_pipeline,
 )
+from ray_local import local_ray as start_local_ray
 
 ROWS = 1200
 
@@ -78,19 +78,8 @@ def test_same_input_and_output_is_refused():
 @pytest.fixture(scope="module")
 def local_ray(tmp_path_factory):
     """One 2-CPU local Ray for the module, its files under a fresh temp folder."""
-    import ray
-
-    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED", "HF_HUB_OFFLINE")}
-    os.environ.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", HF_HUB_OFFLINE="1")
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(tmp_path_factory.mktemp("ray")),
-             log_to_driver=False)
-    yield
-    ray.shutdown()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with start_local_ray(tmp_path_factory.mktemp("ray")) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ the same folders is the oracle. The killed-replica test runs last (it restarts o
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -33,6 +32,7 @@ from park.workloads.serve.app import (
 )
 from park.workloads.serve.config import serve_config
 from park.workloads.serve.tiny import TINY_SEED, build_tiny_llama
+from ray_local import local_ray as start_local_ray
 
 SERVE_READY_S = 480
 """Two vLLM CPU engines start in ~60 s on an idle 2-core machine; a shared, busy one needs several times
@@ -313,7 +313,6 @@ def _wait_running(app_name: str, timeout_s: float) -> None:
 @pytest.fixture(scope="module")
 def served(kind_spec, tiny_models):
     """Base URL of the OpenAI app serving both tiny models (built from the kind stack's Serve config args)."""
-    import ray
     from ray import serve
 
     spec = kind_spec.model_copy(
@@ -326,31 +325,21 @@ def served(kind_spec, tiny_models):
     )
     application = serve_config(spec)["applications"][0]
     temp_dir = tempfile.mkdtemp(prefix="pserve-", dir="/tmp")  # short: Ray's socket paths live under it
-    saved_env = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "HF_HUB_OFFLINE")}
-    os.environ.update(RAY_AUTH_MODE="disabled", HF_HUB_OFFLINE="1")
-    ray.init(num_cpus=3, _temp_dir=temp_dir, include_dashboard=False, log_to_driver=False)
-    try:
-        port = _free_port()
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(
-            serve_app.build_app(application["args"]),
-            name=application["name"],
-            route_prefix=application["route_prefix"],
-            blocking=False,
-        )
-        _wait_running(application["name"], SERVE_READY_S)
-        yield f"http://127.0.0.1:{port}"
-    finally:
+    with start_local_ray(temp_dir, num_cpus=3):
         try:
-            serve.shutdown()
+            port = _free_port()
+            serve.start(http_options={"host": "127.0.0.1", "port": port})
+            serve.run(
+                serve_app.build_app(application["args"]),
+                name=application["name"],
+                route_prefix=application["route_prefix"],
+                blocking=False,
+            )
+            _wait_running(application["name"], SERVE_READY_S)
+            yield f"http://127.0.0.1:{port}"
         finally:
-            ray.shutdown()
-            for key, value in saved_env.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-            shutil.rmtree(temp_dir, ignore_errors=True)
+            serve.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _post(base: str, path: str, body: dict) -> dict:

@@ -15,6 +15,7 @@ import torch
 from park.workloads.train import data
 from park.workloads.train.loop import HISTORY_FILE, STATE_FILE, checkpoint_dir_name
 from park.workloads.train.run import SUMMARY_FILE, TrainConfig, decide_gpu, run_training
+from ray_local import local_ray as start_local_ray
 
 EPOCHS = 3
 CRASH_EPOCH = 2
@@ -54,19 +55,8 @@ def test_bad_arguments_exit_2_with_a_message_not_a_traceback():
 @pytest.fixture(scope="module")
 def local_ray(tmp_path_factory):
     """One 2-CPU local Ray for the module, its files under a fresh temp folder."""
-    import ray
-
-    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED")}
-    os.environ.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(tmp_path_factory.mktemp("ray")),
-             log_to_driver=False)
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with start_local_ray(tmp_path_factory.mktemp("ray")) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
