@@ -39,6 +39,13 @@ def shipped_specs() -> dict[str, StackSpec]:
     return {stack_name(path): load_stack_file(path) for path in shipped_stack_files()}
 
 
+def shipped_variant(stack: str, **changes: Any) -> StackSpec:
+    """The shipped ``stack``'s spec with some top-level park:* keys replaced (validated like any config)."""
+    from park.components.spec import config_from_stack_file, parse_spec, resolve_stack_file
+
+    return parse_spec({**config_from_stack_file(resolve_stack_file(stack)), **changes})
+
+
 def group_of(doc: dict[str, Any]) -> str:
     api_version = doc["apiVersion"]
     return api_version.split("/")[0] if "/" in api_version else ""

@@ -6,6 +6,8 @@ asserts on what the adapter declares. Every mock test returns the Output its ass
 
 from __future__ import annotations
 
+import functools
+
 import ipaddress
 import json
 import sys
@@ -15,6 +17,7 @@ import pytest
 from park.components import spec as specs
 from park.components.clouds import aws as adapter
 from park.components.clouds import load_adapter
+from schemas import shipped_variant
 from pulumi_mocks import Declared, DeclaredList, Harness, install
 
 STACK_FILE = specs.resolve_stack_file("aws")
@@ -46,9 +49,8 @@ EXPECTED_NODE_GROUPS = {
 }
 
 
-def variant(**changes: object) -> specs.StackSpec:
-    """The shipped aws spec with some park:* keys replaced."""
-    return specs.parse_spec({**specs.config_from_stack_file(STACK_FILE), **changes})
+variant = functools.partial(shipped_variant, "aws")
+"""The shipped aws spec with some park:* keys replaced."""
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ the rest asserts on what the adapter declares. Every mock test returns the Outpu
 
 from __future__ import annotations
 
+import functools
+
 import json
 import sys
 
@@ -14,6 +16,7 @@ import pytest
 from park.components import spec as specs
 from park.components.clouds import gcp as adapter
 from park.components.clouds import gcp_ray_service_account_email, load_adapter
+from schemas import shipped_variant
 from pulumi_mocks import DeclaredList, Harness, install
 
 STACK_FILE = specs.resolve_stack_file("gcp")
@@ -43,9 +46,8 @@ EXPECTED_NODE_POOLS = {
 }
 
 
-def variant(**changes: object) -> specs.StackSpec:
-    """The shipped gcp spec with some park:* keys replaced."""
-    return specs.parse_spec({**specs.config_from_stack_file(STACK_FILE), **changes})
+variant = functools.partial(shipped_variant, "gcp")
+"""The shipped gcp spec with some park:* keys replaced."""
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import sys
 
 import pulumi
@@ -11,6 +13,7 @@ from park.components import spec as specs
 from park.components import versions
 from park.components.clouds import kind as adapter
 from park.components.clouds import load_adapter
+from schemas import shipped_variant
 from pulumi_mocks import DeclaredList, Harness, install
 from typer.testing import CliRunner
 
@@ -20,9 +23,8 @@ STACK_FILE = specs.resolve_stack_file("kind")
 SHIPPED = specs.load_stack_file(STACK_FILE)
 
 
-def variant(**changes: object) -> specs.StackSpec:
-    """The shipped kind spec with some park:* keys replaced."""
-    return specs.parse_spec({**specs.config_from_stack_file(STACK_FILE), **changes})
+variant = functools.partial(shipped_variant, "kind")
+"""The shipped kind spec with some park:* keys replaced."""
 
 
 def workers_by_pool(config: dict) -> dict[str, list[dict]]:
