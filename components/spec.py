@@ -365,6 +365,11 @@ class SpecError(ValueError):
 # --- parsing -----------------------------------------------------------------------------------
 
 
+NO_PARK_KEYS = (f"the stack config has no {CONFIG_NAMESPACE}:* keys; a stack needs at least "
+                f"{CONFIG_NAMESPACE}:cloud, :clusterName, :nodePools and :teams (see docs/stack-config.md, "
+                f"or start from stacks/Pulumi.kind.yaml)")
+
+
 def parse_spec(config: dict[str, Any]) -> StackSpec:
     """Validate a mapping of ``park`` config keys (without the ``park:`` prefix) into a spec.
 
@@ -372,6 +377,8 @@ def parse_spec(config: dict[str, Any]) -> StackSpec:
     """
     if not isinstance(config, dict):
         raise SpecError([Problem("", f"stack config must be a mapping of park:* keys, not {type(config).__name__}")])
+    if not config:
+        raise SpecError([Problem("", NO_PARK_KEYS)])
     try:
         spec = StackSpec.model_validate(config)
     except ValidationError as err:
@@ -464,6 +471,9 @@ def _structural_problems(err: ValidationError, config: dict[str, Any]) -> list[P
             reason = "required"
         else:
             reason = e["msg"].removeprefix("Value error, ")
+            given = e.get("input")
+            if isinstance(given, str | int | float | bool) and repr(given) not in reason:
+                reason = f"{reason} (got {given!r})"  # echo the offending value, e.g. cloud: 'azure'
         problems.append(Problem(_path(loc), reason))
     # one line per path: unions report one error per branch, keep the first
     unique: dict[str, Problem] = {}
@@ -667,7 +677,10 @@ def config_from_stack_file(path: Path) -> dict[str, Any]:
 
 
 def load_stack_file(path: Path) -> StackSpec:
-    return parse_spec(config_from_stack_file(path))
+    config = config_from_stack_file(path)
+    if not config:
+        raise SpecError([Problem("", f"{path}: {NO_PARK_KEYS}")])
+    return parse_spec(config)
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -703,21 +716,34 @@ def _json_or_text(text: str) -> Any:
         return text
 
 
+def pulumi_park_config() -> dict[str, Any]:
+    """Every ``park:*`` key of the current Pulumi stack, prefix removed, known or not.
+
+    ``pulumi.Config`` can only look keys up by name, so reading the spec's fields one by one would drop a
+    typo'd key (``park:modles``) that ``park render`` rejects. The language host hands the program its whole
+    config as the ``PULUMI_CONFIG`` JSON bag (``pulumi.runtime.get_config_env``); tests and the Automation
+    API set it with ``pulumi.runtime.set_all_config``. Both are read here.
+    """
+    from pulumi.runtime import config as runtime_config
+
+    everything = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    prefix = f"{CONFIG_NAMESPACE}:"
+    raw: dict[str, Any] = {}
+    for full_key, text in everything.items():
+        if not full_key.startswith(prefix) or text is None:
+            continue
+        key = full_key.removeprefix(prefix)
+        # Pulumi keeps structured values as JSON text; plain strings (cloud, kubernetesVersion) stay strings.
+        raw[key] = text if key in _STRING_KEYS or not isinstance(text, str) else _json_or_text(text)
+    return raw
+
+
 def spec_from_pulumi_config() -> StackSpec:
     """Read the current Pulumi stack's ``park:*`` config; bad config ends in ``pulumi.RunError``
     listing every problem, before any resource is declared."""
     import pulumi
 
-    config = pulumi.Config(CONFIG_NAMESPACE)
-    raw: dict[str, Any] = {}
-    for name, field in StackSpec.model_fields.items():
-        key = field.alias or name
-        text = config.get(key)
-        if text is None:
-            continue
-        # Pulumi keeps structured values as JSON text; plain strings (cloud, kubernetesVersion) stay strings.
-        raw[key] = text if key in _STRING_KEYS else _json_or_text(text)
     try:
-        return parse_spec(raw)
+        return parse_spec(pulumi_park_config())
     except SpecError as err:
         raise pulumi.RunError(f"invalid stack config ({len(err.problems)} problems):\n{err}") from None
