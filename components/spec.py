@@ -248,6 +248,15 @@ class StackSpec(_Model):
         versions.DEFAULT_KUBERNETES_VERSION
     )
     """Kubernetes minor version as a quoted string; must be supported by the pinned KubeRay and Kueue."""
+
+    @field_validator("kubernetes_version", mode="before")
+    @classmethod
+    def _version_is_quoted(cls, value: Any) -> Any:
+        """YAML reads an unquoted ``1.30`` as the number 1.3, which cannot be told from ``1.3``: say so."""
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError(f"write the version as a quoted string, e.g. \"1.30\" (YAML read {value!r} as a "
+                             f"number, and 1.30 and 1.3 are the same number)")
+        return value
     node_pools: list[NodePool] = Field(min_length=1)
     """Node pools; at least one with role ``system``."""
     teams: list[Team] = Field(min_length=1)
@@ -703,7 +712,8 @@ def resolve_stack_file(stack: str) -> Path:
         return candidate
     known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml")
                    for p in (project_root() / "stacks").glob("Pulumi.*.yaml"))
-    raise SpecError([Problem("", f"no stack {stack!r}: not a file, and not one of {', '.join(known)}")])
+    raise SpecError([Problem("", f"no stack {stack!r}: no such file, and no {candidate} "
+                                 f"(stacks there: {', '.join(known) or 'none'})")])
 
 
 _STRING_KEYS = frozenset({"cloud", "clusterName", "region", "project", "kubeContext", "kubernetesVersion"})

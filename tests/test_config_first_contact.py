@@ -100,3 +100,22 @@ def test_the_program_reads_structured_values_set_as_real_json(tmp_path):
     config["park:teams"] = [{"name": "research", "quotas": [{"pool": "gpu"}]}]
     message = run_pulumi_program(config)
     assert "teams[0].quotas[0].pool: unknown pool 'gpu'" in message
+
+
+def test_an_unquoted_kubernetes_version_says_to_quote_it(tmp_path):
+    """Issue 11: YAML reads `kubernetesVersion: 1.30` as 1.3; the message used to be "Input should be a valid
+    string", which does not tell the user what to change."""
+    config = shipped_config("kind")
+    config["park:kubernetesVersion"] = 1.30
+    rendered = run_park_render(tmp_path, config)
+    assert rendered.returncode == 2
+    line = next(x for x in rendered.stderr.splitlines() if x.startswith("kubernetesVersion:"))
+    assert 'quoted string, e.g. "1.30"' in line and "1.3" in line, line
+
+
+def test_an_unknown_stack_name_says_where_it_looked():
+    """Issue 11: the message named the known stacks but not the folder it searched."""
+    done = subprocess.run([str(PARK), "render", "no-such-stack"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    expected = str(project_root() / "stacks" / "Pulumi.no-such-stack.yaml")
+    assert expected in done.stderr and "aws, gcp, kind" in done.stderr, done.stderr
