@@ -673,23 +673,64 @@ def _node_shape(spec: StackSpec, pool: NodePool) -> tuple[int, int] | None:
 # --- where config comes from -------------------------------------------------------------------
 
 
-def config_from_stack_file(path: Path) -> dict[str, Any]:
-    """The ``park:*`` keys of a ``Pulumi.<stack>.yaml``, prefix removed."""
+def stack_file_config(path: Path) -> dict[str, Any]:
+    """Every key of a ``Pulumi.<stack>.yaml``'s ``config:`` mapping (``park:``, ``aws:``, ...)."""
     try:
         document = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as err:
         raise SpecError([Problem("", f"cannot read {path}: {err}")]) from None
     if not isinstance(document, dict) or not isinstance(document.get("config", {}), dict):
         raise SpecError([Problem("", f"{path}: expected a mapping with a 'config:' mapping")])
+    return document.get("config") or {}
+
+
+def park_keys(config: dict[str, Any]) -> dict[str, Any]:
+    """The ``park:*`` entries of a whole stack config, prefix removed."""
     prefix = f"{CONFIG_NAMESPACE}:"
-    return {k.removeprefix(prefix): v for k, v in (document.get("config") or {}).items() if k.startswith(prefix)}
+    return {k.removeprefix(prefix): v for k, v in config.items() if k.startswith(prefix)}
+
+
+def config_from_stack_file(path: Path) -> dict[str, Any]:
+    """The ``park:*`` keys of a ``Pulumi.<stack>.yaml``, prefix removed."""
+    return park_keys(stack_file_config(path))
+
+
+OTHER_CONFIG_NAMESPACES = frozenset({"aws", "gcp", "kubernetes", "pulumi"})
+"""Config namespaces a park stack may carry besides ``park`` (providers' own settings)."""
+
+
+def misspelled_namespaces(keys: list[str]) -> list[Problem]:
+    """``parks:models`` would be dropped silently (it is not a ``park:`` key): report keys whose namespace
+    looks like a typo of ``park``."""
+    problems = []
+    for key in keys:
+        namespace, _, name = key.partition(":")
+        if namespace in (CONFIG_NAMESPACE, *OTHER_CONFIG_NAMESPACES) or not name:
+            continue
+        if difflib.get_close_matches(namespace, [CONFIG_NAMESPACE], n=1, cutoff=0.6):
+            problems.append(Problem(key, f"unknown config namespace {namespace!r}; did you mean "
+                                         f"'{CONFIG_NAMESPACE}:{name}'?"))
+    return problems
+
+
+def parse_spec_checking_keys(config: dict[str, Any], all_keys: list[str], where: str = "") -> StackSpec:
+    """:func:`parse_spec` plus the problems only the full key list shows: no ``park:`` keys at all,
+    misspelled namespaces. ``where`` (a file) prefixes the no-keys message."""
+    problems = misspelled_namespaces(all_keys)
+    if not config:
+        raise SpecError([*problems, Problem("", f"{where}: {NO_PARK_KEYS}" if where else NO_PARK_KEYS)])
+    try:
+        spec = parse_spec(config)
+    except SpecError as err:
+        raise SpecError([*problems, *err.problems]) from None
+    if problems:
+        raise SpecError(problems)
+    return spec
 
 
 def load_stack_file(path: Path) -> StackSpec:
-    config = config_from_stack_file(path)
-    if not config:
-        raise SpecError([Problem("", f"{path}: {NO_PARK_KEYS}")])
-    return parse_spec(config)
+    everything = stack_file_config(path)
+    return parse_spec_checking_keys(park_keys(everything), list(everything), where=str(path))
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -726,6 +767,12 @@ def _json_or_text(text: str) -> Any:
         return text
 
 
+def _pulumi_config() -> dict[str, Any]:
+    from pulumi.runtime import config as runtime_config
+
+    return {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+
+
 def pulumi_park_config() -> dict[str, Any]:
     """Every ``park:*`` key of the current Pulumi stack, prefix removed, known or not.
 
@@ -734,18 +781,9 @@ def pulumi_park_config() -> dict[str, Any]:
     config as the ``PULUMI_CONFIG`` JSON bag (``pulumi.runtime.get_config_env``); tests and the Automation
     API set it with ``pulumi.runtime.set_all_config``. Both are read here.
     """
-    from pulumi.runtime import config as runtime_config
-
-    everything = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    prefix = f"{CONFIG_NAMESPACE}:"
-    raw: dict[str, Any] = {}
-    for full_key, text in everything.items():
-        if not full_key.startswith(prefix) or text is None:
-            continue
-        key = full_key.removeprefix(prefix)
-        # Pulumi keeps structured values as JSON text; plain strings (cloud, kubernetesVersion) stay strings.
-        raw[key] = text if key in _STRING_KEYS or not isinstance(text, str) else _json_or_text(text)
-    return raw
+    # Pulumi keeps structured values as JSON text; plain strings (cloud, kubernetesVersion) stay strings.
+    return {key: text if key in _STRING_KEYS or not isinstance(text, str) else _json_or_text(text)
+            for key, text in park_keys(_pulumi_config()).items() if text is not None}
 
 
 def spec_from_pulumi_config() -> StackSpec:
@@ -754,6 +792,6 @@ def spec_from_pulumi_config() -> StackSpec:
     import pulumi
 
     try:
-        return parse_spec(pulumi_park_config())
+        return parse_spec_checking_keys(pulumi_park_config(), list(_pulumi_config()))
     except SpecError as err:
         raise pulumi.RunError(f"invalid stack config ({len(err.problems)} problems):\n{err}") from None

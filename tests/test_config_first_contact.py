@@ -119,3 +119,14 @@ def test_an_unknown_stack_name_says_where_it_looked():
     assert done.returncode == 2
     expected = str(project_root() / "stacks" / "Pulumi.no-such-stack.yaml")
     assert expected in done.stderr and "aws, gcp, kind" in done.stderr, done.stderr
+
+
+def test_a_misspelled_park_namespace_is_reported_not_dropped(tmp_path):
+    """Issue 11: `parks:models` is not a `park:` key, so both entry points ignored it and served nothing."""
+    config = shipped_config("kind")
+    config["parks:models"] = config.pop("park:models")
+    expected = "parks:models: unknown config namespace 'parks'; did you mean 'park:models'?"
+    rendered = run_park_render(tmp_path, config)
+    assert rendered.returncode == 2
+    assert expected in rendered.stderr.splitlines(), rendered.stderr
+    assert expected in run_pulumi_program(config)
