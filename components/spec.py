@@ -209,11 +209,18 @@ class Storage(_Model):
     """kind only: the host folder mounted into every kind node as the storage location."""
 
 
+DOCUMENTATION_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+    "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"))
+"""Address ranges reserved for documentation (RFC 5737 TEST-NET-1/2/3, RFC 3849): copied from an example,
+they would let nobody (or somebody else's lab) reach the cluster."""
+
+
 class Security(_Model):
     private_endpoint: bool = False
     """Serve the Kubernetes API on private addresses only."""
     allowed_cidrs: list[str] = []
-    """CIDRs allowed to reach a public API endpoint. Required when the endpoint is public (not on kind)."""
+    """CIDRs allowed to reach the API endpoint. Required by `pulumi up` when the endpoint is public (not on
+    kind); documentation ranges (203.0.113.0/24 and the like) are rejected."""
 
 
 class ServedModel(_Model):
@@ -630,12 +637,18 @@ def check_spec(spec: StackSpec) -> list[Problem]:
         add("observability.grafana", "needs observability.prometheus (Grafana reads from it)")
     for i, cidr in enumerate(spec.security.allowed_cidrs):
         try:
-            ipaddress.ip_network(cidr)
+            network = ipaddress.ip_network(cidr)
         except ValueError:
             add(f"security.allowedCidrs[{i}]", f"{cidr!r} is not a CIDR")
-    if spec.cloud != "kind" and not spec.security.private_endpoint and not spec.security.allowed_cidrs:
-        add("security.allowedCidrs", "required when the API endpoint is public; list who may reach it "
-                                     "(0.0.0.0/0 allows everyone) or set security.privateEndpoint")
+            continue
+        documentation = next((d for d in DOCUMENTATION_NETWORKS
+                              if d.version == network.version and network.subnet_of(d)), None)
+        if documentation is not None:
+            add(f"security.allowedCidrs[{i}]", f"{cidr!r} is in {documentation}, a range reserved for "
+                                               "documentation (RFC 5737/3849) that no real client has; "
+                                               "use your own egress address, e.g. <your-egress-ip>/32")
+    # A public endpoint with no allowedCidrs is refused when `pulumi up` provisions, not here: `park render`
+    # creates no cloud resource (park.components.clouds.checks.endpoint_access_problems).
     if spec.cloud == "kind" and spec.storage.shared_filesystem is not None:
         add("storage.sharedFilesystem", "not on kind; storage.localPath is already shared by every node")
 

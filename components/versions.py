@@ -95,3 +95,84 @@ def kind_node_image(kubernetes_minor: str) -> str | None:
 
 # Lustre version of the optional FSx for Lustre file system on aws (PERSISTENT_2 needs 2.12 or later).
 FSX_LUSTRE_VERSION = _pin("FSX_LUSTRE_VERSION", "2.15")
+
+
+# --- cluster autoscaler: one image per Kubernetes minor -------------------------------------------------
+# The cluster autoscaler is released per Kubernetes minor and supports that minor only; the chart's appVersion
+# (9.50.1 -> v1.33.0) would run 1.33 whatever kubernetesVersion says. Tags are image tags promoted to
+# registry.k8s.io/autoscaling/cluster-autoscaler: 1.30.5, 1.31.3 from kubernetes/k8s.io
+# registry.k8s.io/images/k8s-staging-autoscaling/images.yaml; 1.32.5, 1.33.3, 1.34.2 from kubernetes/k8s.io
+# pull request 8815 ("Promote Cluster Autoscaler images 1.32.5, 1.33.3 & 1.34.2"). 1.35.1 is NOT verified
+# against the promotion manifest here (taken from aws-ia/terraform-aws-eks-blueprints-addons pull request 516,
+# which cites the autoscaler releases page): check it before relying on 1.35.
+# PARK_CLUSTER_AUTOSCALER_IMAGE_TAG overrides the tag for every minor.
+CLUSTER_AUTOSCALER_IMAGE_TAGS: dict[str, str] = {
+    "1.30": "v1.30.5",
+    "1.31": "v1.31.3",
+    "1.32": "v1.32.5",
+    "1.33": "v1.33.3",
+    "1.34": "v1.34.2",
+    "1.35": "v1.35.1",
+}
+
+
+def cluster_autoscaler_image_tag(kubernetes_minor: str) -> str:
+    """The cluster-autoscaler image tag for a Kubernetes minor ("1.33"); ValueError names the pinned minors."""
+    override = os.environ.get("PARK_CLUSTER_AUTOSCALER_IMAGE_TAG")
+    if override:
+        return override
+    try:
+        return CLUSTER_AUTOSCALER_IMAGE_TAGS[kubernetes_minor]
+    except KeyError:
+        raise ValueError(f"no cluster-autoscaler image pinned for Kubernetes {kubernetes_minor}; pinned: "
+                         f"{', '.join(CLUSTER_AUTOSCALER_IMAGE_TAGS)}") from None
+
+
+# --- EKS managed add-ons: one version per add-on and Kubernetes minor -------------------------------------
+# Unpinned, EKS installs its current default and a later `pulumi up` of the same program can get another one.
+# vpc-cni, coredns and kube-proxy come from the "latest version of the Amazon EKS add-on type for each
+# Kubernetes version" tables of the Amazon EKS User Guide (managing-vpc-cni, managing-coredns,
+# managing-kube-proxy): coredns and kube-proxy as docs.amazonaws.cn/zh_cn/eks/latest/userguide/*.md publish them
+# (the only snapshot found here that covers 1.30 to 1.35); vpc-cni v1.20.1-eksbuild.3 is the table's entry for
+# 1.27 to 1.33 (awsdocs/amazon-eks-user-guide latest/ug/networking/managing-vpc-cni.adoc) and is used for 1.34
+# and 1.35 UNVERIFIED (no table for them was found here). AWS publishes no per-minor table for
+# eks-pod-identity-agent, aws-ebs-csi-driver and aws-fsx-csi-driver: those pins are versions seen in public
+# use and are UNVERIFIED per minor. Check any pin with
+#   aws eks describe-addon-versions --addon-name NAME --kubernetes-version 1.NN
+# and override one add-on for every minor with PARK_EKS_ADDON_<NAME> (e.g. PARK_EKS_ADDON_VPC_CNI).
+# vpc-cni enforces NetworkPolicy from v1.14.0-eksbuild.3 (enableNetworkPolicy); every pin here is later.
+_VPC_CNI = "v1.20.1-eksbuild.3"
+_POD_IDENTITY_AGENT = "v1.3.4-eksbuild.1"
+_EBS_CSI = "v1.44.0-eksbuild.1"
+_FSX_CSI = "v1.5.0-eksbuild.1"  # NOT FOUND in any source here: check it before enabling storage.sharedFilesystem
+EKS_ADDON_VERSIONS: dict[str, dict[str, str]] = {
+    "1.30": {"vpc-cni": _VPC_CNI, "kube-proxy": "v1.30.14-eksbuild.28", "coredns": "v1.11.4-eksbuild.33",
+             "eks-pod-identity-agent": _POD_IDENTITY_AGENT, "aws-ebs-csi-driver": _EBS_CSI,
+             "aws-fsx-csi-driver": _FSX_CSI},
+    "1.31": {"vpc-cni": _VPC_CNI, "kube-proxy": "v1.31.14-eksbuild.9", "coredns": "v1.11.4-eksbuild.33",
+             "eks-pod-identity-agent": _POD_IDENTITY_AGENT, "aws-ebs-csi-driver": _EBS_CSI,
+             "aws-fsx-csi-driver": _FSX_CSI},
+    "1.32": {"vpc-cni": _VPC_CNI, "kube-proxy": "v1.32.13-eksbuild.5", "coredns": "v1.11.4-eksbuild.33",
+             "eks-pod-identity-agent": _POD_IDENTITY_AGENT, "aws-ebs-csi-driver": _EBS_CSI,
+             "aws-fsx-csi-driver": _FSX_CSI},
+    "1.33": {"vpc-cni": _VPC_CNI, "kube-proxy": "v1.33.10-eksbuild.2", "coredns": "v1.13.2-eksbuild.4",
+             "eks-pod-identity-agent": _POD_IDENTITY_AGENT, "aws-ebs-csi-driver": _EBS_CSI,
+             "aws-fsx-csi-driver": _FSX_CSI},
+    "1.34": {"vpc-cni": _VPC_CNI, "kube-proxy": "v1.34.6-eksbuild.2", "coredns": "v1.13.2-eksbuild.4",
+             "eks-pod-identity-agent": _POD_IDENTITY_AGENT, "aws-ebs-csi-driver": _EBS_CSI,
+             "aws-fsx-csi-driver": _FSX_CSI},
+    "1.35": {"vpc-cni": _VPC_CNI, "kube-proxy": "v1.35.3-eksbuild.2", "coredns": "v1.13.2-eksbuild.4",
+             "eks-pod-identity-agent": _POD_IDENTITY_AGENT, "aws-ebs-csi-driver": _EBS_CSI,
+             "aws-fsx-csi-driver": _FSX_CSI},
+}
+
+
+def eks_addon_version(addon: str, kubernetes_minor: str) -> str:
+    """The pinned version of an EKS managed add-on for a Kubernetes minor; ValueError when none is pinned."""
+    override = os.environ.get(f"PARK_EKS_ADDON_{addon.upper().replace('-', '_')}")
+    if override:
+        return override
+    try:
+        return EKS_ADDON_VERSIONS[kubernetes_minor][addon]
+    except KeyError:
+        raise ValueError(f"no version of EKS add-on {addon!r} pinned for Kubernetes {kubernetes_minor}") from None

@@ -46,6 +46,27 @@ def shipped_variant(stack: str, **changes: Any) -> StackSpec:
     return parse_spec({**config_from_stack_file(resolve_stack_file(stack)), **changes})
 
 
+TEST_ALLOWED_CIDR = "198.18.0.1/32"
+"""Stands for the caller's egress address that a team sets before `pulumi up` (the shipped aws stack has none):
+an RFC 2544 benchmarking address, so it is neither a documentation range nor anybody's real network."""
+
+
+def provisionable(config: dict[str, Any]) -> dict[str, Any]:
+    """park:* config (keys without the prefix) as a team has it before `pulumi up`: a public endpoint gets
+    ``security.allowedCidrs: [TEST_ALLOWED_CIDR]`` when it lists none; anything else is returned as is."""
+    security = dict(config.get("security") or {})
+    if config.get("cloud") == "kind" or security.get("privateEndpoint") or security.get("allowedCidrs"):
+        return config
+    return {**config, "security": {**security, "allowedCidrs": [TEST_ALLOWED_CIDR]}}
+
+
+def provisionable_variant(stack: str, **changes: Any) -> StackSpec:
+    """:func:`shipped_variant`, made provisionable (see :func:`provisionable`): for tests that provision it."""
+    from park.components.spec import config_from_stack_file, parse_spec, resolve_stack_file
+
+    return parse_spec(provisionable({**config_from_stack_file(resolve_stack_file(stack)), **changes}))
+
+
 def group_of(doc: dict[str, Any]) -> str:
     api_version = doc["apiVersion"]
     return api_version.split("/")[0] if "/" in api_version else ""

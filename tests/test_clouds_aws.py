@@ -17,11 +17,12 @@ import pytest
 from park.components import spec as specs
 from park.components.clouds import aws as adapter
 from park.components.clouds import load_adapter
-from schemas import shipped_variant
+from schemas import TEST_ALLOWED_CIDR, provisionable_variant
 from pulumi_mocks import Declared, DeclaredList, Harness, install
 
 STACK_FILE = specs.resolve_stack_file("aws")
-SHIPPED = specs.load_stack_file(STACK_FILE)
+SHIPPED = provisionable_variant("aws")
+"""The shipped aws stack with the allowedCidrs a team sets before `pulumi up` (the file has none)."""
 
 VPC = "aws:ec2/vpc:Vpc"
 SUBNET = "aws:ec2/subnet:Subnet"
@@ -49,8 +50,8 @@ EXPECTED_NODE_GROUPS = {
 }
 
 
-variant = functools.partial(shipped_variant, "aws")
-"""The shipped aws spec with some park:* keys replaced."""
+variant = functools.partial(provisionable_variant, "aws")
+"""The shipped aws spec with some park:* keys replaced (and a CIDR where its endpoint is public)."""
 
 
 @pytest.fixture
@@ -227,7 +228,7 @@ def test_cluster_endpoint_logging_and_authentication(mocks, private):
         if private:
             assert not vpc_config.get("publicAccessCidrs"), f"{cluster.urn}: CIDRs on a private endpoint"
         else:
-            assert vpc_config["publicAccessCidrs"] == ["203.0.113.0/24"], f"{cluster.urn}: wrong public CIDRs"
+            assert vpc_config["publicAccessCidrs"] == [TEST_ALLOWED_CIDR], f"{cluster.urn}: wrong public CIDRs"
         assert set(cluster.inputs["enabledClusterLogTypes"]) == {
             "api",
             "audit",

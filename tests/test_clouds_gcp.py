@@ -16,7 +16,7 @@ import pytest
 from park.components import spec as specs
 from park.components.clouds import gcp as adapter
 from park.components.clouds import gcp_ray_service_account_email, load_adapter
-from schemas import shipped_variant
+from schemas import TEST_ALLOWED_CIDR, shipped_variant
 from pulumi_mocks import DeclaredList, Harness, install
 
 STACK_FILE = specs.resolve_stack_file("gcp")
@@ -191,7 +191,7 @@ def test_cluster_is_private_vpc_native_with_workload_identity(mocks, private):
     spec = (
         SHIPPED
         if private
-        else variant(security={"privateEndpoint": False, "allowedCidrs": ["198.51.100.0/24"]})
+        else variant(security={"privateEndpoint": False, "allowedCidrs": [TEST_ALLOWED_CIDR]})
     )
     harness, _ = provision(mocks, spec)
 
@@ -208,7 +208,7 @@ def test_cluster_is_private_vpc_native_with_workload_identity(mocks, private):
             f"{cluster.urn}: endpoint switch ignored"
         )
         blocks = [b["cidrBlock"] for b in i["masterAuthorizedNetworksConfig"].get("cidrBlocks", [])]
-        assert blocks == ([] if private else ["198.51.100.0/24"]), (
+        assert blocks == ([] if private else [TEST_ALLOWED_CIDR]), (
             f"{cluster.urn} authorized networks {blocks}"
         )
         assert i["workloadIdentityConfig"]["workloadPool"] == "park-stack-demo.svc.id.goog", cluster.urn
@@ -277,6 +277,8 @@ def test_gpu_sharing_uses_gke_time_sharing(mocks):
             {"name": "l4", "accelerator": "nvidia-l4", "maxNodes": 2, "gpuSharing": {"replicas": 4}},
         ],
         teams=[{"name": "research", "quotas": [{"pool": "l4", "gpus": 8}]}],
+        # a replica on a 4-way time-sliced GPU gets at most a quarter of it
+        models=[{"name": "m", "source": "org/m", "gpuFraction": 0.25}],
     )
     harness, _ = provision(mocks, spec)
 

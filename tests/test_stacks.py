@@ -14,7 +14,7 @@ import yaml
 from park.components.manifests import BUILDERS, ClusterFacts
 from park.components.spec import project_root
 from pulumi_mocks import RecordingMocks, install
-from schemas import shipped_specs
+from schemas import provisionable, shipped_specs
 
 SPECS = shipped_specs()
 PROGRAM = project_root() / "stacks" / "__main__.py"
@@ -23,8 +23,11 @@ CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
 
 
 def stack_config(path: Path) -> dict[str, str]:
-    """A Pulumi.<stack>.yaml's config as the engine hands it to a program: structured values as JSON text."""
+    """A Pulumi.<stack>.yaml's config as the engine hands it to a program: structured values as JSON text,
+    with the allowedCidrs a team sets before `pulumi up` where the file has none (schemas.provisionable)."""
     config = yaml.safe_load(path.read_text())["config"]
+    park = provisionable({k.removeprefix("park:"): v for k, v in config.items() if k.startswith("park:")})
+    config = {**config, **{f"park:{k}": v for k, v in park.items()}}
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
 
 

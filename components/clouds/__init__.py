@@ -33,12 +33,70 @@ class CloudCapabilities:
     needs_cluster_autoscaler: bool = False
     """Node groups scale only if park-stack installs the Kubernetes cluster autoscaler (EKS managed node
     groups); GKE scales node pools itself and kind has no autoscaling."""
+    network_policy_datapath: str | None = None
+    """What enforces the NetworkPolicies park-stack applies, as the adapter configures it; None means nothing
+    would (a default-deny policy would then only look like isolation). See :data:`NETWORK_POLICY_DOCS`."""
+    scrapable_system_components: frozenset[str] = frozenset()
+    """Which of kube-prometheus-stack's system-component scrapers (:data:`KUBE_PROMETHEUS_SYSTEM_COMPONENTS`)
+    reach something on this cloud. A scraper with nothing to reach is a target that is always down and an
+    alert (``KubeControllerManagerDown``, ``TargetDown``...) that fires forever."""
+    gpu_driver_host_dir: str | None = None
+    """Host folder holding the NVIDIA driver's libraries and tools when the cloud installs the driver outside
+    the container runtime's reach (GKE: ``/home/kubernetes/bin/nvidia``); host agents such as dcgm-exporter
+    must mount it at :data:`GPU_DRIVER_CONTAINER_DIR`. None where the container toolkit injects the driver."""
+    isolates_unrequested_gpus: bool = False
+    """GPU nodes give a container GPUs only through the device plugin: an unprivileged container that requests
+    no ``nvidia.com/gpu`` gets none even if it sets ``NVIDIA_VISIBLE_DEVICES=all``. GKE: true (its own device
+    plugin hands out device nodes; no NVIDIA runtime hook reads the variable). EKS AL2023 NVIDIA AMI: false
+    (nodeadm makes nvidia-container-runtime containerd's default runtime, with the toolkit's packaged
+    ``accept-nvidia-visible-devices-envvar-when-unprivileged = true``). Sets the device plugin's
+    ``deviceListStrategy`` where park-stack installs it, and what ``accelerators.gpu-isolation`` demands."""
+
+
+KUBE_PROMETHEUS_SYSTEM_COMPONENTS = ("kubeControllerManager", "kubeScheduler", "kubeEtcd", "kubeProxy", "coreDns")
+"""kube-prometheus-stack 88.5.3 values keys whose ServiceMonitor and alert rules depend on the cluster
+(templates/exporters/*/servicemonitor.yaml and templates/prometheus/rules-1.14/*, each gated on ``.enabled``).
+The API server and kubelet scrapers are left on: every cluster serves those to Prometheus."""
+
+GPU_DRIVER_CONTAINER_DIR = "/usr/local/nvidia"
+"""Where GKE documents mounting the driver folder, with ``LD_LIBRARY_PATH=/usr/local/nvidia/lib64``."""
+
+NETWORK_POLICY_DOCS = {
+    "aws": "https://docs.aws.amazon.com/eks/latest/userguide/cni-network-policy-configure.html",
+    "gcp": "https://cloud.google.com/kubernetes-engine/docs/concepts/dataplane-v2",
+    "kind": "https://github.com/kubernetes-sigs/kind/releases/tag/v0.24.0",
+}
+"""Where each enforcing datapath is documented: the EKS vpc-cni add-on enforces NetworkPolicy only with the
+``enableNetworkPolicy`` configuration value (VPC CNI v1.14.0-eksbuild.3 or later); GKE Dataplane V2 always
+enforces it (no Calico add-on to enable on top); kind's kindnet enforces it since kind v0.24.0
+(kubernetes-sigs/kind#842, kube-network-policies)."""
 
 
 CAPABILITIES: dict[str, CloudCapabilities] = {
-    "aws": CloudCapabilities(True, True, True, False, True, True, "aws", needs_cluster_autoscaler=True),
-    "gcp": CloudCapabilities(True, True, True, True, True, True, "gcp"),
-    "kind": CloudCapabilities(False, False, False, False, False, False, None),
+    "aws": CloudCapabilities(
+        True, True, True, False, True, True, "aws",
+        needs_cluster_autoscaler=True,
+        network_policy_datapath="vpc-cni network policy agent (enableNetworkPolicy)",
+        # EKS manages the control plane (no controller-manager, scheduler or etcd targets) and its kube-proxy
+        # add-on serves metrics on 127.0.0.1:10249 only; CoreDNS (managed add-on) serves :9153.
+        scrapable_system_components=frozenset({"coreDns"}),
+    ),
+    "gcp": CloudCapabilities(
+        True, True, True, True, True, True, "gcp",
+        network_policy_datapath="GKE Dataplane V2 (ADVANCED_DATAPATH)",
+        # GKE manages the control plane, Dataplane V2 replaces kube-proxy, and GKE Standard's DNS is kube-dns
+        # (no CoreDNS on :9153): none of the five scrapers has a target.
+        scrapable_system_components=frozenset(),
+        gpu_driver_host_dir="/home/kubernetes/bin/nvidia",
+        isolates_unrequested_gpus=True,
+    ),
+    "kind": CloudCapabilities(
+        False, False, False, False, False, False, None,
+        network_policy_datapath="kindnet with kube-network-policies (kind v0.24.0 and later)",
+        # kind is kubeadm with its defaults: controller-manager, scheduler, etcd metrics and kube-proxy metrics
+        # listen on 127.0.0.1 of the control-plane node, out of Prometheus's reach; CoreDNS serves :9153.
+        scrapable_system_components=frozenset({"coreDns"}),
+    ),
 }
 
 _ADAPTERS = {"aws": "park.components.clouds.aws", "gcp": "park.components.clouds.gcp",

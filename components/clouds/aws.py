@@ -36,6 +36,7 @@ from park.components.clouds import (
     ray_service_accounts,
 )
 from park.components.clouds.checks import MAX_ZONES, aws_problems as check, fsx_capacity_problem  # noqa: F401
+from park.components.clouds.checks import require_provisionable
 from park.components.spec import NodePool, StackSpec
 
 # --- pure facts --------------------------------------------------------------------------------------
@@ -58,6 +59,12 @@ ADDONS_BEFORE_NODES = ("vpc-cni", "kube-proxy", "eks-pod-identity-agent")
 ADDONS_AFTER_NODES = ("coredns", "aws-ebs-csi-driver")
 """Deployments that need nodes to schedule on; installed once the node groups exist."""
 FSX_CSI_ADDON = "aws-fsx-csi-driver"
+
+VPC_CNI_CONFIGURATION = {"enableNetworkPolicy": "true"}
+"""vpc-cni add-on configuration values: run the network policy agent, so the NetworkPolicies the platform
+applies are enforced (EKS User Guide, cni-network-policy-configure: the value is the string "true"; needs
+VPC CNI v1.14.0-eksbuild.3 or later, which every pin in versions.EKS_ADDON_VERSIONS is)."""
+ADDON_CONFIGURATION = {"vpc-cni": VPC_CNI_CONFIGURATION}
 
 EBS_CSI_SERVICE_ACCOUNT = ("kube-system", "ebs-csi-controller-sa")
 POD_IDENTITY_PRINCIPAL = "pods.eks.amazonaws.com"
@@ -271,6 +278,7 @@ class AwsAdapter:
     capabilities = CAPABILITIES["aws"]
 
     def provision(self, name: str, spec: StackSpec, parent: pulumi.Resource) -> ClusterHandle:
+        require_provisionable(spec)
         return _EksBuild(name, spec, parent).handle()
 
 
@@ -436,11 +444,14 @@ class _EksBuild:
         depends_on: list[pulumi.Resource],
         pod_identity: list[aws.eks.AddonPodIdentityAssociationArgs] | None = None,
     ) -> aws.eks.Addon:
-        # No addon_version: EKS installs the default version for the cluster's Kubernetes version.
+        # Pinned per Kubernetes minor: EKS's default version moves, and with it a later `pulumi up`.
+        configuration = ADDON_CONFIGURATION.get(addon_name)
         return aws.eks.Addon(
             f"{self.name}-{addon_name}",
             cluster_name=self.eks.name,
             addon_name=addon_name,
+            addon_version=versions.eks_addon_version(addon_name, self.spec.kubernetes_version),
+            configuration_values=json.dumps(configuration) if configuration else None,
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="OVERWRITE",
             pod_identity_associations=pod_identity,

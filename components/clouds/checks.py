@@ -114,3 +114,34 @@ def kind_problems(spec: StackSpec) -> list[Problem]:
 def cloud_problems(spec: StackSpec) -> list[Problem]:
     """The limits of ``spec.cloud`` that the cloud-neutral checks do not know."""
     return {"aws": aws_problems, "gcp": gcp_problems, "kind": kind_problems}[spec.cloud](spec)
+
+
+# --- what `pulumi up` needs that `park render` does not --------------------------------------------------
+
+SET_ALLOWED_CIDR = "pulumi config set --path 'park:security.allowedCidrs[0]' <your-egress-ip>/32"
+
+
+def endpoint_access_problems(spec: StackSpec) -> list[Problem]:
+    """Who may reach the cluster's API endpoint: required before any cloud resource exists.
+
+    Checked at provisioning, not in the spec: ``park render`` creates nothing, so a shipped stack renders out
+    of the box, while ``pulumi up`` refuses to create an endpoint open to nobody (or, with a copied example
+    range, to somebody else). A private endpoint (aws: EKS private access only; gcp: GKE private endpoint)
+    needs no list: its own VPC reaches it, and ``allowedCidrs`` then only adds internal ranges.
+    """
+    if spec.cloud == "kind" or spec.security.private_endpoint or spec.security.allowed_cidrs:
+        return []
+    return [Problem("security.allowedCidrs", (
+        "required before `pulumi up` when the API endpoint is public: list who may reach it, e.g. "
+        f"`{SET_ALLOWED_CIDR}` (your egress address: `curl -s https://checkip.amazonaws.com`; 0.0.0.0/0 "
+        "allows everyone), or set security.privateEndpoint: true and run `pulumi up` from inside the VPC"))]
+
+
+def require_provisionable(spec: StackSpec) -> None:
+    """Stop ``pulumi up`` before the adapter declares anything when :func:`endpoint_access_problems` finds one."""
+    problems = endpoint_access_problems(spec)
+    if problems:
+        import pulumi
+
+        lines = "\n".join(str(p) for p in problems)
+        raise pulumi.RunError(f"stack config not ready for `pulumi up`:\n{lines}")

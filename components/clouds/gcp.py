@@ -37,6 +37,7 @@ from park.components.clouds import (
     ray_service_accounts,
 )
 from park.components.clouds.checks import account_id, filestore_capacity_problem, gcp_problems as check  # noqa: F401
+from park.components.clouds.checks import require_provisionable
 from park.components.spec import GPU_TAINT, NodePool, StackSpec
 
 # --- pure facts --------------------------------------------------------------------------------------
@@ -45,6 +46,10 @@ NODES_CIDR = "10.0.0.0/20"
 PODS_RANGE = ("pods", "10.16.0.0/14")
 SERVICES_RANGE = ("services", "10.20.0.0/20")
 RELEASE_CHANNEL = "REGULAR"
+DATAPATH_PROVIDER = "ADVANCED_DATAPATH"
+"""GKE Dataplane V2: eBPF datapath that always enforces NetworkPolicy (and replaces kube-proxy), so the
+platform's default-deny policies hold. The Calico network-policy add-on is not enabled on top: GKE does
+not support both (https://cloud.google.com/kubernetes-engine/docs/concepts/dataplane-v2)."""
 GPU_DRIVER_VERSION = "LATEST"
 """LATEST, not DEFAULT: current vLLM and PyTorch CUDA 12.8 wheels need a newer driver than GKE's default."""
 WORKLOAD_METADATA_MODE = "GKE_METADATA"
@@ -138,6 +143,7 @@ class GcpAdapter:
     capabilities = CAPABILITIES["gcp"]
 
     def provision(self, name: str, spec: StackSpec, parent: pulumi.Resource) -> ClusterHandle:
+        require_provisionable(spec)
         return _GkeBuild(name, spec, parent).handle()
 
 
@@ -230,6 +236,7 @@ class _GkeBuild:
             network=self.vpc.id,
             subnetwork=self.subnet.id,
             networking_mode="VPC_NATIVE",
+            datapath_provider=DATAPATH_PROVIDER,
             ip_allocation_policy=gcp.container.ClusterIpAllocationPolicyArgs(
                 cluster_secondary_range_name=PODS_RANGE[0], services_secondary_range_name=SERVICES_RANGE[0]
             ),

@@ -25,6 +25,8 @@ def autoscaler_values(spec: StackSpec) -> dict[str, Any]:
     _, service_account = CLUSTER_AUTOSCALER_SERVICE_ACCOUNT
     return {
         "cloudProvider": spec.cloud,
+        # The autoscaler supports only its own Kubernetes minor; the chart's default tag is its appVersion.
+        "image": {"tag": versions.cluster_autoscaler_image_tag(spec.kubernetes_version)},
         "awsRegion": spec.region,
         "autoDiscovery": {"clusterName": spec.cluster_name},
         "rbac": {"serviceAccount": {"create": True, "name": service_account}},

@@ -28,6 +28,11 @@ from park.components.manifests.common import (
     metadata,
     system_pool_selector,
 )
+from park.components.clouds import (
+    CAPABILITIES,
+    GPU_DRIVER_CONTAINER_DIR,
+    KUBE_PROMETHEUS_SYSTEM_COMPONENTS,
+)
 from park.components.spec import StackSpec
 
 NAMESPACE = MONITORING_NAMESPACE
@@ -80,10 +85,19 @@ def grafana_address(spec: StackSpec) -> str | None:
 # --- releases --------------------------------------------------------------------------------------
 
 
+def system_component_scrapers(spec: StackSpec) -> dict[str, dict[str, bool]]:
+    """``{component: {"enabled": ...}}`` for the chart's system-component scrapers: on only where the cloud
+    exposes the component (``CloudCapabilities.scrapable_system_components``). Off also drops the component's
+    alert rules, which the chart gates on the same flag."""
+    scrapable = CAPABILITIES[spec.cloud].scrapable_system_components
+    return {component: {"enabled": component in scrapable} for component in KUBE_PROMETHEUS_SYSTEM_COMPONENTS}
+
+
 def prometheus_stack_values(spec: StackSpec) -> dict[str, Any]:
     on_system_pool = {"nodeSelector": system_pool_selector(spec)}
     return {
         "fullnameOverride": FULLNAME,
+        **system_component_scrapers(spec),
         "prometheusOperator": dict(on_system_pool),
         "prometheus": {
             "serviceAccount": {"create": True, "name": PROMETHEUS_SERVICE_ACCOUNT},
@@ -116,11 +130,43 @@ def prometheus_stack_values(spec: StackSpec) -> dict[str, Any]:
     }
 
 
+DCGM_CHART_VOLUME_MOUNTS = (
+    {"name": "exporter-metrics-volume", "mountPath": "/etc/dcgm-exporter/default-counters.csv",
+     "subPath": "default-counters.csv"},
+)
+"""The dcgm-exporter 4.8.2 chart's default ``extraVolumeMounts`` (its counters file); a list value replaces the
+default, so values that add a mount repeat these."""
+DRIVER_VOLUME = "nvidia-install-dir-host"
+
+
+def gpu_driver_mount_values(spec: StackSpec) -> dict[str, Any]:
+    """Chart values that give dcgm-exporter the cloud's NVIDIA driver where the container toolkit does not.
+
+    GKE installs the driver under ``/home/kubernetes/bin/nvidia`` and documents mounting it at
+    ``/usr/local/nvidia`` with ``LD_LIBRARY_PATH=/usr/local/nvidia/lib64`` and GPU ids by device name (GKE's
+    device plugin names devices, not UUIDs): GoogleCloudPlatform/prometheus-engine
+    examples/nvidia-dcgm/exporter.yaml, the manifest of GKE's "NVIDIA DCGM" exporter page.
+    """
+    host_dir = CAPABILITIES[spec.cloud].gpu_driver_host_dir
+    if host_dir is None:
+        return {}
+    return {
+        "extraHostVolumes": [{"name": DRIVER_VOLUME, "hostPath": host_dir}],
+        "extraVolumeMounts": [*map(dict, DCGM_CHART_VOLUME_MOUNTS),
+                              {"name": DRIVER_VOLUME, "mountPath": GPU_DRIVER_CONTAINER_DIR, "readOnly": True}],
+        "extraEnv": [
+            {"name": "LD_LIBRARY_PATH", "value": f"{GPU_DRIVER_CONTAINER_DIR}/lib64"},
+            {"name": "DCGM_EXPORTER_KUBERNETES_GPU_ID_TYPE", "value": "device-name"},
+        ],
+    }
+
+
 def dcgm_exporter_values(spec: StackSpec) -> dict[str, Any]:
     return {
         "affinity": gpu_pool_affinity(spec),
         "tolerations": gpu_pool_tolerations(spec),
         "serviceMonitor": {"enabled": installs_prometheus(spec), "interval": "15s"},
+        **gpu_driver_mount_values(spec),
     }
 
 
