@@ -163,10 +163,12 @@ def test_no_object_is_shared_inside_a_manifest():
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_workers_fit_a_node_and_the_team_quota(stack):
+    """Sized to the quota of the team each workload is queued for (its namespace), not the first team's."""
     spec = SPECS[stack]
-    team = spec.default_team
-    for job in (train_manifest.build_rayjob(spec), batch_manifest.build_rayjob(spec)):
-        (group,) = job["spec"]["rayClusterSpec"]["workerGroupSpecs"]
+    for job in render_workloads(spec):
+        team = next(t for t in spec.teams if t.namespace_name == job["metadata"]["namespace"])
+        cluster_spec = job["spec"].get("rayClusterSpec") or job["spec"]["rayClusterConfig"]
+        (group,) = cluster_spec["workerGroupSpecs"]
         pool = spec.pool(pod_spec(group)["nodeSelector"][POOL_LABEL])
         requests = only_container(group)["resources"]["requests"]
         shape = spec.offering(pool)
@@ -175,8 +177,46 @@ def test_workers_fit_a_node_and_the_team_quota(stack):
         assert parse_quantity(requests["memory"]) < mem_gib * 2**30
         quota = next((q for q in team.quotas if q.pool == pool.name), None)
         if quota is not None:
-            assert parse_quantity(requests["cpu"]) * group["replicas"] <= parse_quantity(quota.cpu)
-            assert parse_quantity(requests["memory"]) * group["replicas"] <= parse_quantity(quota.memory)
+            pods = group["maxReplicas"] if cluster_spec.get("enableInTreeAutoscaling") else group["replicas"]
+            assert parse_quantity(requests["cpu"]) * pods <= parse_quantity(quota.cpu)
+            assert parse_quantity(requests["memory"]) * pods <= parse_quantity(quota.memory)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_reference_workloads_go_to_the_team_a_platform_team_expects(stack):
+    """Serving on the serving team at its (high) priority, so it can preempt training and batch in spikes;
+    training and batch on the research team at its (normal) priority."""
+    spec = SPECS[stack]
+    teams = {t.name: t for t in spec.teams}
+    expected = {"park-train": teams["research"], "park-batch": teams["research"], "park-serve": teams["serving"]}
+    for doc in render_workloads(spec):
+        team = expected[doc["metadata"]["name"]]
+        labels = doc["metadata"]["labels"]
+        assert (doc["metadata"]["namespace"], labels[cluster.QUEUE_LABEL], labels[cluster.PRIORITY_LABEL]) == (
+            team.namespace_name, team.local_queue, team.default_priority)
+    assert teams["serving"].default_priority == "high"
+
+
+def test_without_those_teams_every_workload_goes_to_the_first_team():
+    spec = SPECS["kind"]
+    ml = spec.teams[0].model_copy(update={"name": "ml", "namespace": None})
+    lone = spec.model_copy(update={"teams": [ml]})
+    assert {(d["metadata"]["namespace"], d["metadata"]["labels"][cluster.QUEUE_LABEL])
+            for d in render_workloads(lone)} == {("ml", "ml-queue")}
+
+
+def test_render_workloads_overrides_team_and_priority_for_all():
+    spec = SPECS["aws"]
+    docs = render_workloads(spec, team="serving", priority="low")
+    assert {(d["metadata"]["namespace"], d["metadata"]["labels"][cluster.PRIORITY_LABEL]) for d in docs} == {
+        ("serving", "low")}
+    assert {d["metadata"]["namespace"] for d in render_workloads(spec, priority="low")} == {"research", "serving"}
+    with pytest.raises(SpecError) as err:
+        render_workloads(spec, team="nobody")
+    assert err.value.problems[0].path == "teams"
+    with pytest.raises(SpecError) as err:
+        render_workloads(spec, priority="urgent")
+    assert err.value.problems[0].path == "priority"
 
 
 # --- Kueue labels and images --------------------------------------------------------------------

@@ -13,16 +13,21 @@ from __future__ import annotations
 from park.components.spec import StackSpec
 
 
-def render_workloads(spec: StackSpec) -> list[dict]:
+def render_workloads(spec: StackSpec, *, team: str | None = None, priority: str | None = None) -> list[dict]:
     """The custom resources of the reference workloads for ``spec``: the train RayJob, the batch RayJob and,
-    when the stack serves models (``park:models``), the serve RayService. Pure: same spec, same documents."""
+    when the stack serves models (``park:models``), the serve RayService. Pure: same spec, same documents.
+
+    Each goes to the team a platform team expects (serving on ``serving``, training and batch on
+    ``research``, else the first team: :func:`park.workloads.cluster.team_for`) at that team's default
+    priority, sized to that team's quota; ``team`` and ``priority`` override this for all of them
+    (``park render --team/--priority``). An unknown team or priority is a :class:`SpecError`."""
     from park.workloads.batch.manifest import build_rayjob as build_batch
     from park.workloads.serve.manifest import build_rayservice
     from park.workloads.train.manifest import build_rayjob as build_train
 
-    documents = [build_train(spec), build_batch(spec)]
+    documents = [build_train(spec, team=team, priority=priority), build_batch(spec, team=team, priority=priority)]
     if spec.models:
-        documents.append(build_rayservice(spec))
+        documents.append(build_rayservice(spec, team=team, priority=priority))
     return documents
 
 

@@ -53,6 +53,15 @@ CONTAINER_SECURITY_CONTEXT = {
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
+ELASTIC_JOB_ANNOTATION = "kueue.x-k8s.io/elastic-job"
+"""Marks a Kueue-managed job as elastic (workload slicing): the only way Kueue v0.19.2 accepts a queued
+RayJob / RayService / RayCluster whose in-tree autoscaler is on (pkg/controller/jobs/raycluster/common.go)."""
+
+WORKLOAD_TEAMS = {"serve": "serving", "train": "research", "batch": "research"}
+"""The team each reference workload goes to by default, when the stack has a team of that name (else the
+stack's first team): serving on the serving team (whose priority lets it preempt during spikes),
+training and batch on the research team."""
+
 
 
 def workload_image(spec: StackSpec, gpu: bool) -> str:
@@ -80,10 +89,12 @@ def system_pool(spec: StackSpec) -> NodePool:
     return pool
 
 
-def team_for(spec: StackSpec, team: Team | str | None) -> Team:
-    """A team of the spec by object or name; the default team when None."""
+def team_for(spec: StackSpec, team: Team | str | None, *, workload: str | None = None) -> Team:
+    """A team of the spec by object or name. When None: the team :data:`WORKLOAD_TEAMS` names for
+    ``workload`` (``serve``, ``train``, ``batch``) if the stack has it, else the stack's first team."""
     if team is None:
-        return spec.default_team
+        preferred = WORKLOAD_TEAMS.get(workload or "")
+        return next((t for t in spec.teams if t.name == preferred), spec.default_team)
     name = team if isinstance(team, str) else team.name
     found = next((t for t in spec.teams if t.name == name), None)
     if found is None:
@@ -91,10 +102,12 @@ def team_for(spec: StackSpec, team: Team | str | None) -> Team:
     return found
 
 
-def kueue_labels(spec: StackSpec, team: Team | None = None, priority: str | None = None) -> dict[str, str]:
-    """Labels that hand a RayJob / RayService to Kueue: the team's LocalQueue and a WorkloadPriorityClass
-    (``priority``, else the team default; no priority label when neither is set)."""
-    chosen = team_for(spec, team)
+def kueue_labels(spec: StackSpec, team: Team | str | None = None, priority: str | None = None, *,
+                 workload: str | None = None) -> dict[str, str]:
+    """Labels that hand a RayJob / RayService to Kueue: the LocalQueue of ``team`` (default: see
+    :func:`team_for`) and a WorkloadPriorityClass (``priority``, else the team default; no priority label
+    when neither is set)."""
+    chosen = team_for(spec, team, workload=workload)
     labels = {QUEUE_LABEL: chosen.local_queue}
     priority = priority or chosen.default_priority
     if priority is not None:
@@ -103,6 +116,13 @@ def kueue_labels(spec: StackSpec, team: Team | None = None, priority: str | None
                                                  f"known: {', '.join(spec.priority_class_names)}")])
         labels[PRIORITY_LABEL] = priority
     return labels
+
+
+def kueue_annotations(cluster_spec: dict) -> dict[str, str]:
+    """Annotations for a Kueue-managed Ray object running ``cluster_spec``: an autoscaling cluster is an
+    elastic job, so each scale-up is admitted as a new workload slice (docs/architecture.md, "Serving under
+    Kueue"); a fixed-size cluster needs none."""
+    return {ELASTIC_JOB_ANNOTATION: "true"} if cluster_spec.get("enableInTreeAutoscaling") else {}
 
 
 def cpu_quantity(cpus: float) -> str:
@@ -302,7 +322,8 @@ def rayjob(spec: StackSpec, *, name: str, entrypoint: list[str], cluster_spec: d
     return {
         "apiVersion": versions.RAY_API_VERSION,
         "kind": "RayJob",
-        "metadata": metadata(name, chosen.namespace_name, labels=labels),
+        "metadata": metadata(name, chosen.namespace_name, labels=labels,
+                             annotations=kueue_annotations(cluster_spec)),
         "spec": {
             "entrypoint": shlex.join(entrypoint),
             "runtimeEnvYAML": runtime_env_yaml(env),

@@ -107,9 +107,12 @@ def serve_config_yaml(spec: StackSpec) -> str:
 def build_rayservice(
     spec: StackSpec, *, team: Team | str | None = None, priority: str | None = None, name: str = NAME
 ) -> dict:
-    """The serving RayService in ``team``'s namespace (default: the stack's first team), labelled for the
-    team's LocalQueue and ``priority`` (default: the team's)."""
-    chosen = cluster.team_for(spec, team)
+    """The serving RayService in ``team``'s namespace (default: the serving team, else the stack's first;
+    see :func:`~park.workloads.cluster.team_for`), sized to that team's quota and labelled for its LocalQueue
+    and ``priority`` (default: the team's). When the replicas may scale, the in-tree autoscaler is on and
+    the RayService is a Kueue elastic job, each scale-up admitted as a workload slice (docs/architecture.md,
+    "Serving under Kueue")."""
+    chosen = cluster.team_for(spec, team, workload="serve")
     layout = plan(spec, chosen)
     gpu = layout.shape["worker_gpus"] > 0 and any(spec.model_gpus(m) > 0 for m in spec.models)
     shape = layout.shape if gpu else {**layout.shape, "worker_gpus": 0}
@@ -133,7 +136,8 @@ def build_rayservice(
     return {
         "apiVersion": versions.RAY_API_VERSION,
         "kind": "RayService",
-        "metadata": metadata(name, chosen.namespace_name, labels=labels),
+        "metadata": metadata(name, chosen.namespace_name, labels=labels,
+                             annotations=cluster.kueue_annotations(cluster_spec)),
         "spec": {
             "serveConfigV2": serve_config_yaml(spec),
             "upgradeStrategy": dict(UPGRADE_STRATEGY),

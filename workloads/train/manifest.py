@@ -33,14 +33,15 @@ def build_rayjob(spec: StackSpec, *, team: Team | str | None = None, priority: s
                  pool: NodePool | None = None, worker_pods: int | None = None, run_name: str = NAME,
                  epochs: int = DEFAULT_EPOCHS, min_accuracy: float | None = DEFAULT_MIN_ACCURACY,
                  name: str = NAME) -> dict:
-    """The training RayJob. Workers go to ``pool`` (default: the first GPU pool, else the first workers
-    pool), ``worker_pods`` of them (default: two, or the pool's maximum if smaller), sized to a node and the
-    team's quota. One Ray Train worker per GPU on GPU pools, one per pod on CPU pools.
+    """The training RayJob, queued for ``team`` (default: the research team, else the first; see
+    :func:`~park.workloads.cluster.team_for`). Workers go to ``pool`` (default: the first GPU pool, else the
+    first workers pool), ``worker_pods`` of them (default: two, or the pool's maximum if smaller), sized to a
+    node and that team's quota. One Ray Train worker per GPU on GPU pools, one per pod on CPU pools.
 
     Reruns under the same ``run_name`` resume from its latest checkpoint: give each conformance run its own
     name, keep it for retries (``backoffLimit``)."""
     pool = pool or cluster.default_worker_pool(spec)
-    chosen = cluster.team_for(spec, team)
+    chosen = cluster.team_for(spec, team, workload="train")
     pods = worker_pods if worker_pods is not None else min(2, pool.max_nodes)
     shape = cluster.worker_shape(spec, pool, workers=pods, team=chosen)
     gpus_per_pod = int(shape["worker_gpus"])
