@@ -40,6 +40,17 @@ def render(
     raise typer.Exit(render_command(stack, out, workloads))
 
 
+@app.command("cost")
+def cost(
+    stack: str = typer.Argument(help="A stack under stacks/ (e.g. aws) or the path of a Pulumi.<stack>.yaml"),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures and their sources as JSON"),
+) -> None:
+    """Hourly and monthly cost of the stack idle (minNodes) and at full scale (maxNodes), with price sources."""
+    from park.components.cost import cost_command
+
+    raise typer.Exit(cost_command(stack, as_json))
+
+
 @app.command("tiny-model")
 def tiny_model(
     folder: Annotated[Path, typer.Argument(help="Folder to write the model into (created if missing)")],
