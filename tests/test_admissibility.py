@@ -38,10 +38,12 @@ from decimal import Decimal
 import pytest
 from kubernetes.utils.quantity import parse_quantity
 from park.components.manifests import all_documents
+from park.components.spec import load_stack_file, project_root
 from park.workloads import render_workloads
-from schemas import shipped_specs
 
-SPECS = shipped_specs()
+SPECS = {path.name.removeprefix("Pulumi.").removesuffix(".yaml"): load_stack_file(path)
+         for path in sorted((project_root() / "stacks").glob("Pulumi.*.yaml"))}
+"""Every shipped stack (stacks/Pulumi.<stack>.yaml) by name."""
 STACKS = sorted(SPECS)
 
 KUEUE_GROUP = "kueue.x-k8s.io/"
@@ -113,7 +115,7 @@ def ray_cluster_pod_sets(cluster: dict, *, at_ceiling: bool = False) -> list[Pod
         if at_ceiling and autoscaling:
             replicas = group.get("maxReplicas", replicas)
         hosts = group.get("numOfHosts", 1)
-        sets.append(PodSet(group["groupName"], replicas * (hosts if hosts > 1 else 1), group["template"]["spec"]))
+        sets.append(PodSet(group["groupName"], replicas * max(1, hosts), group["template"]["spec"]))
     return sets
 
 

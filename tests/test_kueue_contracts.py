@@ -20,10 +20,12 @@ import copy
 from collections.abc import Callable
 
 import pytest
+from park.components.spec import load_stack_file, project_root
 from park.workloads import render_workloads
-from schemas import shipped_specs
 
-SPECS = shipped_specs()
+SPECS = {path.name.removeprefix("Pulumi.").removesuffix(".yaml"): load_stack_file(path)
+         for path in sorted((project_root() / "stacks").glob("Pulumi.*.yaml"))}
+"""Every shipped stack (stacks/Pulumi.<stack>.yaml) by name."""
 STACKS = sorted(SPECS)
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
