@@ -188,7 +188,7 @@ class PriceSource:
         if not self.sourced:
             return f"{self.title} ({self.checked})"
         data = f", data of {self.published}" if self.published else ""
-        return f"{self.title}: {self.url} (read {self.checked}{data})"
+        return f"{self.title}\n{self.url} (read {self.checked}{data})"
 
 
 @dataclass(frozen=True)
@@ -212,11 +212,11 @@ UNSOURCED = PriceSource(
     "unsourced: written from memory when the catalog was started, not looked up", None, "2026-11-22")
 
 SKYPILOT_AWS = PriceSource(
-    "SkyPilot's AWS catalog catalogs/v8/aws/vms.csv at commit e385a0d (built from the AWS price list; "
-    "spot = lowest zone of the region in that snapshot, indicative)",
+    "SkyPilot's AWS catalog, catalogs/v8/aws/vms.csv at commit e385a0d",
     "https://github.com/skypilot-org/skypilot-catalog/blob/e385a0d348eda9cefd9806423e7725944dc249e4/"
     "catalogs/v8/aws/vms.csv",
     "2026-11-30",
+    note="on-demand from the AWS price list; spot: the lowest zone of the region in that snapshot",
 )
 DATA_RECEIPTS_AWS = PriceSource(
     "data-receipts 109-gpu-pricing/hyperscalers.json (AWS on-demand, us-east-1)",
@@ -224,17 +224,17 @@ DATA_RECEIPTS_AWS = PriceSource(
     "2026-11-30", published="2026-11-09",
 )
 FACTUALMINDS_EC2 = PriceSource(
-    "FactualMinds, Amazon EC2 On-Demand Pricing (2026): 'a GPU g5.xlarge is $1.006/hr' in us-east-1",
+    "FactualMinds, Amazon EC2 On-Demand Pricing (2026): g5.xlarge $1.006/h in us-east-1",
     "https://www.factualminds.com/blog/amazon-ec2-on-demand-pricing-instance-families-2026/",
     "2026-11-30", published="2026-06-17",
 )
 CYCLENERD_GCP = PriceSource(
-    "google-cloud-pricing-cost-calculator pricing.yml at commit 0166a59 (built from the Cloud Billing "
-    "Catalog; spot prices may change every 30 days, indicative)",
+    "google-cloud-pricing-cost-calculator pricing.yml at commit 0166a59 (from the Cloud Billing Catalog)",
     "https://github.com/Cyclenerd/google-cloud-pricing-cost-calculator/blob/"
     "0166a59ebba7c36f2cc8c931d9f258dcebc44776/pricing.yml",
     "2026-11-30", published="2025-03-06",
-    note="a snapshot from March 2025; GCP has changed GPU list prices since, re-check before budgeting",
+    note="a March 2025 snapshot (its spot prices differ from the November 2024 snapshot of the same file); "
+         "re-check before budgeting",
 )
 
 
@@ -300,31 +300,32 @@ def node_price(cloud: str, instance_type: str, region: str | None) -> NodePrice 
 # --- fixed fees ------------------------------------------------------------------------------------
 
 EKS_PRICING = PriceSource(
-    "AWS Containers blog, Amazon EKS extended support for Kubernetes versions pricing: standard support "
-    "'$0.10 per cluster per hour', extended support '$0.60 per cluster per hour' (read from a mirror copy "
-    "of the post, effective from the April 2024 billing cycle); the same $0.10 ($73/month) in cloudburn.io's "
-    "2026 EKS pricing guide",
+    "AWS Containers blog, Amazon EKS extended support for Kubernetes versions pricing: "
+    "$0.10 per cluster-hour in standard support",
     "https://aws.amazon.com/blogs/containers/amazon-eks-extended-support-for-kubernetes-versions-pricing/",
     "2026-11-30",
+    note="read from a mirror copy of the post; $0.60 per cluster-hour in extended support from the April 2024 "
+         "billing cycle; cloudburn.io's 2026 EKS pricing guide gives the same $0.10 ($73/month)",
 )
 AWS_NAT_PRICING = PriceSource(
-    "cloudburn.io, AWS NAT Gateway Pricing: '$0.045/hour in US East', 'Public IPv4 address costs "
-    "($0.005/hour per IP)', $0.045/GB processed; cloudpipelines' 2026 guide lists US West (Oregon) at the "
-    "same ~$0.045/h",
+    "cloudburn.io, AWS NAT Gateway Pricing: $0.045 per gateway-hour, public IPv4 $0.005 per address-hour",
     "https://cloudburn.io/blog/aws-nat-gateway-pricing",
     "2026-11-30", published="2026-02-24",
+    note="US East figures; cloudpipelines' 2026 guide lists US West (Oregon) at the same ~$0.045/h; "
+         "$0.045 per GB processed",
 )
 GKE_PRICING = PriceSource(
-    "Google Kubernetes Engine pricing: cluster management fee '$0.10 per cluster per hour'; the free tier "
-    "($74.40/month per billing account) is 'only applied to zonal and Autopilot clusters'",
+    "Google Kubernetes Engine pricing: $0.10 per cluster-hour",
     "https://cloud.google.com/kubernetes-engine/pricing",
     "2026-11-30",
+    note="read from a proxy copy and a translated copy of the page; the free tier ($74.40/month per billing "
+         "account) is only applied to zonal and Autopilot clusters",
 )
 CLOUD_NAT_PRICING = PriceSource(
-    "Cloud NAT pricing: '$0.0014 * the number of VM instances' up to 32, '$0.044' above; $0.005 per hour "
-    "per external IP used by the gateway; $0.045 per GiB processed",
+    "Cloud NAT pricing: $0.0014 per VM-hour up to 32 VMs, $0.044 above, $0.005 per external IP-hour",
     "https://cloud.google.com/nat/pricing",
     "2026-11-30",
+    note="$0.045 per GiB processed",
 )
 
 

@@ -389,8 +389,9 @@ def render_text(cost: StackCost, out: TextIO, terminal: bool = False) -> None:
     if sources:
         lines.append("Sources:")
         for s in sources:
-            note = f" Note: {s.note}." if s.note else ""
-            lines.append(f"  [{mark(s)}] {s.describe()}.{note}")
+            first, *rest = s.describe().splitlines()
+            lines.append(f"  [{mark(s)}] {first}")
+            lines += [f"      {line}" for line in rest + ([s.note] if s.note else [])]
     for line in lines:
         console.print(line, soft_wrap=True)
     if not terminal:

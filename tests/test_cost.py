@@ -281,3 +281,13 @@ def test_cli_unknown_stack_exits_2_and_says_where_it_looked():
     result = RUNNER.invoke(app, ["cost", "no-such-stack"])
     assert result.exit_code == 2, result.output
     assert "no stack 'no-such-stack'" in result.stderr and "Traceback" not in result.output
+
+
+def test_readme_shows_what_park_cost_aws_prints():
+    """The README's Cost section is the command's real output; a price or format change must update it."""
+    readme = (resolve_stack_file("aws").parent.parent / "README.md").read_text()
+    start = readme.index("$ .venv/bin/park cost aws\n") + len("$ .venv/bin/park cost aws\n")
+    shown = readme[start:readme.index("\n```", start)] + "\n"
+    result = RUNNER.invoke(app, ["cost", "aws"])
+    assert result.exit_code == 0, result.output
+    assert shown == result.stdout, "README's `park cost aws` output is stale; paste the command's output"
