@@ -72,6 +72,21 @@ def conformance(
     model: Annotated[
         str | None, typer.Option("--model", help="Serve this model folder instead of a fresh tiny Llama.")
     ] = None,
+    team: Annotated[
+        str | None,
+        typer.Option(
+            "--team",
+            help="Run every workload and probe in this team's namespace and LocalQueue. Default: serving "
+            "on the serving team, training and batch on the research team (else the stack's first team).",
+        ),
+    ] = None,
+    priority: Annotated[
+        str | None,
+        typer.Option(
+            "--priority",
+            help="WorkloadPriorityClass of every workload. Default: each team's defaultPriority.",
+        ),
+    ] = None,
     gpu: Annotated[
         GpuChoice,
         typer.Option(
@@ -143,6 +158,8 @@ def conformance(
         timeout_s=timeout,
         keep=keep,
         destructive=destructive,
+        team=team,
+        priority=priority,
         injections=Injections(
             train_min_accuracy=inject_train_min_accuracy, batch_drop_rows=inject_batch_drop_rows
         ),

@@ -32,6 +32,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--context", dest="conformance_context", default=None)
     group.addoption("--gpu", dest="conformance_gpu", default="auto", choices=("auto", "require", "off"))
     group.addoption("--model", dest="conformance_model", default=None, help="model folder to serve")
+    group.addoption("--team", dest="conformance_team", default=None, help="team of every workload and probe")
+    group.addoption(
+        "--priority", dest="conformance_priority", default=None, help="priority of every workload"
+    )
     group.addoption(
         "--destructive",
         dest="conformance_destructive",
@@ -74,6 +78,8 @@ def conformance_runner(request: pytest.FixtureRequest):
         context=option("conformance_context"),
         gpu=option("conformance_gpu"),
         model=option("conformance_model"),
+        team=option("conformance_team"),
+        priority=option("conformance_priority"),
         destructive=option("conformance_destructive"),
         timeout_s=option("conformance_timeout"),
     )

@@ -67,6 +67,32 @@ class RunOptions:
     keep: bool = False
     destructive: bool = False
     injections: Injections = Injections()
+    team: str | None = None
+    """Send every workload and probe to this team's LocalQueue and namespace. Default: each reference workload
+    goes where its builder puts it (serving to the serving team, training and batch to a research team)."""
+    priority: str | None = None
+    """WorkloadPriorityClass of every workload. Default: the team's ``defaultPriority``."""
+
+
+class OverrideError(ValueError):
+    """``--team`` / ``--priority`` name something the stack does not define."""
+
+
+def check_overrides(options: RunOptions, spec: Any) -> None:
+    """Refuse a ``--team`` / ``--priority`` the stack does not define, naming the ones it does; called as
+    soon as the stack is loaded, before any cluster is contacted or Ray started."""
+    problems = []
+    teams = [team.name for team in spec.teams]
+    if options.team is not None and options.team not in teams:
+        problems.append(f"--team {options.team!r} is not a team of the stack; known: {', '.join(teams)}")
+    priorities = list(spec.priority_class_names)
+    if options.priority is not None and options.priority not in priorities:
+        problems.append(
+            f"--priority {options.priority!r} is not a priority class of the stack; known: "
+            f"{', '.join(priorities)}"
+        )
+    if problems:
+        raise OverrideError("; ".join(problems))
 
 
 def new_run_id() -> str:

@@ -222,6 +222,17 @@ def admitted(workload: dict | None) -> bool:
     return workload is not None and condition_true(workload, "Admitted")
 
 
+def holds_quota(workload: dict | None) -> bool:
+    """Kueue counts a Workload against its ClusterQueue while QuotaReserved is true, until it is Finished or
+    deleted (Kueue v0.19.2 pkg/workload/workload.go ``HasQuotaReservation``; pkg/controller/core/
+    workload_controller.go drops a finished or deleted Workload from the cache that holds the usage)."""
+    return (
+        workload is not None
+        and condition_true(workload, "QuotaReserved")
+        and not condition_true(workload, "Finished")
+    )
+
+
 def admission_state(workload: dict | None) -> tuple[bool, str]:
     """(admitted, what Kueue says) of a Workload: the message of its latest condition, e.g. ``couldn't assign
     flavors to pod set head: flavor cpu doesn't match node affinity``."""

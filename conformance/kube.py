@@ -4,9 +4,10 @@ Kueue. Thin on purpose: reading and creating objects goes through :class:`~park.
 judgement is a pure function in :mod:`park.conformance.judgements`, unit-tested against recorded responses.
 
 Everything a run creates is named ``park-conf-<run id>-<what>``, labelled
-``park-stack.io/conformance-run=<run id>``, lives in the default team's namespace (the namespace its
-ClusterQueue admits, holding the Ray service account and the storage ConfigMap) and is deleted at the end
-unless ``--keep``. Nothing here runs without a reachable API server: :meth:`KubernetesTarget.connect` fails
+``park-stack.io/conformance-run=<run id>`` and is deleted at the end unless ``--keep``. Each reference
+workload goes to its own team's namespace (the builders' choice: serving on the serving team, training and
+batch on a research team), or to ``--team``; probes and the scheduling checks use ``--team`` or the stack's
+first team (the namespace its ClusterQueue admits, holding the Ray service account and the storage ConfigMap). Nothing here runs without a reachable API server: :meth:`KubernetesTarget.connect` fails
 first, with the address it tried.
 """
 
@@ -17,6 +18,7 @@ import secrets
 import shlex
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from park.components.spec import (
@@ -24,11 +26,13 @@ from park.components.spec import (
     POOL_LABEL,
     NodePool,
     StackSpec,
+    Team,
     load_stack_file,
     resolve_stack_file,
 )
 from park.conformance import judgements as judge
-from park.conformance.context import RunContext
+from park.conformance.checks import BY_NAME
+from park.conformance.context import RunContext, check_overrides
 from park.conformance.kube_api import KubeApi, KubeError
 from park.conformance.model import Check, CheckFailed, NotApplicable, Passed
 
@@ -48,9 +52,11 @@ class TargetUnavailable(RuntimeError):
 
 
 def wait_until(
-    probe: Callable[[], tuple[bool, str]], timeout_s: float, what: str, poll_s: float = POLL_S
+    probe: Callable[[], tuple[bool, str]], timeout_s: float, what: str, poll_s: float | None = None
 ) -> str:
-    """Call ``probe`` until it reports done; its description is returned, or named in the failure."""
+    """Call ``probe`` until it reports done (every ``poll_s``, default :data:`POLL_S`); its description is
+    returned, or named in the failure."""
+    poll_s = POLL_S if poll_s is None else poll_s
     deadline = time.monotonic() + timeout_s
     done, seen = probe()
     while not done and time.monotonic() < deadline:
@@ -98,6 +104,8 @@ class KubernetesTarget:
         kubeconfig: str | None = None,
         context: str | None = None,
     ):
+        from park.workloads.cluster import team_for
+
         self.ctx = ctx
         self.api = api
         self.spec = spec
@@ -105,7 +113,8 @@ class KubernetesTarget:
         self.server = server
         self.kubeconfig = kubeconfig
         self.context = context
-        self.team = spec.default_team
+        self.team = team_for(spec, ctx.options.team)
+        """Where probes and the scheduling checks run: ``--team``, else the stack's first team."""
         self.namespace = self.team.namespace_name
         self._nodes: dict | None = None
 
@@ -124,6 +133,7 @@ class KubernetesTarget:
             )
         path = resolve_stack_file(ctx.options.stack)
         spec = load_stack_file(path)
+        check_overrides(ctx.options, spec)  # before any connection: a typo'd --team is a usage error
         context = ctx.options.context or (spec.context_name if spec.cloud == "kind" else None)
         try:
             api_client = kube_config.new_client_from_config(
@@ -172,6 +182,8 @@ class KubernetesTarget:
             "stack": self.stack_path,
             "context": self.context or "current",
             "namespace": self.namespace,
+            "team": self.team.name,
+            "priority": self.ctx.options.priority or "each team's defaultPriority",
             "accelerator": (
                 f"GPU pools: {', '.join(p.name for p in self.spec.gpu_pools)}"
                 if self.spec.has_gpus
@@ -308,10 +320,22 @@ class KubernetesTarget:
 
         self.ctx.on_cleanup(f"remove {uri} from the stack's storage", remove)
 
-    def workload_of(self, owner_kind: str, owner_name: str) -> dict | None:
+    def workload_of(self, owner_kind: str, owner_name: str, namespace: str | None = None) -> dict | None:
         return judge.workload_for(
-            self.api.list("kueue.x-k8s.io/v1beta2", "Workload", self.namespace), owner_kind, owner_name
+            self.api.list("kueue.x-k8s.io/v1beta2", "Workload", namespace or self.namespace),
+            owner_kind,
+            owner_name,
         )
+
+    def workload_placement(self) -> dict[str, Any]:
+        """``team`` / ``priority`` for the workload builders: the overrides, else None so each builder puts
+        its workload where the stack expects it."""
+        return {"team": self.ctx.options.team, "priority": self.ctx.options.priority}
+
+    def team_of(self, rendered: dict) -> Team:
+        """The team whose namespace a rendered workload lives in (its LocalQueue and quota)."""
+        namespace = rendered["metadata"]["namespace"]
+        return next(t for t in self.spec.teams if t.namespace_name == namespace)
 
     def _time_left(self, budget: float) -> float:
         return max(1.0, min(budget, self.ctx.remaining_s()))
@@ -394,23 +418,41 @@ class KubernetesTarget:
 
     def check_gpu_isolation(self, ctx: RunContext) -> Passed:
         pool = self.gpu_pool()
-        host = self.run_pod(self.probe_pod("nogpu", pool, _image(self.spec, gpu=True), gpus=0))
+        isolation = gpu_isolation(self.spec)
+        pod = self.probe_pod("nogpu", pool, _image(self.spec, gpu=True), gpus=0)
+        pod["spec"]["containers"][0]["env"] = [
+            {"name": VISIBLE_DEVICES, "value": isolation.probe_visible_devices}
+        ]
+        host = self.run_pod(pod)
         devices = host.run("ls /dev/nvidia[0-9]* 2>/dev/null")
         listing = host.run("nvidia-smi -L")
         gpus = judge.parse_nvidia_smi_list(listing.stdout)
+        asked = f"{VISIBLE_DEVICES}={isolation.probe_visible_devices}"
+        facts = {
+            "devices": devices.stdout.split(),
+            "gpus": gpus,
+            "nvidia_smi_exit": listing.rc,
+            "probe_env": asked,
+            "isolation_guaranteed": isolation.guaranteed,
+            "device_list_strategy": isolation.device_list_strategy,
+        }
         if devices.stdout.strip() or gpus:
+            reached = f"{len(gpus)} GPU(s)" if gpus else " ".join(devices.stdout.split())
             raise CheckFailed(
-                f"a pod on GPU pool {pool.name} that requested no GPU can reach "
-                f"{len(gpus) or devices.stdout.split()} — set the container runtime so "
-                f"NVIDIA_VISIBLE_DEVICES in images does not grant GPUs (device plugin "
-                f"deviceListStrategy=volume-mounts, accept-nvidia-visible-devices-envvar-when-"
-                f"unprivileged=false)",
-                {"devices": devices.stdout.split(), "gpus": gpus},
+                f"a pod on GPU pool {pool.name} that requested no GPU and set {asked} can reach "
+                f"{reached}: {isolation.broken_if_reached}",
+                facts,
             )
+        if isolation.guaranteed:
+            return Passed(
+                f"a pod on GPU pool {pool.name} that requested no GPU sees none, even with {asked}",
+                facts,
+            )
+        facts["not_guaranteed"] = isolation.not_guaranteed
         return Passed(
-            f"a pod on GPU pool {pool.name} without a GPU request sees no GPU device and nvidia-smi "
-            f"lists none",
-            {"nvidia_smi_exit": listing.rc},
+            f"a pod on GPU pool {pool.name} that requested no GPU ({asked}) sees none; "
+            f"{isolation.not_guaranteed}",
+            facts,
         )
 
     def check_ray_shm(self, ctx: RunContext) -> Passed:
@@ -493,10 +535,11 @@ class KubernetesTarget:
         parallelism: int = 1,
         priority: str | None = None,
         seconds: int = 5,
+        active_deadline_s: int | None = None,
     ) -> dict:
         from park.workloads.cluster import CONTAINER_SECURITY_CONTEXT, kueue_labels
 
-        labels = kueue_labels(self.spec, self.team, priority)
+        labels = kueue_labels(self.spec, self.team, priority or self.ctx.options.priority)
         resources = {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}}
         return {
             "apiVersion": "batch/v1",
@@ -508,6 +551,7 @@ class KubernetesTarget:
                 "completions": parallelism,
                 "backoffLimit": 0,
                 "ttlSecondsAfterFinished": 600,
+                **({"activeDeadlineSeconds": active_deadline_s} if active_deadline_s else {}),
                 "template": {
                     "spec": {
                         "restartPolicy": "Never",
@@ -561,6 +605,7 @@ class KubernetesTarget:
             cluster_spec=spec,
             env={},
             team=self.team,
+            priority=self.ctx.options.priority,
             active_deadline_s=600,
         )
 
@@ -613,28 +658,65 @@ class KubernetesTarget:
             )
         cpus = float(parse_quantity(quota.cpu))
         cpu = cluster.cpu_quantity(cpus * 0.8)
-        low = self._job("low", cpu, "256Mi", priority=priorities[0].name, seconds=900)
-        self.create(low)
-        wait_until(
-            lambda: judge.admission_state(self.workload_of("Job", low["metadata"]["name"])),
-            self._time_left(120),
-            "low-priority Job admitted",
+        # The low Job must not outlive this check: it sleeps, and may run, no longer than the check may take.
+        lifetime = int(BY_NAME["scheduling.preemption"].timeout_s)
+        low = self._job(
+            "low", cpu, "256Mi", priority=priorities[0].name, seconds=lifetime, active_deadline_s=lifetime
         )
         high = self._job("high", cpu, "256Mi", priority=priorities[-1].name, seconds=5)
-        self.create(high)
-
-        def preempted() -> tuple[bool, str]:
-            verdict = judge.judge_preemption(
-                self.workload_of("Job", low["metadata"]["name"]),
-                self.workload_of("Job", high["metadata"]["name"]),
+        try:
+            self.create(low)
+            wait_until(
+                lambda: judge.admission_state(self.workload_of("Job", low["metadata"]["name"])),
+                self._time_left(120),
+                "low-priority Job admitted",
             )
-            return verdict.ok, "; ".join(verdict.problems)
+            self.create(high)
 
-        wait_until(preempted, self._time_left(300), "preemption of the low-priority Job")
+            def preempted() -> tuple[bool, str]:
+                verdict = judge.judge_preemption(
+                    self.workload_of("Job", low["metadata"]["name"]),
+                    self.workload_of("Job", high["metadata"]["name"]),
+                )
+                return verdict.ok, "; ".join(verdict.problems)
+
+            wait_until(preempted, self._time_left(300), "preemption of the low-priority Job")
+        finally:
+            # Pass or fail, give the quota back: once the high Job ends Kueue would re-admit the low one,
+            # and it would hold most of the team's quota while the workload checks wait behind it.
+            holding = self.delete_and_release([low, high])
+        if holding:
+            raise CheckFailed(f"the preemption Jobs were deleted but still hold quota: {holding}")
         return Passed(
             f"a {priorities[-1].name}-priority Job preempted a {priorities[0].name}-priority Job holding "
             f"{cpu} CPU of team {self.team.name}'s {quota.cpu}"
         )
+
+    def delete_and_release(self, jobs: list[dict], timeout_s: float = 60.0) -> str:
+        """Delete ``jobs`` now and wait until Kueue no longer counts their Workloads against the quota.
+        Returns what still holds quota after ``timeout_s`` (empty when all is released); never raises."""
+        for job in jobs:
+            try:
+                self.api.delete(job)
+            except KubeError as err:
+                self.ctx.log.warning("could not delete Job %s: %s", job["metadata"]["name"], err)
+
+        def released() -> tuple[bool, str]:
+            holding = [
+                job["metadata"]["name"]
+                for job in jobs
+                if judge.holds_quota(
+                    self.workload_of("Job", job["metadata"]["name"], job["metadata"]["namespace"])
+                )
+            ]
+            return not holding, ", ".join(holding)
+
+        try:
+            wait_until(released, max(1.0, min(timeout_s, self.ctx.remaining_s())), "quota released")
+        except (CheckFailed, KubeError) as err:
+            self.ctx.log.warning("preemption Jobs still hold quota: %s", err)
+            return str(err)
+        return ""
 
     # -- storage --
 
@@ -695,20 +777,21 @@ class KubernetesTarget:
 
     def _run_rayjob(self, rayjob: dict, budget: float) -> tuple[dict, str]:
         self.create(rayjob)
-        name = rayjob["metadata"]["name"]
+        name, namespace = rayjob["metadata"]["name"], rayjob["metadata"]["namespace"]
+        self.ctx.facts[f"{name}.team"] = self.team_of(rayjob).name
 
         def finished() -> tuple[bool, str]:
-            live = self.api.get("ray.io/v1", "RayJob", name, self.namespace) or {}
+            live = self.api.get("ray.io/v1", "RayJob", name, namespace) or {}
             return judge.rayjob_outcome(live)
 
-        wait_until(finished, self._time_left(budget), f"RayJob {name} finished", poll_s=5)
-        live = self.api.get("ray.io/v1", "RayJob", name, self.namespace) or {}
-        workload = self.workload_of("RayJob", name)
+        wait_until(finished, self._time_left(budget), f"RayJob {namespace}/{name} finished", poll_s=5)
+        live = self.api.get("ray.io/v1", "RayJob", name, namespace) or {}
+        workload = self.workload_of("RayJob", name, namespace)
         self.ctx.facts[f"{name}.admitted_by_kueue"] = judge.admitted(workload) or bool(
             workload and judge.condition(workload, "Finished")
         )
-        submitter = self.api.list("v1", "Pod", self.namespace, f"job-name={name}").get("items", [])
-        logs = self.api.pod_log(self.namespace, submitter[-1]["metadata"]["name"]) if submitter else ""
+        submitter = self.api.list("v1", "Pod", namespace, f"job-name={name}").get("items", [])
+        logs = self.api.pod_log(namespace, submitter[-1]["metadata"]["name"]) if submitter else ""
         self.ctx.log.info(
             "RayJob %s: %s; submitter output:\n%s",
             name,
@@ -724,7 +807,9 @@ class KubernetesTarget:
         bar = ctx.options.injections.train_min_accuracy
         bar = DEFAULT_MIN_ACCURACY if bar is None else bar
         name = self.object_name("train")
-        rayjob = build_rayjob(self.spec, team=self.team, run_name=name, min_accuracy=bar, name=name)
+        rayjob = build_rayjob(
+            self.spec, **self.workload_placement(), run_name=name, min_accuracy=bar, name=name
+        )
         run_uri = storage.join(self.spec.storage_uri, CHECKPOINT_FOLDER, name)
         self.remove_at_cleanup(run_uri)
         live, logs = self._run_rayjob(rayjob, 3000)
@@ -759,7 +844,11 @@ class KubernetesTarget:
 
         name = self.object_name("batch")
         rayjob = build_rayjob(
-            self.spec, team=self.team, rows=BATCH_ROWS, output_folder=f"batch/{name}", name=name
+            self.spec,
+            **self.workload_placement(),
+            rows=BATCH_ROWS,
+            output_folder=f"batch/{name}",
+            name=name,
         )
         argv = shlex.split(rayjob["spec"]["entrypoint"])
         drop = ctx.options.injections.batch_drop_rows
@@ -800,17 +889,19 @@ class KubernetesTarget:
 
         serve = serve_module()
         name = self.object_name("serve")
-        rayservice = serve.build_rayservice(self.spec, team=self.team, name=name)
+        rayservice = serve.build_rayservice(self.spec, **self.workload_placement(), name=name)
+        namespace = rayservice["metadata"]["namespace"]
+        self.ctx.facts[f"{name}.team"] = self.team_of(rayservice).name
         self.create(rayservice)
 
         def ready() -> tuple[bool, str]:
-            return judge.rayservice_ready(self.api.get("ray.io/v1", "RayService", name, self.namespace) or {})
+            return judge.rayservice_ready(self.api.get("ray.io/v1", "RayService", name, namespace) or {})
 
-        wait_until(ready, self._time_left(1500), f"RayService {name} Ready", poll_s=10)
+        wait_until(ready, self._time_left(1500), f"RayService {namespace}/{name} Ready", poll_s=10)
         model = self.spec.models[0].name if self.spec.models else "default"
         answer = self.api.service_proxy(
             "POST",
-            self.namespace,
+            namespace,
             f"{name}-serve-svc",
             8000,
             "v1/chat/completions",
@@ -867,6 +958,58 @@ class KubernetesTarget:
             result.problems += found.problems
             result.facts.update(found.facts)
         return self._judged(result, f"Prometheus holds per-GPU {' and '.join(GPU_METRICS)} series")
+
+
+VISIBLE_DEVICES = "NVIDIA_VISIBLE_DEVICES"
+"""The variable through which the NVIDIA container toolkit grants GPUs (CUDA base images set it to ``all``)."""
+
+
+@dataclass(frozen=True)
+class GpuIsolation:
+    """What the platform guarantees about GPUs a pod did not request on the stack's cloud, and so what
+    ``accelerators.gpu-isolation`` demands. Read from ``CAPABILITIES[cloud].isolates_unrequested_gpus``, the
+    same fact that sets the device plugin's ``deviceListStrategy``."""
+
+    guaranteed: bool
+    """No unprivileged container gets a GPU it did not request, whatever its environment says."""
+    probe_visible_devices: str
+    """NVIDIA_VISIBLE_DEVICES of the probe pod: ``all`` (the hostile case) where isolation is guaranteed,
+    ``void`` (the toolkit's "no GPU, behave like runc") where only pods that do not ask are kept out."""
+    device_list_strategy: str | None
+    """The deviceListStrategy of the device plugin park-stack installs; None where the cloud runs its own."""
+    not_guaranteed: str | None
+    """What a person must know where isolation is not guaranteed."""
+    broken_if_reached: str
+    """What a probe that reaches a GPU means here."""
+
+
+def gpu_isolation(spec: StackSpec) -> GpuIsolation:
+    from park.components.clouds import CAPABILITIES
+    from park.components.manifests import gpu
+
+    strategy = gpu.device_list_strategy(spec) if gpu.installs_device_plugin(spec) else None
+    plugin = f"deviceListStrategy {strategy}" if strategy else "the cloud's own device plugin"
+    if CAPABILITIES[spec.cloud].isolates_unrequested_gpus:
+        return GpuIsolation(
+            True,
+            "all",
+            strategy,
+            None,
+            f"the {spec.cloud} GPU nodes are declared to hand out GPUs only through the device plugin "
+            f"({plugin}; CloudCapabilities.isolates_unrequested_gpus), yet the container runtime honoured "
+            f"{VISIBLE_DEVICES} from an unprivileged container",
+        )
+    return GpuIsolation(
+        False,
+        "void",
+        strategy,
+        f"not guaranteed on {spec.cloud}: an unprivileged pod that sets {VISIBLE_DEVICES} (CUDA base images "
+        f"set it to all) sees its node's GPUs without requesting one, because the nodes' NVIDIA container "
+        f"toolkit accepts that variable from unprivileged containers (its packaged default); only pods that "
+        f"tolerate the GPU pools' taints land there (docs/conformance.md, GPU isolation)",
+        f"something besides the device plugin ({plugin}) hands out GPUs: a privileged default, a runtime "
+        f"hook that ignores {VISIBLE_DEVICES}=void, or device specs passed to every container",
+    )
 
 
 def _image(spec: StackSpec, gpu: bool) -> str:

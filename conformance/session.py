@@ -34,6 +34,7 @@ class SetupError(ValueError):
 def build_target(ctx: RunContext) -> Target:
     """The target named by the options; raises SetupError with an actionable message."""
     from park.components.spec import SpecError
+    from park.conformance.context import OverrideError, check_overrides
 
     try:
         if ctx.options.target == "local":
@@ -43,6 +44,7 @@ def build_target(ctx: RunContext) -> Target:
                 spec, path = load_local_spec(ctx.options.stack)
             except LocalSetupError as err:
                 raise SetupError(str(err)) from None
+            check_overrides(ctx.options, spec)
             return LocalTarget(ctx, spec, path)
         from park.conformance.kube import KubernetesTarget, TargetUnavailable
 
@@ -52,6 +54,8 @@ def build_target(ctx: RunContext) -> Target:
             raise SetupError(str(err)) from None
     except SpecError as err:
         raise SetupError(f"--stack {ctx.options.stack}: {err}") from None
+    except OverrideError as err:
+        raise SetupError(f"{err} (stack {ctx.options.stack or 'kind'})") from None
 
 
 @contextmanager

@@ -64,7 +64,14 @@ def local_train(target: LocalTarget, ctx: RunContext) -> Passed:
     if bar is None:
         bar = manifest.DEFAULT_MIN_ACCURACY
     run_name = f"{ctx.name}-train"
-    rayjob = manifest.build_rayjob(target.spec, run_name=run_name, min_accuracy=bar, name=run_name)
+    rayjob = manifest.build_rayjob(
+        target.spec,
+        team=ctx.options.team,
+        priority=ctx.options.priority,
+        run_name=run_name,
+        min_accuracy=bar,
+        name=run_name,
+    )
     entrypoint, runtime_env = rayjob_as_job(rayjob)
     argv = shlex.split(entrypoint)
     storage_uri = flag_value(argv, "--storage-uri")
@@ -174,7 +181,14 @@ def local_batch(target: LocalTarget, ctx: RunContext) -> Passed:
     target.require_gpu_if_asked()
     manifest = _workload_module("park.workloads.batch.manifest")
     name = f"{ctx.name}-batch"
-    rayjob = manifest.build_rayjob(target.spec, rows=BATCH_ROWS, output_folder=f"batch/{name}", name=name)
+    rayjob = manifest.build_rayjob(
+        target.spec,
+        team=ctx.options.team,
+        priority=ctx.options.priority,
+        rows=BATCH_ROWS,
+        output_folder=f"batch/{name}",
+        name=name,
+    )
     entrypoint, runtime_env = rayjob_as_job(rayjob)
     drop = ctx.options.injections.batch_drop_rows
     if drop:  # test only: the workload's own fault switch, so the check below must notice lost rows

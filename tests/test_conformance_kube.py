@@ -363,9 +363,11 @@ def renamed(name: str, run_name: str, *, text: bool = False):
     return raw if text else json.loads(raw)
 
 
-def workload_routes(target: KubernetesTarget, what: str, owner_kind: str) -> dict:
-    """Routes for one workload of the target: create it, read it back finished, its Kueue Workload, its
-    submitter pod and that pod's log."""
+def workload_routes(
+    target: KubernetesTarget, what: str, owner_kind: str, namespace: str = "research"
+) -> dict:
+    """Routes for one workload of the target in ``namespace``: create it, read it back finished, its Kueue
+    Workload, its submitter pod and that pod's log."""
     run = target.ctx.name
     name = target.object_name(what)
     admitted = renamed("workload-rayjob-admitted.json", run)
@@ -378,14 +380,14 @@ def workload_routes(target: KubernetesTarget, what: str, owner_kind: str) -> dic
     pods["items"][0]["metadata"]["labels"]["job-name"] = name
     pod = pods["items"][0]["metadata"]["name"]
     return {
-        ("POST", f"/apis/ray.io/v1/namespaces/research/{plural}"): (201, live),
-        ("GET", f"/apis/ray.io/v1/namespaces/research/{plural}/{name}"): (200, live),
-        ("GET", "/apis/kueue.x-k8s.io/v1beta2/namespaces/research/workloads"): (
+        ("POST", f"/apis/ray.io/v1/namespaces/{namespace}/{plural}"): (201, live),
+        ("GET", f"/apis/ray.io/v1/namespaces/{namespace}/{plural}/{name}"): (200, live),
+        ("GET", f"/apis/kueue.x-k8s.io/v1beta2/namespaces/{namespace}/workloads"): (
             200,
             {"kind": "WorkloadList", "apiVersion": "kueue.x-k8s.io/v1beta2", "items": [admitted]},
         ),
-        ("GET", "/api/v1/namespaces/research/pods"): (200, pods),
-        ("GET", f"/api/v1/namespaces/research/pods/{pod}/log"): (
+        ("GET", f"/api/v1/namespaces/{namespace}/pods"): (200, pods),
+        ("GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log"): (
             200,
             renamed("submitter.log", run, text=True),
         ),
@@ -434,17 +436,43 @@ def test_train_on_a_cluster_fails_below_the_bar_even_when_the_job_succeeded(kind
 
 
 def test_serve_on_a_cluster_asks_the_rayservice_for_a_chat_completion(kind_spec):
+    """The RayService goes to the serving team's namespace and LocalQueue at its high priority (the kind
+    stack has a serving team), and the chat request follows it there."""
     target, pool = make_target(kind_spec)
-    pool.routes.update(workload_routes(target, "serve", "RayService"))
+    pool.routes.update(workload_routes(target, "serve", "RayService", namespace="serving"))
     service = f"{target.object_name('serve')}-serve-svc:8000"
-    pool.routes[("POST", f"/api/v1/namespaces/research/services/{service}/proxy/v1/chat/completions")] = (
+    pool.routes[("POST", f"/api/v1/namespaces/serving/services/{service}/proxy/v1/chat/completions")] = (
         200,
         fixture("chat-completion.json"),
     )
     passed = target.check_serve(target.ctx)
     assert passed.summary.endswith("chat completion from tiny-llama: 'Paris is the capital of robots'")
+    submitted = json.loads(pool.bodies[0])
+    assert submitted["metadata"]["namespace"] == "serving"
+    assert submitted["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "serving-queue"
+    assert submitted["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "high"
+    assert target.ctx.facts[f"{target.object_name('serve')}.team"] == "serving"
     chat = json.loads(pool.bodies[-1])
     assert chat["model"] == "tiny-llama" and chat["messages"][0]["role"] == "user"
+
+
+def test_team_and_priority_overrides_move_a_workload_and_its_checks_to_that_team(kind_spec_with_storage):
+    """--team serving --priority low: the training RayJob is created in the serving namespace, queued on
+    serving-queue at low priority, and the target reads it (and its Kueue Workload) back from there."""
+    target, pool = make_target(kind_spec_with_storage, team="serving", priority="low")
+    assert (target.team.name, target.namespace) == ("serving", "serving")
+    pool.routes.update(workload_routes(target, "train", "RayJob", namespace="serving"))
+    write_train_summary(target, 0.6221)
+    target.check_train(target.ctx)
+    submitted = json.loads(pool.bodies[0])
+    assert submitted["metadata"]["namespace"] == "serving"
+    assert submitted["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "serving-queue"
+    assert submitted["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "low"
+    reads = {path for method, path, _ in pool.requests if method == "GET"}
+    assert "/apis/kueue.x-k8s.io/v1beta2/namespaces/serving/workloads" in reads
+    job = target._job("admit", "100m", "128Mi")  # the scheduling checks follow --team / --priority too
+    assert job["metadata"]["namespace"] == "serving"
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "low"
 
 
 def test_storage_on_a_cluster_runs_a_probe_pod_as_the_ray_service_account(kind_spec):
@@ -561,3 +589,249 @@ def test_live_cluster_read_only_layers():
 def test_check_failed_carries_details():
     err = CheckFailed("x", {"a": 1})
     assert err.details == {"a": 1} and err.status is Status.FAILED
+
+
+# --- accelerators.gpu-isolation: what each cloud's GPU nodes guarantee -------------------------------
+
+STACKS_DIR = Path(__file__).parents[1] / "stacks"
+SHIPPED_STACKS = sorted(
+    p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml")
+)
+CHARTS_DIR = Path(
+    os.environ.get("PARK_CHARTS_DIR", Path(__file__).resolve().parents[2] / "shared" / "charts")
+)
+
+GPU_NODES_HONOUR_VISIBLE_DEVICES = {
+    # EKS AL2023 NVIDIA AMI: nodeadm makes nvidia-container-runtime containerd's default runtime
+    # (awslabs/amazon-eks-ami nodeadm/internal/containerd/runtime_config_nvidia.go) and the AMI installs
+    # nvidia-container-toolkit with its packaged config.toml (templates/al2023/provisioners/
+    # install-nvidia-driver.sh): accept-nvidia-visible-devices-envvar-when-unprivileged = true,
+    # accept-nvidia-visible-devices-as-volume-mounts = false.
+    "aws": True,
+    # GKE runs its own device plugin (GoogleCloudPlatform/container-engine-accelerators cmd/nvidia_gpu), which
+    # hands out device nodes itself; no NVIDIA runtime hook reads the variable (NVIDIA/k8s-device-plugin#61;
+    # measured on GKE in llm-d-incubation/llm-d-fast-model-actuation#723: only privileged pods get GPUs they
+    # did not request).
+    "gcp": False,
+}
+"""How each cloud's GPU nodes treat NVIDIA_VISIBLE_DEVICES from an unprivileged container that requests no GPU."""
+
+CUDA_IMAGE_VISIBLE_DEVICES = "all"
+"""What CUDA base images (the GPU workload image's base) set NVIDIA_VISIBLE_DEVICES to."""
+
+
+class FakeGpuNodeProbe:
+    """A probe pod on a GPU node with two GPUs: answers ``ls /dev/nvidia*`` and ``nvidia-smi -L`` the way a node
+    whose runtime does or does not honour NVIDIA_VISIBLE_DEVICES would, for the pod the check created."""
+
+    def __init__(self, pod: dict, honours_visible_devices: bool, leaks_without_asking: bool = False):
+        container = pod["spec"]["containers"][0]
+        env = {e["name"]: e["value"] for e in container.get("env", [])}
+        asked = env.get("NVIDIA_VISIBLE_DEVICES", CUDA_IMAGE_VISIBLE_DEVICES)
+        assert "nvidia.com/gpu" not in container["resources"]["limits"], "the probe must request no GPU"
+        wants_gpus = asked not in ("", "void", "none")
+        self.gpus = 2 if leaks_without_asking or (honours_visible_devices and wants_gpus) else 0
+
+    def run(self, command: str):
+        from types import SimpleNamespace
+
+        if command.startswith("ls /dev/nvidia"):
+            return SimpleNamespace(
+                rc=0 if self.gpus else 2,
+                stdout=" ".join(f"/dev/nvidia{i}" for i in range(self.gpus)),
+                stderr="",
+            )
+        assert command == "nvidia-smi -L", command
+        if not self.gpus:
+            return SimpleNamespace(rc=127, stdout="", stderr="nvidia-smi: command not found")
+        lines = [
+            f"GPU {i}: NVIDIA L4 (UUID: GPU-6a1f3c2e-91b4-4c70-8d2a-0f5e7b9c1d3{i})" for i in range(self.gpus)
+        ]
+        return SimpleNamespace(rc=0, stdout="\n".join(lines) + "\n", stderr="")
+
+
+def gpu_target(stack: str, monkeypatch, **node) -> tuple[KubernetesTarget, list[dict]]:
+    spec = load_stack_file(resolve_stack_file(stack))
+    target, _ = make_target(spec)
+    created: list[dict] = []
+
+    def run_pod(pod, timeout_s=0):
+        created.append(pod)
+        return FakeGpuNodeProbe(
+            pod, **{"honours_visible_devices": GPU_NODES_HONOUR_VISIBLE_DEVICES[spec.cloud], **node}
+        )
+
+    monkeypatch.setattr(target, "run_pod", run_pod)
+    return target, created
+
+
+@pytest.mark.parametrize("stack", ["aws", "gcp"])
+def test_gpu_isolation_passes_on_each_cloud_as_its_gpu_nodes_are_configured(stack, monkeypatch):
+    """The check demands what the platform guarantees: on aws a pod that asks for no GPU gets none and the
+    result says what is not guaranteed; on gcp not even NVIDIA_VISIBLE_DEVICES=all reaches a GPU. Before, the
+    aws probe kept the CUDA image's NVIDIA_VISIBLE_DEVICES=all and failed asking for settings nothing sets."""
+    target, created = gpu_target(stack, monkeypatch)
+    passed = target.check_gpu_isolation(target.ctx)
+    env = created[0]["spec"]["containers"][0]["env"]
+    if stack == "aws":
+        assert env == [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"}]
+        assert "not guaranteed on aws: an unprivileged pod that sets NVIDIA_VISIBLE_DEVICES" in passed.summary
+        assert passed.details["isolation_guaranteed"] is False
+        assert passed.details["device_list_strategy"] == "envvar"
+    else:
+        assert env == [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}]
+        assert passed.summary.endswith("sees none, even with NVIDIA_VISIBLE_DEVICES=all")
+        assert passed.details["isolation_guaranteed"] is True
+        assert passed.details["device_list_strategy"] is None  # GKE's own device plugin
+
+
+def test_gpu_isolation_fails_where_a_node_breaks_what_its_cloud_guarantees(monkeypatch):
+    target, _ = gpu_target("gcp", monkeypatch, honours_visible_devices=True)
+    with pytest.raises(
+        CheckFailed,
+        match=r"set NVIDIA_VISIBLE_DEVICES=all can reach 2 GPU\(s\): the gcp GPU "
+        r"nodes are declared to hand out GPUs only through the device plugin",
+    ):
+        target.check_gpu_isolation(target.ctx)
+    target, _ = gpu_target("aws", monkeypatch, leaks_without_asking=True)
+    with pytest.raises(
+        CheckFailed,
+        match=r"set NVIDIA_VISIBLE_DEVICES=void can reach 2 GPU\(s\): something "
+        r"besides the device plugin \(deviceListStrategy envvar\)",
+    ):
+        target.check_gpu_isolation(target.ctx)
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_gpu_isolation_demands_what_the_device_plugin_values_and_cloud_capability_provide(stack):
+    """One fact (CAPABILITIES[cloud].isolates_unrequested_gpus) sets both the device plugin's
+    deviceListStrategy and what accelerators.gpu-isolation demands, and it matches how the cloud's GPU nodes
+    treat NVIDIA_VISIBLE_DEVICES (table above). NVIDIA device plugin 0.20.0: the plugin must pass device lists
+    the way the node toolkit reads them (envvar where accept-nvidia-visible-devices-as-volume-mounts is off,
+    volume-mounts where unprivileged NVIDIA_VISIBLE_DEVICES is refused)."""
+    from park.components.clouds import CAPABILITIES
+    from park.components.manifests import gpu
+    from park.components.manifests.common import ClusterFacts
+    from park.conformance.kube import gpu_isolation
+
+    spec = load_stack_file(resolve_stack_file(stack))
+    isolation = gpu_isolation(spec)
+    capabilities = CAPABILITIES[spec.cloud]
+    assert isolation.guaranteed is capabilities.isolates_unrequested_gpus
+    if spec.cloud in GPU_NODES_HONOUR_VISIBLE_DEVICES:
+        assert capabilities.isolates_unrequested_gpus is not GPU_NODES_HONOUR_VISIBLE_DEVICES[spec.cloud]
+    releases = gpu.build(spec, ClusterFacts.for_spec(spec)).releases
+    if not releases:  # the cloud runs its own device plugin, or the stack has no GPUs
+        assert isolation.device_list_strategy is None
+        return
+    values = releases[0].values
+    assert values["deviceListStrategy"] == isolation.device_list_strategy
+    honours = GPU_NODES_HONOUR_VISIBLE_DEVICES[spec.cloud]
+    assert values["deviceListStrategy"] == ("envvar" if honours else "volume-mounts")
+    assert isolation.probe_visible_devices == ("void" if honours else "all")
+
+
+def test_the_device_plugin_chart_reads_the_device_list_strategy_value():
+    """nvidia-device-plugin 0.20.0 templates/daemonset-device-plugin.yml turns .Values.deviceListStrategy
+    into DEVICE_LIST_STRATEGY; a renamed value would silently fall back to the plugin default."""
+    chart = CHARTS_DIR / "nvidia-device-plugin-0.20.0"
+    if not chart.is_dir():
+        pytest.skip(f"no pinned charts at {CHARTS_DIR} (set PARK_CHARTS_DIR)")
+    import yaml
+
+    assert "deviceListStrategy" in yaml.safe_load((chart / "values.yaml").read_text())
+    template = (chart / "templates" / "daemonset-device-plugin.yml").read_text()
+    assert "DEVICE_LIST_STRATEGY" in template and ".Values.deviceListStrategy" in template
+
+
+# --- scheduling.preemption: pass or fail, the quota is given back ------------------------------------
+
+
+class FakeKueueCluster(ReplayPoolManager):
+    """Jobs and their Kueue Workloads in one namespace whose quota fits one of the check's Jobs at a time.
+    With ``preempts``, a higher-priority Job evicts the admitted one (Kueue v0.19.2 withinClusterQueue:
+    LowerPriority); a Workload holds quota while QuotaReserved is true and goes away with its Job."""
+
+    def __init__(self, spec, namespace: str, preempts: bool = True):
+        super().__init__(KIND_ROUTES)
+        self.namespace = namespace
+        self.preempts = preempts
+        self.priorities = {p.name: p.value for p in spec.priority_classes}
+        self.jobs: dict[str, dict] = {}
+
+    def _priority(self, job: dict) -> int:
+        return self.priorities[job["metadata"]["labels"]["kueue.x-k8s.io/priority-class"]]
+
+    def workloads(self) -> list[dict]:
+        order = list(self.jobs)
+        if not order:
+            return []
+        if self.preempts:
+            holder = max(order, key=lambda name: self._priority(self.jobs[name]))
+        else:
+            holder = order[0]
+        items = []
+        for name in order:
+            conditions = [condition("QuotaReserved", name == holder)]
+            if name == holder:
+                conditions.append(condition("Admitted", True))
+            elif order.index(name) < order.index(holder):  # was admitted, then preempted
+                conditions.append(condition("Evicted", True, reason="Preempted"))
+            metadata = {"name": f"job-{name}", "namespace": self.namespace}
+            metadata["ownerReferences"] = [{"kind": "Job", "name": name}]
+            items.append({"kind": "Workload", "metadata": metadata, "status": {"conditions": conditions}})
+        return items
+
+    def request(self, method, url, **kwargs):
+        path = urllib3.util.parse_url(url).path
+        jobs = f"/apis/batch/v1/namespaces/{self.namespace}/jobs"
+        if method == "POST" and path == jobs:
+            job = json.loads(kwargs["body"])
+            self.jobs[job["metadata"]["name"]] = job
+            self.routes[(method, path)] = (201, job)
+        elif method == "DELETE" and path.startswith(f"{jobs}/"):
+            if self.jobs.pop(path.rsplit("/", 1)[1], None) is not None:
+                self.routes[(method, path)] = (200, {"kind": "Status", "status": "Success"})
+            else:
+                self.routes.pop((method, path), None)  # answered 404 Not Found
+        elif (
+            method == "GET" and path == f"/apis/kueue.x-k8s.io/v1beta2/namespaces/{self.namespace}/workloads"
+        ):
+            self.routes[(method, path)] = (200, {"kind": "WorkloadList", "items": self.workloads()})
+        return super().request(method, url, **kwargs)
+
+
+def condition(kind: str, true: bool, reason: str = "") -> dict:
+    return {"type": kind, "status": str(true), "reason": reason, "lastTransitionTime": "2026-11-22T18:40:00Z"}
+
+
+def preemption_target(kind_spec, preempts: bool, **options):
+    target, _ = make_target(kind_spec, destructive=True, **options)
+    cluster = FakeKueueCluster(kind_spec, target.namespace, preempts=preempts)
+    target.api.api_client.rest_client.pool_manager = cluster
+    return target, cluster
+
+
+def test_preemption_deletes_its_jobs_and_frees_the_quota_when_it_passes(kind_spec):
+    """Before, the low-priority Job (sleep 900) stayed, was re-admitted once the high one ended, and held 80%
+    of the team's quota while the workload checks waited behind it."""
+    target, cluster = preemption_target(kind_spec, preempts=True)
+    passed = target.check_preemption(target.ctx)
+    assert "preempted a low-priority Job" in passed.summary
+    assert cluster.jobs == {}, f"Jobs left behind: {sorted(cluster.jobs)}"
+    assert not [w for w in cluster.workloads() if judge.holds_quota(w)]
+    low = json.loads(cluster.bodies[0])
+    limit = BY_NAME["scheduling.preemption"].timeout_s
+    assert low["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "low"
+    assert low["spec"]["activeDeadlineSeconds"] <= limit
+    command = low["spec"]["template"]["spec"]["containers"][0]["command"][-1]
+    assert float(command.rsplit("sleep(", 1)[1].rstrip(")")) <= limit
+
+
+def test_preemption_deletes_its_jobs_and_frees_the_quota_when_it_fails(kind_spec, monkeypatch):
+    monkeypatch.setattr("park.conformance.kube.POLL_S", 0.01)
+    target, cluster = preemption_target(kind_spec, preempts=False, timeout_s=1)
+    with pytest.raises(CheckFailed, match="preemption of the low-priority Job not reached"):
+        target.check_preemption(target.ctx)
+    assert cluster.jobs == {}, f"Jobs left behind: {sorted(cluster.jobs)}"
+    assert not [w for w in cluster.workloads() if judge.holds_quota(w)]

@@ -230,3 +230,44 @@ def test_the_guide_describes_every_check_and_requirement():
         name for name in [*BY_NAME, *REQUIREMENT_IDS] if f"`{name}`" not in guide and name not in guide
     ]
     assert not missing, f"docs/conformance.md does not mention {missing}"
+
+
+def test_an_unknown_team_or_priority_stops_the_run_before_it_starts_naming_the_known_ones(tmp_path: Path):
+    from park.conformance import session
+
+    outcome = session.run(
+        RunOptions(target="local", team="reserch", priority="urgent", out_dir=tmp_path / "local")
+    )
+    assert outcome.exit_code == session.EXIT_USAGE
+    assert outcome.setup_error == (
+        "--team 'reserch' is not a team of the stack; known: research, serving; --priority 'urgent' is not "
+        "a priority class of the stack; known: high, normal, low (stack kind)"
+    )
+    # on clusters too, and before any kubeconfig is read: the absent one below is never reached
+    outcome = session.run(
+        RunOptions(
+            target="kubernetes",
+            stack="aws",
+            team="serve",
+            kubeconfig=str(tmp_path / "absent"),
+            out_dir=tmp_path / "kube",
+        )
+    )
+    assert outcome.exit_code == session.EXIT_USAGE
+    assert (
+        outcome.setup_error
+        == "--team 'serve' is not a team of the stack; known: research, serving (stack aws)"
+    )
+
+
+def test_park_conformance_takes_team_and_priority_and_refuses_unknown_ones_with_exit_2(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from park.cli import app
+
+    result = CliRunner().invoke(
+        app, ["conformance", "--team", "ops", "--priority", "high", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2, result.output
+    assert "--team 'ops' is not a team of the stack; known: research, serving" in result.output
+    assert "Traceback" not in result.output

@@ -53,11 +53,22 @@ def plugin_config(pool: NodePool | None) -> dict[str, Any]:
     return config
 
 
+def device_list_strategy(spec: StackSpec) -> str:
+    """How the plugin passes a pod's GPUs to the node's NVIDIA container toolkit; it must be what the toolkit
+    reads (``CAPABILITIES[cloud].isolates_unrequested_gpus``). ``volume-mounts`` where nodes refuse
+    ``NVIDIA_VISIBLE_DEVICES`` from unprivileged containers (toolkit ``accept-nvidia-visible-devices-as-volume-
+    mounts = true``, ``...-envvar-when-unprivileged = false``); ``envvar`` where the toolkit keeps its packaged
+    defaults, which ignore volume-mount device lists (EKS AL2023 NVIDIA AMI)."""
+    return "volume-mounts" if CAPABILITIES[spec.cloud].isolates_unrequested_gpus else "envvar"
+
+
 def device_plugin_values(spec: StackSpec) -> dict[str, Any]:
     values: dict[str, Any] = {
         # Replace the chart's default affinity (node-feature-discovery labels, which EKS nodes lack).
         "affinity": gpu_pool_affinity(spec),
         "tolerations": gpu_pool_tolerations(spec),
+        # Stated even where it is the plugin's default, so the values say what the nodes must accept.
+        "deviceListStrategy": device_list_strategy(spec),
     }
     pools = sharing_pools(spec)
     if pools:
