@@ -69,7 +69,9 @@ CHECKS: tuple[Check, ...] = (
     ),
     Check(
         "accelerators.gpu-isolation",
-        "a pod on a GPU node that requests no GPU sees no GPU device",
+        "a pod on a GPU node that requests no GPU sees no GPU device: where the cloud isolates unrequested "
+        "GPUs even when it sets NVIDIA_VISIBLE_DEVICES=all, elsewhere when it does not ask through that "
+        "variable (the result then says what is not guaranteed)",
         requirements=("secure_accelerator_access",),
         gpu=True,
         timeout_s=MEDIUM_S,
