@@ -373,6 +373,9 @@ def render_text(cost: StackCost, out: TextIO, terminal: bool = False) -> None:
         table.add_row("Total, spot pools on-demand", "", "", "", "", "",
                       *_hour_month(cost, cost.idle_on_demand_usd_per_hour),
                       *_hour_month(cost, cost.full_on_demand_usd_per_hour), "")
+    if terminal:  # a terminal narrower than the table gets it whole (its lines wrap), never truncated
+        natural = console.measure(table, options=console.options.update_width(1000)).maximum
+        console.width = max(console.width, natural)
     console.print(table)
 
     lines = [f"Idle = minNodes of every pool, full = maxNodes; a month is {cost.hours_per_month} h."]

@@ -291,3 +291,13 @@ def test_readme_shows_what_park_cost_aws_prints():
     result = RUNNER.invoke(app, ["cost", "aws"])
     assert result.exit_code == 0, result.output
     assert shown == result.stdout, "README's `park cost aws` output is stale; paste the command's output"
+
+
+def test_terminal_output_is_never_truncated_on_a_narrow_terminal():
+    """Rich clips no_wrap cells to the terminal width ('m6…'); `park cost` widens to the table instead."""
+    import io
+
+    out = io.StringIO()
+    cost.render_text(cost.stack_cost(SPECS["aws"]), out, terminal=True)  # StringIO: rich assumes 80 columns
+    text = out.getvalue()
+    assert "…" not in text and "p5.48xlarge" in text and "114.6012" in text
