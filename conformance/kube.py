@@ -7,7 +7,8 @@ Everything a run creates is named ``park-conf-<run id>-<what>``, labelled
 ``park-stack.io/conformance-run=<run id>`` and is deleted at the end unless ``--keep``. Each reference
 workload goes to its own team's namespace (the builders' choice: serving on the serving team, training and
 batch on a research team), or to ``--team``; probes and the scheduling checks use ``--team`` or the stack's
-first team (the namespace its ClusterQueue admits, holding the Ray service account and the storage ConfigMap). Nothing here runs without a reachable API server: :meth:`KubernetesTarget.connect` fails
+first team (the namespace its ClusterQueue admits, holding the Ray service account and the storage
+ConfigMap). Nothing here runs without a reachable API server: :meth:`KubernetesTarget.connect` fails
 first, with the address it tried.
 """
 
