@@ -37,7 +37,8 @@ Besides types and ranges, these cross-field rules apply: at least one `system` p
 offering of the cloud in the catalog (`components/catalog.py`); unique pool, team, namespace, priority-class and
 model names, and no team in a platform namespace; team quotas (alone and summed) within what a pool can supply
 (`maxNodes` x GPUs per node x time-slicing replicas; CPU and memory where the node shape is known); the Kubernetes
-version within what the pinned KubeRay and Kueue support; a served model's `gpuFraction` must fit a GPU pool;
+version within what the pinned KubeRay and Kueue support; a served model's `gpuFraction` must fit a GPU pool,
+and one slice (1 / `gpuSharing.replicas`) of the time-sliced pool it is served on;
 `region` on aws/gcp, `project` on gcp, two zones on aws; `allowedCidrs` when the API endpoint is public.
 
 This file is generated from `components/spec.py` by `python -m park.components.reference`.

@@ -229,7 +229,8 @@ class ServedModel(_Model):
     source: str
     """A local path, ``s3://`` / ``gs://`` / ``file://`` URI, or a hub id like ``org/name``."""
     gpu_fraction: float | None = Field(default=None, ge=0, le=8)
-    """GPUs per replica; below 1 shares a GPU. Default: 1 when the stack has a GPU pool, else 0 (CPU)."""
+    """Physical GPUs per replica; below 1 shares a GPU; on a time-sliced pool at most one slice,
+    1 / ``gpuSharing.replicas``. Default: 1 when the stack has a GPU pool, else 0 (CPU)."""
     min_replicas: int = Field(default=1, ge=0, le=100)
     """Autoscaling lower bound (0 scales to zero when idle)."""
     max_replicas: int = Field(default=1, ge=1, le=100)
@@ -669,6 +670,54 @@ def check_spec(spec: StackSpec) -> list[Problem]:
             add(f"{at}.gpuFraction", f"{gpus:g}: above one GPU a replica takes whole GPUs")
         elif gpus > max_gpus > 0:
             add(f"{at}.gpuFraction", f"{gpus:g} GPUs per replica fits no pool (the largest has {max_gpus} per node)")
+    problems += _time_slice_problems(spec, usable_gpu_pools, problems)
+    return problems
+
+
+def time_slices(pool: NodePool) -> int:
+    """Pods that time-share each physical GPU of the pool (``gpuSharing.replicas``); 1 without sharing."""
+    return pool.gpu_sharing.replicas if pool.gpu_sharing is not None else 1
+
+
+def serving_gpu_pool(spec: StackSpec, pools: list[NodePool] | None = None) -> NodePool | None:
+    """The GPU workers pool the serving workload puts its models on, or None (no GPU model, or no pool fits).
+
+    The pool's nodes must hold a replica's GPUs; on-demand before spot (a server runs for long), then the
+    fewest GPUs per node (the least idle hardware for small models). One rule for the spec check here and
+    for ``park.workloads.serve`` (which cannot be imported from here). ``pools``: the candidates (default:
+    every GPU pool; the spec check passes the ones that are not broken)."""
+    need = max((spec.model_gpus(m) for m in spec.models), default=0.0)
+    if need <= 0:
+        return None
+    candidates = spec.gpu_pools if pools is None else pools
+    fits = [p for p in candidates if p.role == "workers" and spec.gpus_per_node(p) >= math.ceil(need)]
+    return min(fits, key=lambda p: (p.spot, spec.gpus_per_node(p)), default=None)
+
+
+def _time_slice_problems(spec: StackSpec, pools: list[NodePool], found: list[Problem]) -> list[Problem]:
+    """A replica on a time-sliced pool must fit one slice: ``gpuFraction <= 1 / gpuSharing.replicas``.
+
+    ``gpuFraction`` is a fraction of a physical GPU. Time-slicing gives each of the R pods on a GPU the whole
+    device and all of its memory, and vLLM's ``gpu_memory_utilization`` is a share of that whole device
+    (vLLM 0.32.0 ``vllm/config/cache.py``: "a per-instance limit"); so only if each pod's replicas keep to
+    1/R of the GPU do all R pods together stay within the 0.9 the serving app gives vLLM."""
+    pool = serving_gpu_pool(spec, pools)
+    if pool is None or time_slices(pool) == 1:
+        return []
+    slices, j = time_slices(pool), spec.node_pools.index(pool)
+    problems = []
+    for i, model in enumerate(spec.models):
+        gpus, at = spec.model_gpus(model), f"models[{i}].gpuFraction"
+        if gpus * slices <= 1 + 1e-9 or any(p.path == at for p in found):
+            continue
+        given = f"{gpus:g} GPU per replica" + ("" if model.gpu_fraction is not None else " (the default)")
+        fewer = math.floor(1 / gpus + 1e-9)
+        other = (f"lower nodePools[{j}].gpuSharing.replicas to {fewer}" if fewer >= 2
+                 else f"remove nodePools[{j}].gpuSharing")
+        problems.append(Problem(at, (
+            f"{given} oversubscribes time-sliced pool {pool.name!r}: nodePools[{j}].gpuSharing.replicas is "
+            f"{slices}, so {slices} pods share each GPU, each seeing all of its memory, and a replica must fit "
+            f"one pod's slice (1/{slices} of a GPU); set gpuFraction to {1 / slices:.4g} or less, or {other}")))
     return problems
 
 

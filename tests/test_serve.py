@@ -10,6 +10,7 @@ the same folders is the oracle. The killed-replica test runs last (it restarts o
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from park.components.spec import ServedModel, SpecError
+from park.components.spec import ServedModel, SpecError, load_stack_file, project_root
 from park.workloads.serve import app as serve_app
 from park.workloads.serve.app import (
     MODEL_PATH_ENV,
@@ -117,6 +118,14 @@ def test_missing_model_fails_the_app_build_with_its_property_path(tmp_path):
             {"models": [{"name": "m", "source": "/x", "min_replicas": 3, "max_replicas": 2}]},
             "models[0].min_replicas: 3 is above max_replicas 2",
         ),
+        (
+            {"models": [{"name": "m", "source": "/x", "gpus": 0.5, "gpu_time_slices": 4}]},
+            "models[0].gpus: 0.5 is more than one of the 4 time slices of a GPU a pod holds; at most 0.25",
+        ),
+        (
+            {"models": [{"name": "m", "source": "/x", "gpu_time_slices": 2}]},
+            "models[0].gpus: left open (1 on a GPU cluster) is more than one of the 2 time slices",
+        ),
     ],
 )
 def test_bad_args_name_their_property_path(args, message):
@@ -154,6 +163,37 @@ def test_fractional_gpu_shares_the_device_and_its_memory(tmp_path):
     assert config["placement_group_config"]["bundles"] == [{"CPU": 1.0, "GPU": 0.25}]
     assert config["engine_kwargs"]["gpu_memory_utilization"] == pytest.approx(0.9 * 0.25)
     assert config["engine_kwargs"]["tensor_parallel_size"] == 1
+
+
+@pytest.mark.parametrize(
+    ("gpus", "slices", "bundle_gpu", "memory"),
+    [(0.25, 4, 1.0, 0.225), (0.125, 4, 0.5, 0.1125), (0.5, 2, 1.0, 0.45), (0.1, 3, 0.3, 0.09)],
+)
+def test_time_sliced_gpu_bundles_are_scaled_to_the_pods_slice(tmp_path, gpus, slices, bundle_gpu, memory):
+    """A pod on a GPU sliced R ways has one Ray GPU (the whole device) but owns 1/R of it: the bundle asks
+    gpus x R of that Ray GPU, while vLLM's memory share stays gpus x 0.9 of the physical device."""
+    config = _config_for(tmp_path, gpus=gpus, gpu_time_slices=slices)
+    assert config["placement_group_config"]["bundles"] == [{"CPU": 1.0, "GPU": bundle_gpu}]
+    assert config["engine_kwargs"]["gpu_memory_utilization"] == memory
+    replicas_per_pod = int(1 // bundle_gpu)
+    assert slices * replicas_per_pod * memory <= serve_app.GPU_MEMORY_SHARE + 1e-9
+
+
+def test_rounding_never_lets_a_sliced_gpu_exceed_its_memory_share():
+    """Ray keeps 4 decimals: the bundle rounds up (Ray packs no extra replica), the memory share rounds down
+    (1/7 x 0.9 = 0.12857..., rounded to 0.129, would make 7 slices ask for 0.903)."""
+    for slices in range(2, 49):
+        gpus = 1 / slices
+        bundle = serve_app.bundle_gpus(gpus, slices)
+        assert bundle >= gpus * slices - 1e-12
+        assert slices * math.floor(1 / bundle + 1e-9) * serve_app.memory_utilization(gpus) <= 0.9 + 1e-12
+
+
+def test_without_time_slices_nothing_changes(tmp_path):
+    """A local Ray or an unshared pool: gpu_time_slices left at 1 gives the bundle the plain fraction."""
+    assert _config_for(tmp_path, gpus=0.25)["placement_group_config"] == _config_for(
+        tmp_path, gpus=0.25, gpu_time_slices=1
+    )["placement_group_config"]
 
 
 def test_several_whole_gpus_become_tensor_parallel_workers(tmp_path):
@@ -243,6 +283,15 @@ def test_serve_config_args_are_valid_app_args(kind_spec):
     parsed = parse_args(args)
     assert [m.name for m in parsed.models] == [m.name for m in kind_spec.models]
     assert all(m.gpus == 0 for m in parsed.models), "kind has no GPU pools: every model runs on CPU"
+    assert all(m.gpu_time_slices == 1 for m in parsed.models)
+
+
+@pytest.mark.parametrize(("stack", "slices"), [("aws", 4), ("gcp", 1)])
+def test_serve_config_passes_the_serving_pools_time_slices(stack, slices):
+    """aws serves on l4-shared (gpuSharing.replicas 4); gcp's L4 pool is not shared."""
+    spec = load_stack_file(project_root() / "stacks" / f"Pulumi.{stack}.yaml")
+    parsed = parse_args(serve_config(spec)["applications"][0]["args"])
+    assert [m.gpu_time_slices for m in parsed.models] == [slices] * len(spec.models)
 
 
 # --- the real application -------------------------------------------------------------------------

@@ -115,6 +115,11 @@ INVALID = [
      "security.allowedCidrs[1]", "reserved for documentation"),
     ("aws", "nodePools.0.accelerator", "nvidia-l4", "nodePools[0].accelerator", "system pool"),
     ("aws", "models.0.gpuFraction", 1.5, "models[0].gpuFraction", "whole GPUs"),
+    ("aws", "models.0.gpuFraction", 0.5, "models[0].gpuFraction",
+     "0.5 GPU per replica oversubscribes time-sliced pool 'l4-shared': nodePools[2].gpuSharing.replicas is 4"),
+    ("aws", "models.0.gpuFraction", _DELETE, "models[0].gpuFraction", "1 GPU per replica (the default) oversub"),
+    ("aws", "nodePools.2.gpuSharing.replicas", 8, "models[0].gpuFraction",
+     "lower nodePools[2].gpuSharing.replicas to 4"),
     ("gcp", "nodePools.2.accelerator", "nvidia-a10g", "nodePools[2].accelerator", "not offered on gcp"),
     ("gcp", "project", _DELETE, "project", "required on gcp"),
     ("gcp", "priorityClasses", [{"name": "high", "value": 1}, {"name": "high", "value": 2}],
@@ -134,6 +139,17 @@ def test_model_larger_than_every_node_fits_no_pool():
     config = _set(base("gcp"), "nodePools.1.gpusPerNode", 1)
     config = _set(config, "models.0.gpuFraction", 2)
     assert "the largest has 1 per node" in problems_of(config)["models[0].gpuFraction"]
+
+
+def test_whole_gpu_model_on_a_time_sliced_pool_is_told_to_drop_the_sharing():
+    config = _set(base("gcp"), "nodePools.2.gpuSharing", {"replicas": 2})
+    reason = problems_of(config)["models[0].gpuFraction"]
+    assert reason.endswith("set gpuFraction to 0.5 or less, or remove nodePools[2].gpuSharing"), reason
+
+
+def test_a_fraction_that_fits_one_slice_is_valid():
+    spec = parse_spec(_set(base("aws"), "models.0.gpuFraction", 0.125))
+    assert spec.models[0].gpu_fraction == 0.125
 
 
 def test_every_problem_is_reported_at_once():

@@ -14,6 +14,7 @@ are :class:`ServeAppArgs`. Nothing here imports Ray at module level, so ``park r
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import tempfile
@@ -42,7 +43,9 @@ DEFAULT_TARGET_ONGOING_REQUESTS = 16
 Ray Serve LLM's own default (10^9) would never scale up."""
 GPU_MEMORY_SHARE = 0.9
 """Share of a GPU's memory vLLM may take for a whole-GPU replica; a fractional replica gets that fraction
-of it."""
+of it. Whatever shares one physical GPU (replicas in a pod, time-sliced pods) adds up to at most this."""
+RAY_RESOURCE_SCALE = 10_000
+"""Ray keeps fractional resources to four decimals (``ray_constants.MIN_RESOURCE_GRANULARITY``)."""
 
 REMOTE_SCHEMES = ("s3://", "gs://")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -60,8 +63,13 @@ class ServedModelArgs(_Args):
     source: str
     """Local path, ``file://``, ``s3://`` or ``gs://`` URI (downloaded through pyarrow.fs), or a hub id."""
     gpus: Annotated[float, Field(ge=0)] | None = None
-    """GPUs per replica; below 1 shares a GPU; 0 runs vLLM on CPU. None: 1 if the Ray cluster has a GPU,
-    else 0."""
+    """GPUs per replica, as a fraction of a physical GPU; below 1 shares a GPU; 0 runs vLLM on CPU. None: 1
+    if the Ray cluster has a GPU, else 0."""
+    gpu_time_slices: Annotated[int, Field(ge=1)] = 1
+    """Pods that time-share each physical GPU the replica may run on (the pool's ``gpuSharing.replicas``).
+    Such a pod's Ray sees the whole GPU but owns 1/``gpu_time_slices`` of it, so a replica must fit that
+    (``gpus <= 1 / gpu_time_slices``) and asks Ray for ``gpus x gpu_time_slices`` of the pod's GPU.
+    1 (the default, and a local Ray): whole GPUs, nothing time-sliced."""
     min_replicas: Annotated[int, Field(ge=0)] = 1
     max_replicas: Annotated[int, Field(ge=1)] = 1
     max_model_len: Annotated[int, Field(ge=16)] | None = None
@@ -151,6 +159,12 @@ def parse_args(args: dict[str, Any] | ServeAppArgs) -> ServeAppArgs:
             problems.append(f"models[{i}].name: duplicate model name {model.name!r}")
         if model.gpus is not None and model.gpus > 1 and not float(model.gpus).is_integer():
             problems.append(f"models[{i}].gpus: {model.gpus:g}: above one GPU a replica takes whole GPUs")
+        elif model.gpu_time_slices > 1 and (model.gpus is None or model.gpus * model.gpu_time_slices > 1 + 1e-9):
+            given = "left open (1 on a GPU cluster)" if model.gpus is None else f"{model.gpus:g}"
+            problems.append(
+                f"models[{i}].gpus: {given} is more than one of the {model.gpu_time_slices} time slices of a "
+                f"GPU a pod holds; at most {1 / model.gpu_time_slices:.4g}"
+            )
         if model.min_replicas > model.max_replicas:
             problems.append(
                 f"models[{i}].min_replicas: {model.min_replicas} is above max_replicas {model.max_replicas}"
@@ -166,14 +180,29 @@ def cluster_has_gpus() -> bool:
     return ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0
 
 
+def bundle_gpus(gpus: float, time_slices: int = 1) -> float:
+    """The ``GPU`` of one placement-group bundle, in the Ray GPUs of the replica's pod: ``gpus`` is a fraction
+    of a physical GPU, and on a GPU time-sliced ``time_slices`` ways a pod's Ray counts the whole device as
+    its 1 GPU while owning 1/``time_slices`` of it. Rounded up to Ray's step, so Ray never packs more."""
+    return math.ceil(min(1.0, gpus) * time_slices * RAY_RESOURCE_SCALE - 1e-6) / RAY_RESOURCE_SCALE
+
+
+def memory_utilization(gpus: float) -> float:
+    """vLLM's ``gpu_memory_utilization`` for a replica of ``gpus`` physical GPUs: that share of
+    :data:`GPU_MEMORY_SHARE` of each device (vLLM takes it of the whole device, whatever else runs there).
+    Rounded down, so the replicas that share a GPU never add up to more than the share."""
+    return math.floor(GPU_MEMORY_SHARE * min(1.0, gpus) * RAY_RESOURCE_SCALE + 1e-6) / RAY_RESOURCE_SCALE
+
+
 def llm_config_dict(
     model: ServedModelArgs, app: ServeAppArgs, *, index: int = 0, gpus: float | None = None
 ) -> dict[str, Any]:
     """The Ray Serve LLM ``LLMConfig`` (as a dict) for one model.
 
     CPU (``gpus == 0``): vLLM's CPU settings (float32, eager, a fixed KV cache). GPU: the replica's
-    placement-group bundle holds its GPU share (Ray Serve LLM schedules the vLLM worker there), and a
-    fraction below one also caps vLLM's share of GPU memory so replicas can share the device.
+    placement-group bundle holds its GPU share (Ray Serve LLM schedules the vLLM worker there; on a
+    time-sliced GPU that share is scaled to the pod's slice, see :func:`bundle_gpus`), and a fraction below
+    one also caps vLLM's share of GPU memory (:func:`memory_utilization`) so replicas can share the device.
     """
     at = f"models[{index}]"
     gpus = model.gpus if model.gpus is not None else gpus
@@ -217,16 +246,12 @@ def llm_config_dict(
         env["VLLM_CPU_KVCACHE_SPACE"] = str(app.cpu_kv_cache_gib)
     else:
         devices = max(1, int(gpus))
-        share = min(1, gpus)
         config["accelerator_config"] = {"kind": "gpu"}
         config["placement_group_config"] = {
-            "bundles": [{"CPU": app.replica_cpus, "GPU": share}] * devices,
+            "bundles": [{"CPU": app.replica_cpus, "GPU": bundle_gpus(gpus, model.gpu_time_slices)}] * devices,
             "strategy": "STRICT_PACK",
         }
-        engine |= {
-            "tensor_parallel_size": devices,
-            "gpu_memory_utilization": round(GPU_MEMORY_SHARE * share, 3),
-        }
+        engine |= {"tensor_parallel_size": devices, "gpu_memory_utilization": memory_utilization(gpus)}
     config["engine_kwargs"] = engine
     config["runtime_env"] = {"env_vars": env}
     return config

@@ -13,21 +13,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from park.components.spec import Problem, ServedModel, SpecError, StackSpec
+from park.components.spec import Problem, ServedModel, SpecError, StackSpec, serving_gpu_pool, time_slices
 from park.workloads.serve.app import APP_NAME, IMPORT_PATH
 
 ROUTE_PREFIX = "/"
 
 
 def model_args(spec: StackSpec, model: ServedModel) -> dict[str, Any]:
-    """One entry of ``args.models`` (see :class:`park.workloads.serve.app.ServedModelArgs`)."""
+    """One entry of ``args.models`` (see :class:`park.workloads.serve.app.ServedModelArgs`).
+
+    ``gpus`` is ``gpuFraction``, a fraction of a physical GPU; on a time-sliced serving pool the entry also
+    carries the pool's ``gpuSharing.replicas`` as ``gpu_time_slices``, so the app sizes Ray bundles to the
+    pod's slice. Without GPUs or sharing (kind, a local Ray) it is left out and nothing changes."""
+    gpus = spec.model_gpus(model)
     entry: dict[str, Any] = {
         "name": model.name,
         "source": model.source,
-        "gpus": spec.model_gpus(model),
+        "gpus": gpus,
         "min_replicas": model.min_replicas,
         "max_replicas": model.max_replicas,
     }
+    pool = serving_gpu_pool(spec)
+    if gpus > 0 and pool is not None and time_slices(pool) > 1:
+        entry["gpu_time_slices"] = time_slices(pool)
     if model.max_model_len is not None:
         entry["max_model_len"] = model.max_model_len
     return entry

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import yaml
 from park.components import versions
-from park.components.spec import NodePool, Problem, SpecError, StackSpec, Team
+from park.components.spec import NodePool, Problem, SpecError, StackSpec, Team, serving_gpu_pool, time_slices
 from park.workloads import cluster
+from park.workloads.serve.app import bundle_gpus
 from park.workloads.serve.config import serve_config
 
 NAME = "park-serve"
@@ -40,14 +41,14 @@ class ServingPlan:
 
 
 def serving_pool(spec: StackSpec) -> NodePool:
-    """The workers pool for the models: GPU models go to a GPU pool whose nodes hold a replica's GPUs,
-    on-demand before spot (a server runs for long) and then the fewest GPUs per node (the least idle
-    hardware for small models); CPU-only models go to the first CPU workers pool, if any."""
+    """The workers pool for the models: GPU models go to :func:`~park.components.spec.serving_gpu_pool`
+    (the rule the spec check also uses: nodes that hold a replica's GPUs, on-demand before spot, then the
+    fewest GPUs per node); CPU-only models go to the first CPU workers pool, if any."""
     workers = [p for p in spec.node_pools if p.role == "workers"]
     need = max(spec.model_gpus(m) for m in spec.models)
     if need > 0:
-        fits = [p for p in workers if p.has_gpus and spec.gpus_per_node(p) >= math.ceil(need)]
-        if not fits:
+        pool = serving_gpu_pool(spec)
+        if pool is None:
             raise SpecError(
                 [
                     Problem(
@@ -55,17 +56,23 @@ def serving_pool(spec: StackSpec) -> NodePool:
                     )
                 ]
             )
-        return min(fits, key=lambda p: (p.spot, spec.gpus_per_node(p)))
+        return pool
     cpu_pools = [p for p in workers if not p.has_gpus]
     return cpu_pools[0] if cpu_pools else cluster.default_worker_pool(spec)
 
 
-def _replicas_per_pod(spec: StackSpec, shape: dict) -> int:
+def _replicas_per_pod(spec: StackSpec, pool: NodePool, shape: dict) -> int:
+    """Replicas one worker pod holds, counted as Ray packs them: a replica takes ``max(1, int(gpus))``
+    devices with one bundle of :func:`~park.workloads.serve.app.bundle_gpus` on each, and fractional
+    bundles share a device only up to its 1 GPU. On a time-sliced pool the pod's one Ray GPU is the whole
+    device but the bundles are scaled to the pod's slice, so the pods on a GPU together keep to it."""
     fits = int(shape["worker_cpus"] // REPLICA_CPUS)
     for model in spec.models:
         gpus = spec.model_gpus(model)
         if gpus > 0:
-            fits = min(fits, int(shape["worker_gpus"] // gpus + 1e-9))
+            bundle = bundle_gpus(gpus, time_slices(pool))
+            per_device = math.floor(1 / bundle + 1e-9) if bundle <= 1 else 0  # above 1: outgrows a slice
+            fits = min(fits, int(shape["worker_gpus"] // max(1, int(gpus))) * per_device)
     return fits
 
 
@@ -75,10 +82,10 @@ def plan(spec: StackSpec, team: Team | None = None) -> ServingPlan:
     pool = serving_pool(spec)
     total_max = sum(m.max_replicas for m in spec.models)
     shape = cluster.worker_shape(spec, pool, workers=1, team=team)
-    per_pod = _replicas_per_pod(spec, shape)
+    per_pod = _replicas_per_pod(spec, pool, shape)
     if per_pod >= 1:  # size again now that the pod count is known, so all pods share the quota
         shape = cluster.worker_shape(spec, pool, workers=math.ceil(total_max / per_pod), team=team)
-        per_pod = _replicas_per_pod(spec, shape)
+        per_pod = _replicas_per_pod(spec, pool, shape)
     if per_pod < 1:
         raise SpecError(
             [
