@@ -354,3 +354,22 @@ def test_the_aws_adapter_declares_nothing_before_the_endpoint_check():
 
     return harness.settled().apply(check)
 
+
+
+def test_pulumi_up_of_the_shipped_aws_stack_stops_at_allowed_cidrs():
+    """The stack program itself (stacks/__main__.py, as `pulumi up` runs it) with the shipped aws config, under
+    Pulumi's mocks: it stops with the property path and the command to set it."""
+    import runpy
+
+    from park.components.spec import project_root
+
+    config = yaml.safe_load((project_root() / "stacks" / "Pulumi.aws.yaml").read_text())["config"]
+    install(stack="contracts-pulumi-up")
+    pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
+    try:
+        with pytest.raises(pulumi.RunError) as failure:
+            runpy.run_path(str(project_root() / "stacks" / "__main__.py"))
+    finally:
+        pulumi.runtime.set_all_config({})
+    assert "security.allowedCidrs: required before `pulumi up`" in str(failure.value), str(failure.value)
+    assert SET_ALLOWED_CIDR in str(failure.value)
