@@ -3,6 +3,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.park-installed
 EXTRAS ?= aws,gcp,cpu,dev
+# checkov (tests/test_security_scan.py) lives in a venv of its own: it pins packaging, networkx and cachetools
+# below what the project needs. A new version re-installs it (the stamp names the version).
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.checkov-$(CHECKOV_VERSION)
 
 .PHONY: setup conformance test render bench
 
@@ -14,13 +19,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton
 	touch $(STAMP)
 
-setup: $(STAMP)
+$(CHECKOV_STAMP):
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $(CHECKOV_STAMP)
+
+setup: $(STAMP) $(CHECKOV_STAMP)
 
 conformance: $(STAMP)
 	$(VENV)/bin/park conformance --target local
 
-test: $(STAMP)
-	$(VENV)/bin/pytest
+test: $(STAMP) $(CHECKOV_STAMP)
+	PARK_CHECKOV=$(abspath $(CHECKOV_VENV))/bin/checkov $(VENV)/bin/pytest
 
 render: $(STAMP)
 	$(VENV)/bin/park render kind

@@ -50,6 +50,13 @@ CONTAINER_SECURITY_CONTEXT = {
     "capabilities": {"drop": ["ALL"]},
     "seccompProfile": {"type": "RuntimeDefault"},
 }
+POD_SECURITY_CONTEXT = {
+    # The same rules for the whole pod, so the containers KubeRay adds (the autoscaler sidecar, the workers'
+    # wait-gcs-ready init container) run as the ray user with the runtime's seccomp profile too.
+    "runAsNonRoot": True,
+    "runAsUser": RAY_UID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
@@ -61,7 +68,6 @@ WORKLOAD_TEAMS = {"serve": "serving", "train": "research", "batch": "research"}
 """The team each reference workload goes to by default, when the stack has a team of that name (else the
 stack's first team): serving on the serving team (whose priority lets it preempt during spikes),
 training and batch on the research team."""
-
 
 
 def workload_image(spec: StackSpec, gpu: bool) -> str:
@@ -173,9 +179,15 @@ def _container(name: str, image: str, resources: dict, ports: dict[str, int], en
     return container
 
 
-def _pod_template(spec: StackSpec, pool: NodePool, container: dict, volumes: list[dict], shm_size: str) -> dict:
+def _pod_template(spec: StackSpec, pool: NodePool, container: dict, volumes: list[dict], shm_size: str,
+                  *, api_token: bool = False) -> dict:
+    """``api_token``: mount the Kubernetes API token; only the head of an autoscaling cluster needs it (KubeRay
+    v1.7.0 ``common/pod.go`` adds the autoscaler sidecar there, which scales the RayCluster through the API).
+    Cloud identity does not need it: EKS Pod Identity projects its own token, GKE uses the metadata server."""
     pod = {
         "serviceAccountName": RAY_SERVICE_ACCOUNT,
+        "automountServiceAccountToken": api_token,
+        "securityContext": POD_SECURITY_CONTEXT,
         "nodeSelector": {POOL_LABEL: pool.name},
         "containers": [container],
         "volumes": [{"name": SHM_VOLUME_NAME, "emptyDir": {"medium": "Memory", "sizeLimit": shm_size}}, *volumes],
@@ -239,7 +251,8 @@ def ray_cluster_spec(spec: StackSpec, *, pool: NodePool | None = None, workers: 
             # num-cpus 0: no tasks or actors on the head, so a busy workload cannot starve GCS.
             "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0",
                                "metrics-export-port": str(METRICS_PORT)},
-            "template": _pod_template(spec, head_pool, head_container, storage_volumes, shm_size),
+            "template": _pod_template(spec, head_pool, head_container, storage_volumes, shm_size,
+                                      api_token=autoscaling),
         },
         "workerGroupSpecs": [{
             "groupName": f"{pool.name}-workers",

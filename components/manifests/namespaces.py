@@ -77,9 +77,12 @@ def namespace(name: str, level: str, labels: dict[str, str] | None = None) -> di
 
 
 def ray_service_account(team: Team, facts: ClusterFacts) -> dict[str, Any]:
+    """No API token by default: Ray pods reach their cloud identity without one, and the one pod that talks to
+    the Kubernetes API (an autoscaling head) asks for it in its own spec."""
     return {"apiVersion": "v1", "kind": "ServiceAccount",
             "metadata": metadata(RAY_SERVICE_ACCOUNT, team.namespace_name,
-                                 annotations=facts.ray_service_account_annotations)}
+                                 annotations=facts.ray_service_account_annotations),
+            "automountServiceAccountToken": False}
 
 
 def storage_configmap(spec: StackSpec, team: Team, facts: ClusterFacts) -> dict[str, Any]:
