@@ -2,29 +2,34 @@
 
 ``Platform(name, spec)`` asks the cloud's adapter for a cluster (``load_adapter(spec.cloud).provision``),
 turns the handle's outputs into :class:`ClusterFacts`, and installs the add-ons on the cluster's
-provider. Add-ons wait for the adapter's ``depends_on`` (node groups, managed add-ons) and for the add-ons
-listed in :data:`ADDON_DEPENDENCIES`: namespaces (with their Pod Security labels and policies) before
-anything else; observability before KubeRay, whose chart ships a ServiceMonitor.
+provider. Add-ons wait for the adapter's ``depends_on`` (node groups, managed add-ons) and for
+:data:`FIRST_ADDON`. Everything else about order is derived from the rendered charts: each add-on is given
+what earlier add-ons declared to serve custom resource kinds (``ManifestAddon.crd_providers``), so a release
+or object group creating a ServiceMonitor waits for the Prometheus Operator CRDs wherever they come from.
 """
 
 from __future__ import annotations
 
 import pulumi
-from park.components.addons import ADDONS, AddonArgs, ManifestAddon
+from park.components.addons import ADDONS, AddonArgs, Kind, ManifestAddon
 from park.components.clouds import ClusterHandle, load_adapter
 from park.components.manifests import ClusterFacts, kueue, observability
 from park.components.spec import StackSpec
 
-ADDON_DEPENDENCIES: dict[str, tuple[str, ...]] = {
-    "namespaces": (),
-    "storage": ("namespaces",),
-    "observability": ("namespaces",),
-    "gpu": ("namespaces",),
-    "kuberay": ("namespaces", "observability"),
-    "kueue": ("namespaces",),
-    "autoscaler": ("namespaces",),
-}
-"""Add-on -> the add-ons it waits for (the Prometheus Operator CRDs come with observability)."""
+FIRST_ADDON = "namespaces"
+"""The add-on every other one waits for. Not about CRDs, so not derived: it creates the namespaces the
+releases install into (``create_namespace=False``) with their Pod Security labels and NetworkPolicies, which
+must be in place before the first pod starts there."""
+
+
+def check_addon_order(addons: dict[str, ManifestAddon]) -> None:
+    """Refuse an add-on that creates custom resources whose CRDs only a later add-on serves: it could not
+    wait for them (Pulumi's ``depends_on`` names resources already declared)."""
+    for position, (name, addon) in enumerate(addons.items()):
+        for later_name, later in list(addons.items())[position + 1:]:
+            if early := sorted(addon.unserved_kinds & set(later.crd_providers)):
+                raise RuntimeError(f"add-on {name} creates {early}, whose CRDs add-on {later_name} serves; "
+                                   f"move {later_name} before {name} in park.components.addons.ADDONS")
 
 
 def cluster_facts(handle: ClusterHandle) -> pulumi.Output[ClusterFacts]:
@@ -56,12 +61,18 @@ class Platform(pulumi.ComponentResource):
         facts = cluster_facts(self.handle)
 
         self.addons: dict[str, ManifestAddon] = {}
+        crd_providers: dict[Kind, tuple[pulumi.Resource, ...]] = {}
         for addon_name, addon_class in ADDONS.items():
-            waits_for = [*self.handle.depends_on, *(self.addons[dep] for dep in ADDON_DEPENDENCIES[addon_name])]
-            self.addons[addon_name] = addon_class(
+            first = [self.addons[FIRST_ADDON]] if addon_name != FIRST_ADDON else []
+            waits_for = [*self.handle.depends_on, *first]
+            addon = addon_class(
                 f"{name}-{addon_name}",
-                AddonArgs(spec=spec, provider=self.handle.provider, facts=facts, depends_on=waits_for),
+                AddonArgs(spec=spec, provider=self.handle.provider, facts=facts, depends_on=waits_for,
+                          crd_providers=dict(crd_providers)),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=waits_for))
+            crd_providers.update(addon.crd_providers)
+            self.addons[addon_name] = addon
+        check_addon_order(self.addons)
 
         self.kubeconfig = pulumi.Output.secret(self.handle.kubeconfig)
         self.cluster_name = self.handle.cluster_name

@@ -37,6 +37,7 @@ from typing import Any
 
 import pulumi
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
+from pulumi.runtime.mocks import MockMonitor
 
 ACCOUNT_ID = "123456789012"
 # How Pulumi's wire format marks a secret value (pulumi.runtime.rpc); provider inputs arrive wrapped in it.
@@ -338,3 +339,54 @@ _OUTPUTS: dict[str, OutputsFn] = {
     "gcp:filestore/instance:Instance": _filestore,
     "gcp:storage/bucket:Bucket": _gcs_bucket,
 }
+
+
+# --- the dependency graph the engine receives ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GraphNode:
+    """One resource registration as the engine saw it: what it is, where it sits, what it waits for."""
+
+    urn: str
+    type: str
+    name: str
+    parent: str
+    waits_for: frozenset[str]
+    """URNs the engine must finish first: ``depends_on`` (components already expanded to their children
+    by the SDK) and the resources whose outputs flow into its inputs."""
+
+
+class GraphMonitor(MockMonitor):
+    """The mock monitor, also recording every registration as a :class:`GraphNode`.
+
+    Reads the graph the engine would order by, not the code that built it::
+
+        mocks = RecordingMocks()
+        graph = GraphMonitor(mocks)
+        pulumi.runtime.set_mocks(mocks, project="park", stack="aws", preview=False, monitor=graph)
+    """
+
+    def __init__(self, mocks: RecordingMocks):
+        super().__init__(mocks)
+        self.nodes: dict[str, GraphNode] = {}
+
+    def RegisterResource(self, request):  # the engine's gRPC method name
+        response = super().RegisterResource(request)
+        waits_for = set(request.dependencies)
+        for property_dependencies in request.propertyDependencies.values():
+            waits_for.update(property_dependencies.urns)
+        self.nodes[response.urn] = GraphNode(response.urn, request.type, request.name, request.parent,
+                                             frozenset(waits_for))
+        return response
+
+    def closure(self, urn: str) -> set[str]:
+        """Every URN ``urn`` waits for, directly or through what it waits for."""
+        seen: set[str] = set()
+        pending = list(self.nodes[urn].waits_for)
+        while pending:
+            current = pending.pop()
+            if current not in seen:
+                seen.add(current)
+                pending.extend(self.nodes[current].waits_for if current in self.nodes else ())
+        return seen

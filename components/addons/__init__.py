@@ -6,22 +6,39 @@ objects are built inside ``Output.apply`` from the cluster's facts (storage URI,
 so the values the cloud adapter computes flow into the manifests; the builder is the same pure function
 ``park render`` and the tests call, so there is one source of truth.
 
-Ordering between add-ons (namespaces first, ...) is the Platform's job, through ``depends_on``.
+CRDs and the order around them come from the rendered charts (:func:`park.components.charts.render_release`),
+not from a list: a chart's ``crds/`` folder is applied server-side as its own ``ConfigGroup`` and the
+release is installed with ``skip_crds`` (Helm installs ``crds/`` once and never upgrades them, so a pinned
+version bump would otherwise leave old CRDs behind). Every release and object group that creates a custom
+resource waits for what serves its kind (:data:`CrdProviders`): the resource applying the CRD and the
+release shipping it. Ordering between add-ons beyond that (namespaces first) is the Platform's job.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import pulumi
 import pulumi_kubernetes as k8s
+from park.components.charts import RenderedRelease, crd_kinds, custom_resource_kinds, render_release
 from park.components.manifests import BUILDERS, ClusterFacts, HelmRelease
 from park.components.spec import StackSpec
 
 HELM_TIMEOUT_SECONDS = 900
 """kube-prometheus-stack and the operators' webhooks can take several minutes to become ready."""
+
+Kind = tuple[str, str]
+"""(API group, kind) of a custom resource."""
+CrdProviders = Mapping[Kind, tuple[pulumi.Resource, ...]]
+"""Custom resource kind -> what a resource creating one waits for: the resource that applies the CRD and the
+release shipping it (its operator serves the kind, and its admission webhooks validate it)."""
+
+PATCH_FORCE_ANNOTATION = "pulumi.com/patchForce"
+"""CRDs are owned by this stack alone: server-side apply takes their fields over from any earlier owner
+(a Helm install that created them from ``crds/``), so a version bump is not refused as a field conflict."""
 
 
 @dataclass(frozen=True)
@@ -37,10 +54,14 @@ class AddonArgs:
     depends_on: Sequence[pulumi.Resource] = ()
     """What every child waits for (node groups, earlier add-ons). Pulumi does not pass a component's own
     ``depends_on`` down to its children, so add-ons take it here. Default: nothing."""
+    crd_providers: CrdProviders = field(default_factory=dict)
+    """What earlier add-ons declared to serve custom resource kinds (their :attr:`ManifestAddon.crd_providers`);
+    a release or object group creating one of those kinds waits for them. Default: nothing."""
 
 
-def release_args(release: HelmRelease) -> k8s.helm.v3.ReleaseArgs:
-    """Pulumi arguments for one Helm release: OCI charts by full URL, others by name in their repository."""
+def release_args(release: HelmRelease, skip_crds: bool = False) -> k8s.helm.v3.ReleaseArgs:
+    """Pulumi arguments for one Helm release: OCI charts by full URL, others by name in their repository.
+    ``skip_crds`` when the chart's ``crds/`` are applied as their own resources."""
     if release.is_oci:
         chart, repository_opts = release.chart.repo, None
     else:
@@ -53,12 +74,37 @@ def release_args(release: HelmRelease) -> k8s.helm.v3.ReleaseArgs:
         repository_opts=repository_opts,
         values=release.values,
         create_namespace=False,  # the namespaces add-on creates them, with Pod Security labels
+        skip_crds=skip_crds,
         timeout=HELM_TIMEOUT_SECONDS,
     )
 
 
+def owned_crd(crd: dict[str, Any]) -> dict[str, Any]:
+    """A chart's CRD as this stack applies it: unchanged but for :data:`PATCH_FORCE_ANNOTATION`."""
+    metadata = dict(crd.get("metadata") or {})
+    metadata["annotations"] = {**(metadata.get("annotations") or {}), PATCH_FORCE_ANNOTATION: "true"}
+    return {**crd, "metadata": metadata}
+
+
+def crd_manifest(crds: Iterable[dict[str, Any]]) -> str:
+    """CRDs as one manifest for ``ConfigGroup(yaml=...)``: each CRD a one-line JSON document (JSON is YAML),
+    ``---`` between them. One string rather than nested ``objs``: KubeRay's CRDs are megabytes, and as nested
+    inputs the SDK would spend seconds serializing them on every preview."""
+    return "---\n".join(json.dumps(owned_crd(crd), sort_keys=True) + "\n" for crd in crds)
+
+
+def kinds_created(rendered: RenderedRelease) -> frozenset[Kind]:
+    """Custom resource kinds a release creates: its objects and every hook Helm may run (not its tests)."""
+    return custom_resource_kinds([*rendered.objects, *(h.object for h in rendered.hooks if not h.is_test)])
+
+
+def _unique(resources: Iterable[pulumi.Resource]) -> list[pulumi.Resource]:
+    return list({id(r): r for r in resources}.values())
+
+
 class ManifestAddon(pulumi.ComponentResource):
-    """Base of every add-on: releases first, then one ConfigGroup of objects depending on them."""
+    """Base of every add-on: the CRDs of its charts' ``crds/`` folders, its releases (each waiting for what
+    serves the custom resources it renders), then one ConfigGroup of objects depending on them."""
 
     TYPE: ClassVar[str]
     ADDON: ClassVar[str]
@@ -72,13 +118,53 @@ class ManifestAddon(pulumi.ComponentResource):
         build = BUILDERS[self.ADDON]
         spec = args.spec
         planned = build(spec, ClusterFacts.for_spec(spec))
+        rendered = [render_release(release, spec.kubernetes_version) for release in planned.releases]
         waits_for = list(args.depends_on)
+        providers: dict[Kind, tuple[pulumi.Resource, ...]] = dict(args.crd_providers)
+        self.crd_providers: dict[Kind, tuple[pulumi.Resource, ...]] = {}
+        """What this add-on declares to serve custom resource kinds (see :data:`CrdProviders`)."""
+        self.unserved_kinds: set[Kind] = set()
+        """Custom resource kinds this add-on creates that nothing declared before it serves (CRDs the
+        cluster brings, or an add-on order the Platform rejects)."""
 
         def child(*after: pulumi.Resource) -> pulumi.ResourceOptions:
-            return pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[*waits_for, *after])
+            return pulumi.ResourceOptions(parent=self, provider=args.provider,
+                                          depends_on=_unique([*waits_for, *after]))
 
-        self.releases = [k8s.helm.v3.Release(f"{name}-{release.name}", release_args(release), opts=child())
-                         for release in planned.releases]
+        def serving(kinds: Iterable[Kind], own: Sequence[pulumi.Resource] = ()) -> list[pulumi.Resource]:
+            found: list[pulumi.Resource] = []
+            for kind in sorted(kinds):
+                if kind not in providers:
+                    self.unserved_kinds.add(kind)
+                    continue
+                found += [p for p in providers[kind] if all(p is not o for o in own)]
+            return found
+
+        def provide(kinds: Iterable[Kind], *resources: pulumi.Resource) -> None:
+            for kind in kinds:
+                providers[kind] = self.crd_providers[kind] = (*providers.get(kind, ()), *resources)
+
+        # A chart's crds/ folder, applied server-side before anything: Helm would install it once, never upgrade it.
+        self.crd_groups: dict[str, k8s.yaml.v2.ConfigGroup] = {}
+        for release, chart in zip(planned.releases, rendered, strict=True):
+            if chart.chart_crds:
+                group = k8s.yaml.v2.ConfigGroup(f"{name}-{release.name}-crds", yaml=crd_manifest(chart.chart_crds),
+                                                opts=child())
+                self.crd_groups[release.name] = group
+                provide(crd_kinds(chart.chart_crds), group)
+
+        self.releases: list[k8s.helm.v3.Release] = []
+        for release, chart in zip(planned.releases, rendered, strict=True):
+            own = [self.crd_groups[release.name]] if release.name in self.crd_groups else []
+            later = {kind for other in rendered[len(self.releases) + 1:] for kind in other.provided_kinds}
+            if early := sorted(kinds_created(chart) & later - chart.provided_kinds):
+                raise RuntimeError(f"add-on {self.ADDON}: release {release.name} creates {early}, whose CRDs a "
+                                   f"release declared after it ships; declare that release first")
+            installed = k8s.helm.v3.Release(
+                f"{name}-{release.name}", release_args(release, skip_crds=bool(chart.chart_crds)),
+                opts=child(*own, *serving(kinds_created(chart) - crd_kinds(chart.template_crds), own)))
+            self.releases.append(installed)
+            provide(chart.provided_kinds, installed)
 
         def objects_for(facts: ClusterFacts) -> list[dict[str, Any]]:
             built = build(spec, facts)
@@ -91,7 +177,8 @@ class ManifestAddon(pulumi.ComponentResource):
         self.config_group: k8s.yaml.v2.ConfigGroup | None = None
         if planned.objects:
             self.config_group = k8s.yaml.v2.ConfigGroup(
-                f"{name}-objects", objs=objects, opts=child(*self.releases))
+                f"{name}-objects", objs=objects,
+                opts=child(*self.releases, *serving(custom_resource_kinds(planned.objects))))
 
         self.release_names = pulumi.Output.from_input([release.name for release in planned.releases])
         self.object_count = objects.apply(len)
