@@ -237,6 +237,10 @@ def test_configs_are_accepted_by_ray_serve_llm(tmp_path):
         assert llm_config.server_cls is ParkLLMServer
         bundles = llm_config.get_engine_config().placement_bundles
         assert sum(b.get("GPU", 0) for b in bundles) == gpus
+    sliced = LLMConfig.model_validate(_config_for(tmp_path, gpus=0.25, gpu_time_slices=4))
+    assert [b.get("GPU") for b in sliced.get_engine_config().placement_bundles] == [1.0], (
+        "a quarter of a GPU time-sliced 4 ways takes the pod's whole slice"
+    )
 
 
 # --- bucket download through pyarrow.fs ---------------------------------------------------------
