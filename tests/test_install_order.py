@@ -249,3 +249,15 @@ def test_a_chart_version_bump_changes_the_applied_crds(tmp_path, monkeypatch):
     rayjob = next(o for objs in groups for o in objs if o["metadata"]["name"] == "rayjobs.ray.io")
     columns = [c["name"] for c in rayjob["spec"]["versions"][0]["additionalPrinterColumns"]]
     assert "bumped" in columns, "the CRD applied is not the bumped chart's: a version bump would not upgrade it"
+
+
+def test_a_chart_that_cannot_be_found_stops_the_program_in_one_line(tmp_path, monkeypatch):
+    """The add-ons render their charts while the program runs: a missing one is a RunError (shown without a
+    traceback) naming the add-on and the folder, not a stack trace from deep inside Helm."""
+    monkeypatch.setenv("PARK_CHART_DIR", str(tmp_path))
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project="park", stack="kind", preview=False)
+    provider = k8s.Provider("cluster", kubeconfig="{}")
+    chart = f"{versions.KUBERAY_CHART.name}-{versions.KUBERAY_CHART.version}"
+    with pytest.raises(pulumi.RunError, match=rf"^add-on kuberay: chart .*: no {re.escape(chart)}/ in {tmp_path}"):
+        KubeRay("kuberay", AddonArgs(spec=SPECS["kind"], provider=provider))

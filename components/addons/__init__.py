@@ -23,7 +23,13 @@ from typing import Any, ClassVar
 
 import pulumi
 import pulumi_kubernetes as k8s
-from park.components.charts import RenderedRelease, crd_kinds, custom_resource_kinds, render_release
+from park.components.charts import (
+    ChartError,
+    RenderedRelease,
+    crd_kinds,
+    custom_resource_kinds,
+    render_release,
+)
 from park.components.manifests import BUILDERS, ClusterFacts, HelmRelease
 from park.components.spec import StackSpec
 
@@ -118,7 +124,10 @@ class ManifestAddon(pulumi.ComponentResource):
         build = BUILDERS[self.ADDON]
         spec = args.spec
         planned = build(spec, ClusterFacts.for_spec(spec))
-        rendered = [render_release(release, spec.kubernetes_version) for release in planned.releases]
+        try:
+            rendered = [render_release(release, spec.kubernetes_version) for release in planned.releases]
+        except ChartError as err:  # a chart that cannot be pulled or rendered: one line, no traceback
+            raise pulumi.RunError(f"add-on {self.ADDON}: {err}") from None
         waits_for = list(args.depends_on)
         providers: dict[Kind, tuple[pulumi.Resource, ...]] = dict(args.crd_providers)
         self.crd_providers: dict[Kind, tuple[pulumi.Resource, ...]] = {}
