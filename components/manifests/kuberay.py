@@ -1,8 +1,10 @@
 """The KubeRay operator: one Helm release in ``kuberay-system`` on the system pool, metrics on.
 
-The chart installs the RayCluster / RayJob / RayService CRDs (over 1 MB each: Helm creates them, so no
-client-side apply annotation limit applies). The operator's own ServiceMonitor is enabled when Prometheus
-is installed; the observability add-on is then applied first so the ServiceMonitor CRD exists.
+The chart's ``crds/`` holds the RayCluster / RayJob / RayService / RayCronJob CRDs (up to 1.4 MB each); the
+Pulumi add-on applies them server-side as their own resources (no client-side apply annotation limit, and
+they upgrade with the chart) and installs the release with ``skip_crds``. The operator's own ServiceMonitor
+is enabled when Prometheus is installed; the release then waits for the Prometheus Operator CRDs, an order
+derived from the rendered chart (``park.components.addons``).
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ in every namespace (not only those carrying the chart's release label), so monit
 charts (KubeRay, dcgm-exporter) are picked up as well. Grafana's dashboard sidecar loads the ConfigMaps
 labelled ``grafana_dashboard=1``.
 
-Objects here need the Prometheus Operator CRDs, which the kube-prometheus-stack release installs: the
-add-on applies its releases before its objects, and the platform applies this add-on before KubeRay
-(whose chart ships a ServiceMonitor).
+Objects here need the Prometheus Operator CRDs, which come with kube-prometheus-stack (its ``crds``
+subchart): the Pulumi add-on applies them as their own resources, and everything rendering a monitor (these
+objects, the dcgm-exporter and KubeRay charts) waits for them, an order derived from the rendered charts.
 """
 
 from __future__ import annotations
