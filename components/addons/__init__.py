@@ -80,7 +80,7 @@ def release_args(release: HelmRelease, skip_crds: bool = False) -> k8s.helm.v3.R
         repository_opts=repository_opts,
         values=release.values,
         create_namespace=False,  # the namespaces add-on creates them, with Pod Security labels
-        skip_crds=skip_crds,
+        skip_crds=skip_crds or None,  # unset, not false, where nothing is skipped: no diff on existing stacks
         timeout=HELM_TIMEOUT_SECONDS,
     )
 
