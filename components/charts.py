@@ -75,8 +75,8 @@ CLUSTER_SCOPED_BUILTIN_KINDS = frozenset({
     "StorageClass", "StorageVersionMigration", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
     "ValidatingWebhookConfiguration", "VolumeAttachment", "VolumeAttributesClass",
 })
-"""Built-in kinds without a namespace; every other built-in kind is namespaced. Helm's install puts a
-namespaced object that names no namespace into the release namespace; ``render_release`` does the same."""
+"""Built-in kinds without a namespace; every other built-in kind is namespaced (checked against the
+Kubernetes client's API in the tests)."""
 
 
 class ChartError(RuntimeError):
@@ -340,15 +340,17 @@ def _documents(text: str, origin: str) -> list[dict[str, Any]]:
     return docs
 
 
-def _fill_namespace(obj: dict[str, Any], namespace: str, cluster_kinds: frozenset[tuple[str, str]]) -> None:
+def _place_in_namespace(obj: dict[str, Any], namespace: str, cluster_kinds: frozenset[tuple[str, str]]) -> None:
+    """A namespaced object without a namespace goes to the release namespace (as Helm's install does); a
+    cluster-scoped one loses any namespace a template gave it (as the API server does on create)."""
     meta = obj.setdefault("metadata", {})
-    if meta.get("namespace"):
-        return
     if is_custom_resource(obj):
         cluster = (api_group(obj["apiVersion"]), obj["kind"]) in cluster_kinds
     else:
         cluster = obj["kind"] in CLUSTER_SCOPED_BUILTIN_KINDS
-    if not cluster:
+    if cluster:
+        meta.pop("namespace", None)
+    elif not meta.get("namespace"):
         meta["namespace"] = namespace
 
 
@@ -398,7 +400,7 @@ def _render_cached(chart_dir: Path, values_json: str, name: str, namespace: str,
     for doc in rendered:
         if doc.get("kind") == "CustomResourceDefinition":
             continue
-        _fill_namespace(doc, namespace, cluster_kinds)
+        _place_in_namespace(doc, namespace, cluster_kinds)
         hook = _hook_of(doc)
         if hook is None:
             objects.append(doc)

@@ -1,9 +1,20 @@
-"""``park render``: every Kubernetes object a stack applies, as YAML, from the same builders Pulumi uses.
+"""``park render``: every Kubernetes object a stack applies, as YAML anyone can ``kubectl apply --server-side``.
 
-Objects come in apply order (namespaces and security, storage, observability, GPU, KubeRay, Kueue; per
-add-on its Helm releases, then its objects). Helm releases are written as ``park-stack.io/v1 HelmRelease``
-documents naming the chart, its pinned version and the values. No Pulumi, no cluster, no cloud needed:
-cloud-side facts come from the spec (``ClusterFacts.for_spec``).
+Output order:
+
+1. every CustomResourceDefinition of every Helm release (the charts' ``crds/`` folders and CRDs a chart renders
+   as templates), as objects of their own: Helm installs ``crds/`` once and never upgrades them, so applying
+   them server-side here is how a pinned-version bump reaches the cluster;
+2. per add-on in apply order (namespaces and security, storage, observability, GPU, KubeRay, Kueue,
+   autoscaler): each Helm release's objects as Helm's engine renders them for a first install
+   (``park.components.charts``), then the add-on's own objects (often custom resources of those operators);
+3. with ``--workloads``, the reference RayJobs / RayService.
+
+Helm hooks: test hooks and hooks a first install never runs (delete, upgrade-only, rollback) are dropped;
+install hooks are kept in place, pre-install before the release's objects and post-install after them, with
+their ``helm.sh/hook`` annotations (kubectl applies them as ordinary objects; Argo CD maps them to its own
+sync hooks). No Pulumi, no cluster, no cloud needed: cloud-side facts come from the spec
+(``ClusterFacts.for_spec``); charts come from ``--charts DIR`` / ``$PARK_CHART_DIR`` or their repositories.
 """
 
 from __future__ import annotations
@@ -14,7 +25,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
-from park.components.manifests import all_documents
+from park.components.charts import ChartError, ChartSource, RenderedRelease, render_release
+from park.components.manifests import build_all
 from park.components.spec import SpecError, StackSpec, load_stack_file, resolve_stack_file
 
 INVALID_CONFIG_EXIT = 2
@@ -25,9 +37,10 @@ class RenderError(RuntimeError):
     """Rendering failed for a reason that is not the stack config (reported without a traceback)."""
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
     """Block style for multi-line strings (embedded configs and dashboards stay readable); no YAML
-    anchors for values the builders share between objects."""
+    anchors for values the builders share between objects. LibYAML's emitter when present: the pure-Python
+    one takes most of a minute on the charts' megabyte CRDs."""
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
@@ -45,20 +58,39 @@ def to_yaml(document: dict[str, Any]) -> str:
     return yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120)
 
 
-def workload_documents(spec: StackSpec) -> list[dict[str, Any]]:
+def workload_documents(spec: StackSpec, team: str | None = None, priority: str | None = None) -> list[dict[str, Any]]:
     """The reference workloads' RayJobs / RayService (``park.workloads.render_workloads``), imported lazily."""
     try:
         from park.workloads import render_workloads
     except ImportError as err:
         raise RenderError(f"--workloads: park.workloads.render_workloads is not available ({err})") from None
-    return list(render_workloads(spec))
+    return list(render_workloads(spec, team=team, priority=priority))
 
 
-def render_documents(spec: StackSpec, workloads: bool = False) -> list[dict[str, Any]]:
-    documents = all_documents(spec)
+def rendered_releases(spec: StackSpec, charts: Path | str | ChartSource | None = None) -> list[RenderedRelease]:
+    """Every Helm release of the stack, rendered for the stack's Kubernetes version, in apply order."""
+    source = charts if isinstance(charts, ChartSource) else ChartSource.resolve(charts)
+    return [render_release(release, spec.kubernetes_version, source)
+            for addon in build_all(spec) for release in addon.releases]
+
+
+def render_documents(spec: StackSpec, workloads: bool = False, charts: Path | str | ChartSource | None = None,
+                     team: str | None = None, priority: str | None = None) -> list[dict[str, Any]]:
+    """Everything ``park render`` writes, in apply order: all CRDs, then per add-on its releases' objects
+    and its own objects, then (``workloads``) the reference workloads. Raises ``ChartError``."""
+    source = charts if isinstance(charts, ChartSource) else ChartSource.resolve(charts)
+    crds: dict[str, dict[str, Any]] = {}
+    body: list[dict[str, Any]] = []
+    for addon in build_all(spec):
+        for release in addon.releases:
+            rendered = render_release(release, spec.kubernetes_version, source)
+            for crd in rendered.crds:
+                crds.setdefault(crd["metadata"]["name"], crd)
+            body += rendered.install_objects()
+        body += addon.documents()
     if workloads:
-        documents += workload_documents(spec)
-    return documents
+        body += workload_documents(spec, team=team, priority=priority)
+    return [*crds.values(), *body]
 
 
 def _slug(text: str) -> str:
@@ -97,9 +129,11 @@ def write_directory(documents: list[dict[str, Any]], directory: Path) -> list[Pa
     return written
 
 
-def render_command(stack: str, out: Path | None = None, workloads: bool = False,
+def render_command(stack: str, out: Path | None = None, workloads: bool = False, charts: Path | None = None,
+                   team: str | None = None, priority: str | None = None,
                    stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    """Run ``park render``; returns the exit code (2 for invalid config, one ``path: reason`` line each)."""
+    """Run ``park render``; returns the exit code (2 for invalid config, one ``path: reason`` line each;
+    1 for a chart that cannot be found or rendered, one line)."""
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     try:
@@ -109,12 +143,12 @@ def render_command(stack: str, out: Path | None = None, workloads: bool = False,
             print(str(problem), file=stderr)
         return INVALID_CONFIG_EXIT
     try:
-        documents = render_documents(spec, workloads=workloads)
-    except SpecError as err:  # a workload builder found the spec unusable for it
+        documents = render_documents(spec, workloads=workloads, charts=charts, team=team, priority=priority)
+    except SpecError as err:  # a workload builder found the spec unusable for it (or an unknown --team)
         for problem in err.problems:
             print(str(problem), file=stderr)
         return INVALID_CONFIG_EXIT
-    except RenderError as err:
+    except (RenderError, ChartError) as err:
         print(str(err), file=stderr)
         return 1
     if out is None:

@@ -33,11 +33,22 @@ def render(
     stack: str = typer.Argument(help="A stack under stacks/ (e.g. kind) or the path of a Pulumi.<stack>.yaml"),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write one file per object into this folder"),
     workloads: bool = typer.Option(False, "--workloads", help="Append the reference RayJobs / RayService"),
+    charts: Path | None = typer.Option(
+        None, "--charts", envvar="PARK_CHART_DIR",
+        help="Folder of unpacked charts named <name>-<version>/ (air-gapped); default: pull from their repositories"),
+    team: str | None = typer.Option(None, "--team", help="With --workloads: send every workload to this team"),
+    priority: str | None = typer.Option(None, "--priority",
+                                        help="With --workloads: run every workload at this priority class"),
 ) -> None:
-    """Write every Kubernetes object the stack applies as YAML (stdout, or one file per object)."""
+    """Write every Kubernetes object the stack applies, CRDs first, as YAML (stdout, or one file per object).
+
+    Helm releases appear as the objects Helm would install, rendered offline by Helm's engine. Apply with
+    kubectl apply --server-side -f DIR."""
     from park.components.render import render_command
 
-    raise typer.Exit(render_command(stack, out, workloads))
+    if (team or priority) and not workloads:
+        raise typer.BadParameter("--team and --priority choose where the reference workloads run; add --workloads")
+    raise typer.Exit(render_command(stack, out, workloads, charts=charts, team=team, priority=priority))
 
 
 @app.command("cost")

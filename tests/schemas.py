@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from park.components.manifests.common import HELM_RELEASE_API_VERSION
+from park.components import charts
 from park.components.manifests.schemas import (
     SchemaDirMissing,
     SchemaNotFound,
@@ -21,9 +21,6 @@ from park.components.manifests.schemas import (
     validate_custom_resource,
 )
 from park.components.spec import StackSpec, load_stack_file, project_root
-
-CRD_GROUPS = frozenset({"ray.io", "kueue.x-k8s.io", "monitoring.coreos.com"})
-"""API groups of custom resources the project renders (validated against CRDs, not kubernetes-validate)."""
 
 
 def shipped_stack_files() -> list[Path]:
@@ -72,16 +69,13 @@ def group_of(doc: dict[str, Any]) -> str:
     return api_version.split("/")[0] if "/" in api_version else ""
 
 
-def is_helm_release(doc: dict[str, Any]) -> bool:
-    return doc["apiVersion"] == HELM_RELEASE_API_VERSION
-
-
 def is_custom_resource(doc: dict[str, Any]) -> bool:
-    return group_of(doc) in CRD_GROUPS
+    """Not served by the API server itself (``park.components.charts.BUILTIN_API_GROUPS``)."""
+    return charts.is_custom_resource(doc)
 
 
 def is_core_object(doc: dict[str, Any]) -> bool:
-    return not is_helm_release(doc) and not is_custom_resource(doc)
+    return not is_custom_resource(doc)
 
 
 def describe(doc: dict[str, Any]) -> str:
@@ -114,3 +108,15 @@ def assert_valid_core_object(doc: dict[str, Any], kubernetes_version: str) -> No
     pytest.importorskip("kubernetes_validate", reason="kubernetes-validate comes with the dev extra")
     problems = validate_core_object(doc, kubernetes_version)
     assert problems == [], f"{describe(doc)} is not valid Kubernetes {kubernetes_version}:\n" + "\n".join(problems)
+
+
+def require_chart_dir() -> Path:
+    """The folder of pinned charts the tests render from (``$PARK_CHART_DIR``, else ``../shared/charts``
+    beside the checkout); skips the calling test when there is none: CI has no network to chart repositories."""
+    import os
+
+    configured = os.environ.get(charts.CHART_DIR_ENV)
+    folder = Path(configured) if configured else charts.default_shared_chart_dir()
+    if folder is None or not folder.is_dir():
+        pytest.skip(f"no chart folder (set ${charts.CHART_DIR_ENV} or put the pinned charts in ../shared/charts)")
+    return folder

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 from park.components import versions
+from park.components.charts import custom_resource_kinds, render_release
 from park.components.manifests import (
     BUILDERS,
     ClusterFacts,
@@ -34,7 +35,7 @@ from park.components.spec import (
     parse_spec,
     project_root,
 )
-from schemas import shipped_specs
+from schemas import require_chart_dir, shipped_specs
 
 SPECS = shipped_specs()
 
@@ -451,26 +452,38 @@ def test_kind_has_no_storage_egress_policy():
 # --- the whole: order and single source ------------------------------------------------------------
 
 
-def test_addons_in_apply_order_with_releases_before_objects():
+def test_addons_in_apply_order_with_namespaces_first():
     spec = SPECS["aws"]
     assert [a.name for a in build_all(spec)] == ["namespaces", "storage", "observability", "gpu", "kuberay", "kueue",
                                                  "autoscaler"]
     docs = all_documents(spec)
-    position = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): i for i, d in enumerate(docs)}
     namespaces_made = {d["metadata"]["name"]: i for i, d in enumerate(docs) if d["kind"] == "Namespace"}
     for i, doc in enumerate(docs):
         ns = doc["metadata"].get("namespace")
         if ns and ns != "kube-system":  # the one namespace every cluster starts with
             assert ns in namespaces_made and namespaces_made[ns] < i, f"{doc['kind']} {ns}: namespace comes later"
-    crd_release = {"kueue.x-k8s.io": ("kueue-system", "kueue"),
-                   "monitoring.coreos.com": ("monitoring", observability.PROMETHEUS_RELEASE)}
-    for i, doc in enumerate(docs):
-        group = doc["apiVersion"].split("/")[0]
-        if group in crd_release:
-            ns, name = crd_release[group]
-            assert position[("HelmRelease", ns, name)] < i, f"{doc['kind']} comes before its operator's release"
-    assert position[("HelmRelease", "monitoring", observability.PROMETHEUS_RELEASE)] < \
-        position[("HelmRelease", "kuberay-system", kuberay.RELEASE_NAME)], "KubeRay's ServiceMonitor needs the CRD"
+
+
+@pytest.mark.parametrize("stack", sorted(SPECS))
+def test_every_custom_resource_comes_after_the_release_that_provides_its_crd(stack):
+    """Which CRDs a release provides and which custom resources a release or add-on creates come from the
+    charts rendered by Helm's engine (park.components.charts), not from a list: in apply order (add-ons, and
+    within one its releases then its objects) each custom resource kind is provided by an earlier release."""
+    require_chart_dir()
+    spec = SPECS[stack]
+    provided_by: dict[tuple[str, str], str] = {}
+    for addon in build_all(spec):
+        for rel in addon.releases:
+            rendered = render_release(rel, spec.kubernetes_version)
+            used = custom_resource_kinds(rendered.install_objects())
+            provided_by.update({kind: rel.name for kind in rendered.provided_kinds if kind not in provided_by})
+            missing = sorted(used - provided_by.keys())
+            assert not missing, f"release {rel.name} creates {missing} before any release provides their CRDs"
+        missing = sorted(custom_resource_kinds(addon.objects) - provided_by.keys())
+        assert not missing, f"add-on {addon.name} creates {missing} before any release provides their CRDs"
+    assert provided_by[("monitoring.coreos.com", "ServiceMonitor")] == observability.PROMETHEUS_RELEASE
+    assert provided_by[("kueue.x-k8s.io", "ClusterQueue")] == kueue.RELEASE_NAME
+    assert provided_by[("ray.io", "RayJob")] == kuberay.RELEASE_NAME
 
 
 def test_builders_are_pure():

@@ -46,7 +46,8 @@ def build_all(spec: StackSpec, facts: ClusterFacts | None = None) -> list[AddonM
 
 
 def all_documents(spec: StackSpec, facts: ClusterFacts | None = None) -> list[dict[str, Any]]:
-    """Every document in apply order: per add-on, its HelmRelease documents then its objects."""
+    """park-stack's own objects in apply order (what the builders make, not what the Helm releases install;
+    ``park render`` adds those from the rendered charts)."""
     return [doc for addon in build_all(spec, facts) for doc in addon.documents()]
 
 

@@ -13,9 +13,6 @@ from typing import Any
 from park.components import versions
 from park.components.spec import POOL_LABEL, StackSpec
 
-HELM_RELEASE_API_VERSION = "park-stack.io/v1"
-"""``park render`` writes each Helm release as a document of this API version (kind ``HelmRelease``).
-It is a review format, not a CRD any controller reads."""
 MANAGED_BY_LABEL = {"app.kubernetes.io/managed-by": "park-stack"}
 
 KUBERAY_NAMESPACE = "kuberay-system"
@@ -67,7 +64,8 @@ def placeholder_shared_filesystem(spec: StackSpec) -> dict[str, str] | None:
 
 @dataclass(frozen=True)
 class HelmRelease:
-    """One Helm chart installed at a pinned version with the given values."""
+    """One Helm chart installed at a pinned version with the given values. ``pulumi up`` installs it as a
+    Helm release; ``park render`` writes the objects Helm would install (``park.components.charts``)."""
 
     name: str
     """Helm release name; fixed so the services it creates have predictable names."""
@@ -78,17 +76,6 @@ class HelmRelease:
     @property
     def is_oci(self) -> bool:
         return self.chart.repo.startswith("oci://")
-
-    def to_document(self) -> dict[str, Any]:
-        """The release as a reviewable document (what ``park render`` prints)."""
-        chart: dict[str, Any] = {"name": self.chart.name, "version": self.chart.version}
-        chart["repository" if not self.is_oci else "oci"] = self.chart.repo
-        return {
-            "apiVersion": HELM_RELEASE_API_VERSION,
-            "kind": "HelmRelease",
-            "metadata": {"name": self.name, "namespace": self.namespace},
-            "spec": {"chart": chart, "values": self.values},
-        }
 
 
 @dataclass(frozen=True)
@@ -105,7 +92,8 @@ class AddonManifests:
         return not self.releases and not self.objects
 
     def documents(self) -> list[dict[str, Any]]:
-        return [r.to_document() for r in self.releases] + [dict(o) for o in self.objects]
+        """The add-on's own objects (its releases' objects come from rendering their charts)."""
+        return [dict(o) for o in self.objects]
 
 
 # --- small helpers for building objects -------------------------------------------------------------

@@ -102,18 +102,26 @@ def crd_index(schema_dir: Path) -> dict[tuple[str, str], CrdVersion]:
                                f"(see ARCHITECTURE.md) or point ${SCHEMA_DIR_ENV} at them")
     index: dict[tuple[str, str], CrdVersion] = {}
     for path in sorted(schema_dir.glob("*.y*ml")):
-        for doc in _load_yaml(path):
-            if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
+        index.update(index_crds(_load_yaml(path), path))
+    return index
+
+
+def index_crds(documents: list[Any], source: Path) -> dict[tuple[str, str], CrdVersion]:
+    """(apiVersion, kind) -> strict schema, for every served version of every CRD among ``documents``
+    (for example the CRDs a chart renders; ``source`` names where they came from)."""
+    index: dict[tuple[str, str], CrdVersion] = {}
+    for doc in documents:
+        if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
+            continue
+        spec = doc["spec"]
+        for version in spec.get("versions", []):
+            api_version = f"{spec['group']}/{version['name']}"
+            schema = version.get("schema", {}).get("openAPIV3Schema")
+            if schema is None or not version.get("served", True):
                 continue
-            spec = doc["spec"]
-            for version in spec.get("versions", []):
-                api_version = f"{spec['group']}/{version['name']}"
-                schema = version.get("schema", {}).get("openAPIV3Schema")
-                if schema is None or not version.get("served", True):
-                    continue
-                index[(api_version, spec["names"]["kind"])] = CrdVersion(
-                    spec["group"], version["name"], spec["names"]["kind"], spec.get("scope", "Namespaced"),
-                    strict(schema), path)
+            index[(api_version, spec["names"]["kind"])] = CrdVersion(
+                spec["group"], version["name"], spec["names"]["kind"], spec.get("scope", "Namespaced"),
+                strict(schema), source)
     return index
 
 
@@ -141,7 +149,11 @@ def validate_custom_resource(obj: dict[str, Any], schema_dir: Path | None = None
     when the kind is namespaced. Raises :class:`SchemaNotFound` for an apiVersion/kind no CRD defines and
     :class:`SchemaDirMissing` when the schema folder is absent.
     """
-    crd = find_crd(str(obj.get("apiVersion")), str(obj.get("kind")), schema_dir)
+    return validate_against_crd(obj, find_crd(str(obj.get("apiVersion")), str(obj.get("kind")), schema_dir))
+
+
+def validate_against_crd(obj: dict[str, Any], crd: CrdVersion) -> list[str]:
+    """:func:`validate_custom_resource` against a given CRD version (e.g. from :func:`index_crds`)."""
     validator = jsonschema.Draft202012Validator(crd.schema)
     problems = [f"{_json_path(e)}: {e.message}" for e in sorted(validator.iter_errors(obj), key=_json_path)]
     meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
