@@ -171,9 +171,8 @@ def _locate(source: ChartSource, name: str, version: str, repo: str) -> Path:
     if source.local_dir is not None:
         found = source.local_dir / wanted
         if not (found / "Chart.yaml").is_file():
-            raise ChartError(f"chart {name} {version}: no {wanted}/ in {source.local_dir}; put the unpacked chart "
-                             f"there (helm pull {name} --version {version} --untar) or drop --charts/"
-                             f"${CHART_DIR_ENV} to pull it from {repo}")
+            raise ChartError(f"chart {name} {version}: no {wanted}/Chart.yaml in {source.local_dir}; unpack the "
+                             f"chart from {repo} there as {wanted}/, or drop --charts/${CHART_DIR_ENV} to pull it")
         return _with_dependencies(found, source.local_dir)
     if source.shared_dir is not None and (source.shared_dir / wanted / "Chart.yaml").is_file():
         return _with_dependencies(source.shared_dir / wanted, source.shared_dir)
@@ -328,7 +327,8 @@ def _documents(text: str, origin: str) -> list[dict[str, Any]]:
     import helm_python
 
     docs = []
-    for piece in _DOCUMENT_SEPARATOR.split(text):
+    single = not text.startswith("---") and "\n---" not in text  # skips a slow regex over megabyte CRDs
+    for piece in [text] if single else _DOCUMENT_SEPARATOR.split(text):
         if not piece.strip():
             continue
         try:
