@@ -171,8 +171,9 @@ def _locate(source: ChartSource, name: str, version: str, repo: str) -> Path:
     if source.local_dir is not None:
         found = source.local_dir / wanted
         if not (found / "Chart.yaml").is_file():
-            raise ChartError(f"chart {name} {version}: no {wanted}/Chart.yaml in {source.local_dir}; unpack the "
-                             f"chart from {repo} there as {wanted}/, or drop --charts/${CHART_DIR_ENV} to pull it")
+            raise ChartError(f"chart {name} {version}: no {wanted}/ in {source.local_dir}; unpack the chart from "
+                             f"{repo} there as {wanted}/ (Chart.yaml inside), or drop --charts/${CHART_DIR_ENV} "
+                             f"to pull it")
         return _with_dependencies(found, source.local_dir)
     if source.shared_dir is not None and (source.shared_dir / wanted / "Chart.yaml").is_file():
         return _with_dependencies(source.shared_dir / wanted, source.shared_dir)
