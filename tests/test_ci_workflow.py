@@ -1,9 +1,9 @@
 """The example CI workflow (docs/ci/conformance-workflow.yaml) would run as written in a fork.
 
-jactionlint (the `dev` extra) checks what actionlint checks plus the token permissions an action needs (an OIDC
-login without `id-token: write` fails at run time). The tests below add what no linter can know: the test-report
-action's permission, the workflow's own documentation of the variables it reads, and that its jobs do not share
-one concurrency group.
+jactionlint (the `dev` extra) checks what actionlint checks plus the token permissions an action needs (an
+OIDC login without `id-token: write` fails at run time). The tests below add what no linter can know: the
+test-report action's permission, the workflow's own documentation of the variables it reads, and that its
+jobs do not share one concurrency group.
 """
 
 from __future__ import annotations
@@ -101,12 +101,13 @@ def test_local_and_cluster_runs_never_share_a_concurrency_group():
     ("gcp", "google-github-actions/auth@"),
 ])
 def test_cluster_job_logs_in_to_each_cloud_a_shipped_stack_runs_on(cloud, login_action):
-    """The nightly run takes any shipped stack: for each cloud it must log in (OIDC) and build a kubeconfig."""
+    """The nightly run takes any shipped stack: for each cloud it logs in (OIDC) and builds a kubeconfig."""
     assert any(f"park:cloud: {cloud}" in path.read_text() for path in (ROOT / "stacks").glob("Pulumi.*.yaml"))
     steps = load(WORKFLOW)["jobs"]["cluster"]["steps"]
     logins = [s for s in steps if str(s.get("uses", "")).startswith(login_action)]
     assert logins, f"the cluster job has no {login_action.rstrip('@')} step for {cloud} stacks"
-    assert all(s.get("if") == f"env.CLOUD == '{cloud}'" for s in logins), f"{login_action} runs for other clouds"
+    only_there = f"env.CLOUD == '{cloud}'"
+    assert all(s.get("if") == only_there for s in logins), f"{login_action} runs for other clouds too"
     kubeconfig = [s for s in steps if s.get("if") == f"env.CLOUD == '{cloud}'" and "kubeconfig" in
                   str(s.get("name", "")).lower()]
     assert kubeconfig, f"the cluster job builds no kubeconfig for {cloud} stacks"
