@@ -318,8 +318,10 @@ def _render_templates(chart: Any, values: dict[str, Any], name: str, namespace: 
     return rendered
 
 
-_DOCUMENT_SEPARATOR = re.compile(r"(?:^|\s*\n)---\s*")
-"""How Helm splits a rendered file into documents (Helm v4 pkg/release/util/manifest.go ``SplitManifests``)."""
+_DOCUMENT_SEPARATOR = re.compile(r"(?:^|\n)---\s*")
+"""How Helm splits a rendered file into documents (Helm v4 pkg/release/util/manifest.go ``SplitManifests``
+uses ``(?:^|\s*\n)---\s*``; the leading ``\s*`` only trims whitespace that YAML ignores anyway, and
+backtracks quadratically over the indentation of megabyte CRDs in Python's engine: 1 s against 0.15 s)."""
 
 
 def _documents(text: str, origin: str) -> list[dict[str, Any]]:

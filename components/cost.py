@@ -27,9 +27,7 @@ from typing import Any, TextIO
 
 from park.components import catalog
 from park.components.catalog import HOURS_PER_MONTH, Fee, NodePrice, PriceSource
-from park.components.spec import NodePool, SpecError, StackSpec, load_stack_file, resolve_stack_file
-
-INVALID_CONFIG_EXIT = 2
+from park.components.spec import INVALID_CONFIG_EXIT, NodePool, StackSpec, load_stack_for_command
 
 NAT_GATEWAYS = {"aws": 1}
 """NAT gateways the aws adapter declares: one, in the first zone (``AwsAdapter.network``)."""
@@ -406,11 +404,8 @@ def cost_command(stack: str, as_json: bool = False, stdout: TextIO | None = None
     """Run ``park cost``; returns the exit code (2 for invalid config, one ``path: reason`` line each)."""
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
-    try:
-        spec = load_stack_file(resolve_stack_file(stack))
-    except SpecError as err:
-        for problem in err.problems:
-            print(str(problem), file=stderr)
+    spec = load_stack_for_command(stack, stderr)
+    if spec is None:
         return INVALID_CONFIG_EXIT
     cost = stack_cost(spec)
     if as_json:

@@ -24,14 +24,14 @@ import typing
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TextIO
 
 import yaml
 from kubernetes.utils.quantity import parse_quantity
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
-from pydantic.alias_generators import to_camel
-
 from park.components import catalog, versions
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError,
+                      field_validator)
+from pydantic.alias_generators import to_camel
 
 # --- conventions every part of the project shares -------------------------------------------------
 
@@ -239,6 +239,85 @@ class ServedModel(_Model):
     """Context length cap passed to vLLM (default: the model's)."""
 
 
+# An image reference as the distribution/reference grammar defines it (distribution/reference v0.5.0
+# reference.go: name [":" tag] ["@" digest], lower-case path components, a domain with an optional port); the
+# IPv6-literal host form is left out. Kubernetes passes `image` to the runtime unchecked, so a typo would
+# otherwise surface as ErrImagePull on the cluster.
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[_.]|__|-+)[a-z0-9]+)*"
+IMAGE_REFERENCE = re.compile(
+    rf"^(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*(?::[0-9]+)?/)?"
+    rf"(?P<name>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
+    r"(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?$"
+)
+IMAGE_NAME_MAX = 255
+"""distribution/reference NameTotalLengthMax: domain and path together."""
+
+
+def image_reference_problem(image: str) -> str | None:
+    """Why ``image`` is not a pinned container image reference, or None. A tag or digest is required: an
+    untagged name means ``:latest``, which Kubernetes pulls anew on every pod start and which moves under a
+    running cluster."""
+    match = IMAGE_REFERENCE.match(image)
+    if match is None:
+        return (f"{image!r} is not a container image reference ([registry[:port]/]path[:tag][@digest], "
+                "path in lower case), e.g. 123456789012.dkr.ecr.us-west-2.amazonaws.com/park-workloads:0.1.0")
+    if match.end("name") > IMAGE_NAME_MAX:
+        return f"{image!r}: the image name is longer than {IMAGE_NAME_MAX} characters"
+    if not match["tag"] and not match["digest"]:
+        return f"{image!r} names no tag or digest (that means ':latest', which moves): add one, e.g. {image}:0.1.0"
+    return None
+
+
+def _image_reference(value: str) -> str:
+    problem = image_reference_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+ImageReference = Annotated[str, AfterValidator(_image_reference)]
+
+
+def gpu_variant(image: str) -> str | None:
+    """The GPU image beside a CPU image: its tag with ``-gpu`` appended (``park-workloads:0.1.0`` ->
+    ``park-workloads:0.1.0-gpu``), as ``make image`` tags them; None for a digest, which has no tag to extend."""
+    match = IMAGE_REFERENCE.match(image)
+    if match is None or match["digest"] or not match["tag"]:
+        return None
+    return f"{image}-gpu"
+
+
+class WorkloadImages(_Model):
+    """The container images of the reference RayJobs and RayService (Ray head and worker pods), built from
+    ``workloads/Dockerfile`` and pushed to a registry the cluster pulls from (``make image``,
+    docs/getting-started.md)."""
+
+    image: ImageReference | None = None
+    """CPU pods: Ray heads, CPU workers, every pod on kind. Default: the ``WORKLOAD_IMAGE`` pin
+    (``park-stack/workloads:0.1.0``, overridable by ``PARK_WORKLOAD_IMAGE``), which is in no registry: build it
+    and set your registry's name here."""
+    gpu_image: ImageReference | None = None
+    """GPU workers, built from the CUDA Ray image. Default: ``image`` with ``-gpu`` appended to its tag (the pin
+    ``WORKLOAD_IMAGE_GPU`` when ``image`` is unset); required when ``image`` is pinned by digest."""
+
+    def reference(self, gpu: bool) -> str:
+        """The image GPU or CPU pods run: the stack's setting, else the pins of components/versions.py (read at
+        call time, so ``PARK_WORKLOAD_IMAGE`` still overrides a stack that sets nothing)."""
+        if not gpu:
+            return self.image or versions.WORKLOAD_IMAGE
+        if self.gpu_image:
+            return self.gpu_image
+        if self.image is None:
+            return versions.WORKLOAD_IMAGE_GPU
+        derived = gpu_variant(self.image)
+        if derived is None:
+            raise SpecError([Problem("workloads.gpuImage", f"required: workloads.image {self.image!r} is pinned "
+                                                           "by digest, so no GPU tag can be derived from it")])
+        return derived
+
+
 class StackSpec(_Model):
     cloud: Cloud
     """Where the cluster runs."""
@@ -279,6 +358,8 @@ class StackSpec(_Model):
     """API endpoint exposure."""
     models: list[ServedModel] = []
     """Models the serving workload deploys."""
+    workloads: WorkloadImages = WorkloadImages()
+    """Container images of the Ray pods that run the reference workloads."""
 
     # -- derived facts, used by the adapters, the manifest builders and the workloads --
 
@@ -671,6 +752,55 @@ def check_spec(spec: StackSpec) -> list[Problem]:
         elif gpus > max_gpus > 0:
             add(f"{at}.gpuFraction", f"{gpus:g} GPUs per replica fits no pool (the largest has {max_gpus} per node)")
     problems += _time_slice_problems(spec, usable_gpu_pools, problems)
+    problems += _model_source_problems(spec) + _workload_image_problems(spec)
+    return problems
+
+
+MODEL_BUCKET_SCHEMES = {"aws": "s3", "gcp": "gs"}
+"""The bucket scheme a model source may use on each cloud: the one of the stack's own bucket."""
+
+
+def _model_source_problems(spec: StackSpec) -> list[Problem]:
+    """A bucket model source must be the stack's own bucket: the Ray pods' cloud identity may read that bucket
+    and no other (``ray_bucket_policy`` in components/clouds/aws.py, ``RAY_BUCKET_ROLE`` on the bucket in
+    components/clouds/gcp.py), and kind has no bucket at all. Hub ids, paths and ``file://`` are left to the
+    serving workload (docs/getting-started.md, "Models")."""
+    problems = []
+    for i, model in enumerate(spec.models):
+        scheme, sep, rest = model.source.partition("://")
+        if not sep:
+            continue
+        at, bucket = f"models[{i}].source", rest.split("/", 1)[0]
+        want = MODEL_BUCKET_SCHEMES.get(spec.cloud)
+        if scheme not in ("file", "s3", "gs"):
+            problems.append(Problem(at, f"unsupported scheme {scheme!r} in {model.source!r}; use a path, file://, "
+                                        "s3:// or gs://, or a hub id"))
+        elif scheme in ("s3", "gs") and want is None:
+            problems.append(Problem(at, f"{model.source!r}: kind has no bucket; put the model under "
+                                        f"storage.localPath ({spec.storage.local_path}) and use file://"))
+        elif scheme in ("s3", "gs") and (scheme != want or bucket != spec.bucket_name):
+            suggested = f"{spec.storage_uri}/models/{model.name}"
+            problems.append(Problem(at, f"{model.source!r} is not in the stack's bucket {spec.storage_uri} "
+                                        "(storage.bucket), the only one its Ray pods may read; stage the model "
+                                        f"there and use e.g. {suggested} (park stage-model)"))
+    return problems
+
+
+def _workload_image_problems(spec: StackSpec) -> list[Problem]:
+    """The images the Ray pods will run, with the pins' environment overrides applied: each a valid reference,
+    and a GPU image wherever GPU pools need one."""
+    problems = []
+    for gpu, key, pin in ((False, "image", "PARK_WORKLOAD_IMAGE"), (True, "gpuImage", "PARK_WORKLOAD_IMAGE_GPU")):
+        if gpu and not spec.has_gpus:
+            continue
+        try:
+            image = spec.workloads.reference(gpu)
+        except SpecError as err:
+            problems += err.problems
+            continue
+        problem = image_reference_problem(image)
+        if problem:  # only a pin can be invalid here: the stack's own settings were checked when parsed
+            problems.append(Problem(f"workloads.{key}", f"{problem} (from {pin}; set workloads.{key} instead)"))
     return problems
 
 
@@ -817,6 +947,26 @@ def resolve_stack_file(stack: str) -> Path:
                    for p in (project_root() / "stacks").glob("Pulumi.*.yaml"))
     raise SpecError([Problem("", f"no stack {stack!r}: no such file, and no {candidate} "
                                  f"(stacks there: {', '.join(known) or 'none'})")])
+
+
+INVALID_CONFIG_EXIT = 2
+"""Exit code of every ``park`` command given an invalid stack config."""
+
+
+def print_problems(err: SpecError, stream: TextIO) -> None:
+    """One ``path: reason`` line per problem: what every command prints for invalid config."""
+    for problem in err.problems:
+        print(str(problem), file=stream)
+
+
+def load_stack_for_command(stack: str, stderr: TextIO) -> StackSpec | None:
+    """A stack by name or path for a CLI command; for invalid config, prints the problems to ``stderr``
+    and returns None (the command then exits :data:`INVALID_CONFIG_EXIT`)."""
+    try:
+        return load_stack_file(resolve_stack_file(stack))
+    except SpecError as err:
+        print_problems(err, stderr)
+        return None
 
 
 _STRING_KEYS = frozenset({"cloud", "clusterName", "region", "project", "kubeContext", "kubernetesVersion"})

@@ -38,11 +38,10 @@ from decimal import Decimal
 import pytest
 from kubernetes.utils.quantity import parse_quantity
 from park.components.manifests import all_documents
-from park.components.spec import load_stack_file, project_root
 from park.workloads import render_workloads
+from schemas import shipped_specs
 
-SPECS = {path.name.removeprefix("Pulumi.").removesuffix(".yaml"): load_stack_file(path)
-         for path in sorted((project_root() / "stacks").glob("Pulumi.*.yaml"))}
+SPECS = shipped_specs()
 """Every shipped stack (stacks/Pulumi.<stack>.yaml) by name."""
 STACKS = sorted(SPECS)
 
