@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Literal
 
 from kubernetes.utils.quantity import parse_quantity
 from park.components import catalog, versions
@@ -85,6 +86,25 @@ def default_worker_pool(spec: StackSpec) -> NodePool:
     if workers:
         return workers[0]
     raise SpecError([Problem("nodePools", "no pool with role 'workers' to run Ray workers on")])
+
+
+def gpu_pools_by_cost(spec: StackSpec) -> list[NodePool]:
+    """GPU workers pools, cheapest way to prove something first: fewest GPUs per node, then on-demand before
+    spot (a node reclaimed mid-check fails the check for a reason that is not the platform's), then the
+    lower node price (unpriced last)."""
+    def key(pool: NodePool) -> tuple:
+        price = catalog.node_price(spec.cloud, spec.instance_type(pool), spec.region)
+        quote = price and (price.spot if pool.spot else price.on_demand)
+        return spec.gpus_per_node(pool), pool.spot, quote.usd_per_hour if quote else math.inf
+
+    return sorted((p for p in spec.gpu_pools if p.role == "workers"), key=key)
+
+
+def proving_pool(spec: StackSpec) -> NodePool:
+    """Where ``size="conformance"`` workloads run: the first of :func:`gpu_pools_by_cost` (one GPU there
+    proves the GPU path), else :func:`default_worker_pool` (a CPU stack)."""
+    pools = gpu_pools_by_cost(spec)
+    return pools[0] if pools else default_worker_pool(spec)
 
 
 def system_pool(spec: StackSpec) -> NodePool:
@@ -273,19 +293,24 @@ SUBMITTER_ALLOWANCE_GIB = 1
 """Memory left in a team's quota for the RayJob's submitter pod (K8sJobMode) when sizing workers."""
 
 
+def node_allocatable(spec: StackSpec, pool: NodePool) -> tuple[float, float]:
+    """CPUs and GiB of memory one node of ``pool`` leaves to pods: the node less room for the kubelet and
+    daemonsets (10%, at least one CPU and 1 GiB)."""
+    offering = spec.offering(pool)
+    if offering is not None:
+        vcpus, mem_gib = offering.vcpus, offering.memory_gib
+    else:
+        vcpus, mem_gib = catalog.cpu_shape(spec.instance_type(pool)) or catalog.cpu_shape("kind-node")
+    return max(1.0, min(vcpus * 0.9, vcpus - 1.0)), max(1.0, min(mem_gib * 0.85, mem_gib - 1.0))
+
+
 def worker_shape(spec: StackSpec, pool: NodePool, *, workers: int = 1, team: Team | None = None) -> dict:
     """Worker pod size for ``workers`` pods on ``pool``: ``{"worker_cpus", "worker_memory", "worker_gpus"}``.
 
     A pod takes at most one node, less room for the kubelet and daemonsets (10%, at least one CPU and 1 GiB),
     and when ``team`` has a quota on the pool, all pods together stay inside it (so Kueue can admit the
     job without borrowing). GPU pods take every GPU of a node, or one slice of a time-sliced GPU."""
-    offering = spec.offering(pool)
-    if offering is not None:
-        vcpus, mem_gib = offering.vcpus, offering.memory_gib
-    else:
-        vcpus, mem_gib = catalog.cpu_shape(spec.instance_type(pool)) or catalog.cpu_shape("kind-node")
-    cpus = max(1.0, min(vcpus * 0.9, vcpus - 1.0))
-    memory_gib = max(1.0, min(mem_gib * 0.85, mem_gib - 1.0))
+    cpus, memory_gib = node_allocatable(spec, pool)
     gpus = 1 if pool.gpu_sharing is not None else spec.gpus_per_node(pool)
     quota = next((q for q in (team.quotas if team else []) if q.pool == pool.name), None)
     if quota is not None and workers > 0:
@@ -300,6 +325,42 @@ def worker_shape(spec: StackSpec, pool: NodePool, *, workers: int = 1, team: Tea
     # Ray schedules whole CPUs best; round down, keep at least one
     return {"worker_cpus": float(max(1, math.floor(cpus))), "worker_memory": f"{max(1, math.floor(memory_gib))}Gi",
             "worker_gpus": float(gpus)}
+
+
+WorkloadSize = Literal["reference", "conformance"]
+"""``reference``: what ``park render --workloads`` writes (workers on :func:`default_worker_pool`, two pods
+of a node each); ``conformance``: the smallest shape that still proves the layer (:func:`sized_workers`)."""
+PROVING_CPUS = 2
+"""CPUs a conformance train / batch cluster gets in all: the batch pipeline is sized so that two CPUs never
+deadlock (workloads/batch/pipeline.py ``build_pipeline``)."""
+PROVING_MEMORY_GIB = 8
+"""Memory of one conformance worker pod: a Ray worker, PyTorch and a CUDA context, with room to spare."""
+
+
+def sized_workers(spec: StackSpec, *, size: WorkloadSize = "reference", pool: NodePool | None = None,
+                  worker_pods: int | None = None, team: Team | None = None) -> tuple[NodePool, int, dict]:
+    """Pool, pod count and :func:`worker_shape` of a train or batch cluster.
+
+    ``reference``: ``pool`` or :func:`default_worker_pool`, ``worker_pods`` or two (at most the pool's
+    maxNodes), each pod a node within the team's quota. ``conformance``: ``pool`` or :func:`proving_pool`,
+    as few pods as give :data:`PROVING_CPUS` CPUs (one, unless a node has fewer), each at most
+    :data:`PROVING_MEMORY_GIB` and one GPU (one slice on a time-sliced pool)."""
+    if size == "reference":
+        pool = pool or default_worker_pool(spec)
+        pods = worker_pods if worker_pods is not None else min(2, pool.max_nodes)
+        return pool, pods, worker_shape(spec, pool, workers=pods, team=team)
+    if size != "conformance":
+        raise ValueError(f"size must be 'reference' or 'conformance', got {size!r}")
+    pool = pool or proving_pool(spec)
+    if worker_pods is None:
+        whole = worker_shape(spec, pool, workers=1, team=team)
+        worker_pods = min(max(1, math.ceil(PROVING_CPUS / whole["worker_cpus"])), pool.max_nodes)
+    shape = worker_shape(spec, pool, workers=worker_pods, team=team)
+    memory_gib = min(float(parse_quantity(shape["worker_memory"])) / 2**30, PROVING_MEMORY_GIB)
+    shape = {"worker_cpus": float(min(shape["worker_cpus"], max(1, PROVING_CPUS // worker_pods))),
+             "worker_memory": f"{math.floor(memory_gib)}Gi",
+             "worker_gpus": float(min(shape["worker_gpus"], 1))}
+    return pool, worker_pods, shape
 
 
 # --- RayJob: the envelope the train and batch workloads share -----------------------------------
@@ -323,9 +384,14 @@ def runtime_env_yaml(env: dict[str, str]) -> str:
 
 def rayjob(spec: StackSpec, *, name: str, entrypoint: list[str], cluster_spec: dict, env: dict[str, str],
            team: Team | str | None = None, priority: str | None = None,
-           active_deadline_s: int = LONG_DEADLINE_S, backoff_limit: int = DEFAULT_BACKOFF_LIMIT) -> dict:
+           active_deadline_s: int = LONG_DEADLINE_S, backoff_limit: int = DEFAULT_BACKOFF_LIMIT,
+           submitter_pool: NodePool | None = None) -> dict:
     """A RayJob queued through Kueue: created suspended (Kueue un-suspends it on admission), its own
-    RayCluster deleted when the job ends, the entrypoint submitted by a Kubernetes Job (K8sJobMode)."""
+    RayCluster deleted when the job ends, the entrypoint submitted by a Kubernetes Job (K8sJobMode).
+
+    ``submitter_pool``: pin the submitter pod there. Without it the submitter has no nodeSelector and Kueue
+    gives it the first flavor of the queue with room (the first workers pool), which may be a pool with no
+    node running."""
     import shlex
 
     from park.components.manifests.common import metadata
@@ -347,5 +413,29 @@ def rayjob(spec: StackSpec, *, name: str, entrypoint: list[str], cluster_spec: d
             "activeDeadlineSeconds": active_deadline_s,
             "backoffLimit": backoff_limit,
             "rayClusterSpec": _unshared(cluster_spec),
+            **({"submitterPodTemplate": submitter_template(spec, submitter_pool, cluster_spec)}
+               if submitter_pool is not None else {}),
         },
     }
+
+
+SUBMITTER_CONTAINER = "ray-job-submitter"
+SUBMITTER_RESOURCES = {"requests": {"cpu": "500m", "memory": "200Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+"""KubeRay v1.7.0 ``common/job.go`` ``GetDefaultSubmitterContainer``: its name and resources."""
+
+
+def submitter_template(spec: StackSpec, pool: NodePool, cluster_spec: dict) -> dict:
+    """KubeRay's default submitter pod (v1.7.0 ``common/job.go`` ``GetSubmitterTemplate``: the head's image,
+    500m / 200Mi; KubeRay fills in the ``ray job submit`` command when the container has none), pinned to
+    ``pool`` and tolerating its taints, with the restricted security settings of the Ray pods."""
+    container = {"name": SUBMITTER_CONTAINER,
+                 "image": cluster_spec["headGroupSpec"]["template"]["spec"]["containers"][0]["image"],
+                 "resources": json.loads(json.dumps(SUBMITTER_RESOURCES)),
+                 "securityContext": CONTAINER_SECURITY_CONTEXT}
+    pod = {"restartPolicy": "Never", "automountServiceAccountToken": False,
+           "securityContext": POD_SECURITY_CONTEXT, "nodeSelector": {POOL_LABEL: pool.name},
+           "containers": [container]}
+    taints = spec.node_taints(pool)
+    if taints:
+        pod["tolerations"] = tolerations_for(taints)
+    return _unshared({"spec": pod})

@@ -29,18 +29,22 @@ def entrypoint(spec: StackSpec, *, rows: int = DEFAULT_ROWS, input_uri: str | No
 
 def build_rayjob(spec: StackSpec, *, team: Team | str | None = None, priority: str | None = None,
                  pool: NodePool | None = None, worker_pods: int | None = None, rows: int = DEFAULT_ROWS,
-                 llm_model: str | None = None, output_folder: str = OUTPUT_FOLDER, name: str = NAME) -> dict:
+                 llm_model: str | None = None, output_folder: str = OUTPUT_FOLDER, name: str = NAME,
+                 size: cluster.WorkloadSize = "reference") -> dict:
     """The batch RayJob, queued for ``team`` (default: the research team, else the first; see
     :func:`~park.workloads.cluster.team_for`). Workers go to ``pool`` (default: the first GPU pool, else the
     first workers pool), ``worker_pods`` of them (default: two, or the pool's maximum if smaller), sized to a
-    node and that team's quota. ``llm_model`` (a folder the pods can read, e.g. on kind ``/mnt/park-storage/models/tiny-llama``)
+    node and that team's quota.
+    ``size="conformance"`` (what ``park conformance`` submits): the smallest shape that proves the workload,
+    :func:`~park.workloads.cluster.sized_workers`: one GPU on the cheapest GPU pool, the submitter pinned there.
+    ``llm_model`` (a folder the pods can read, e.g. on kind ``/mnt/park-storage/models/tiny-llama``)
     adds the vLLM stage. A rerun overwrites ``output_folder``; give concurrent runs their own folder."""
-    pool = pool or cluster.default_worker_pool(spec)
     chosen = cluster.team_for(spec, team, workload="batch")
-    pods = worker_pods if worker_pods is not None else min(2, pool.max_nodes)
-    shape = cluster.worker_shape(spec, pool, workers=pods, team=chosen)
+    pool, pods, shape = cluster.sized_workers(spec, size=size, pool=pool, worker_pods=worker_pods, team=chosen)
     cluster_spec = cluster.ray_cluster_spec(spec, pool=pool, workers=pods, **shape)
     command = entrypoint(spec, rows=rows, llm_model=llm_model,
                          output_uri=storage.join(spec.storage_uri, output_folder))
     return cluster.rayjob(spec, name=name, entrypoint=command, cluster_spec=cluster_spec, env=RUNTIME_ENV,
-                          team=chosen, priority=priority, active_deadline_s=cluster.SHORT_DEADLINE_S)
+                          team=chosen, priority=priority,
+                          submitter_pool=pool if size == "conformance" else None,
+                          active_deadline_s=cluster.SHORT_DEADLINE_S)

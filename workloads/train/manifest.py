@@ -32,18 +32,19 @@ def entrypoint(spec: StackSpec, *, run_name: str = NAME, epochs: int = DEFAULT_E
 def build_rayjob(spec: StackSpec, *, team: Team | str | None = None, priority: str | None = None,
                  pool: NodePool | None = None, worker_pods: int | None = None, run_name: str = NAME,
                  epochs: int = DEFAULT_EPOCHS, min_accuracy: float | None = DEFAULT_MIN_ACCURACY,
-                 name: str = NAME) -> dict:
+                 name: str = NAME, size: cluster.WorkloadSize = "reference") -> dict:
     """The training RayJob, queued for ``team`` (default: the research team, else the first; see
     :func:`~park.workloads.cluster.team_for`). Workers go to ``pool`` (default: the first GPU pool, else the
     first workers pool), ``worker_pods`` of them (default: two, or the pool's maximum if smaller), sized to a
-    node and that team's quota. One Ray Train worker per GPU on GPU pools, one per pod on CPU pools.
+    node and that team's quota.
+    ``size="conformance"`` (what ``park conformance`` submits): the smallest shape that proves the workload,
+    :func:`~park.workloads.cluster.sized_workers`: one GPU on the cheapest GPU pool, the submitter pinned there.
+    One Ray Train worker per GPU on GPU pools, one per pod on CPU pools.
 
     Reruns under the same ``run_name`` resume from its latest checkpoint: give each conformance run its own
     name, keep it for retries (``backoffLimit``)."""
-    pool = pool or cluster.default_worker_pool(spec)
     chosen = cluster.team_for(spec, team, workload="train")
-    pods = worker_pods if worker_pods is not None else min(2, pool.max_nodes)
-    shape = cluster.worker_shape(spec, pool, workers=pods, team=chosen)
+    pool, pods, shape = cluster.sized_workers(spec, size=size, pool=pool, worker_pods=worker_pods, team=chosen)
     gpus_per_pod = int(shape["worker_gpus"])
     train_workers_per_pod = max(1, gpus_per_pod)
     cpus_per_worker = max(1, int(shape["worker_cpus"]) // train_workers_per_pod)
@@ -51,4 +52,6 @@ def build_rayjob(spec: StackSpec, *, team: Team | str | None = None, priority: s
     command = entrypoint(spec, run_name=run_name, epochs=epochs, num_workers=pods * train_workers_per_pod,
                          cpus_per_worker=cpus_per_worker, min_accuracy=min_accuracy)
     return cluster.rayjob(spec, name=name, entrypoint=command, cluster_spec=cluster_spec, env=RUNTIME_ENV,
-                          team=chosen, priority=priority, active_deadline_s=cluster.LONG_DEADLINE_S)
+                          team=chosen, priority=priority,
+                          submitter_pool=pool if size == "conformance" else None,
+                          active_deadline_s=cluster.LONG_DEADLINE_S)
