@@ -36,11 +36,12 @@ def build_rayjob(spec: StackSpec, *, team: Team | str | None = None, priority: s
     first workers pool), ``worker_pods`` of them (default: two, or the pool's maximum if smaller), sized to a
     node and that team's quota.
     ``size="conformance"`` (what ``park conformance`` submits): the smallest shape that proves the workload,
-    :func:`~park.workloads.cluster.sized_workers`: one GPU on the cheapest GPU pool, the submitter pinned there.
+    :func:`~park.workloads.cluster.sized_workers`: one GPU on the cheapest GPU pool, the submitter beside it.
     ``llm_model`` (a folder the pods can read, e.g. on kind ``/mnt/park-storage/models/tiny-llama``)
     adds the vLLM stage. A rerun overwrites ``output_folder``; give concurrent runs their own folder."""
     chosen = cluster.team_for(spec, team, workload="batch")
-    pool, pods, shape = cluster.sized_workers(spec, size=size, pool=pool, worker_pods=worker_pods, team=chosen)
+    pool, pods, shape = cluster.sized_workers(spec, size=size, pool=pool, worker_pods=worker_pods,
+                                              team=chosen)
     cluster_spec = cluster.ray_cluster_spec(spec, pool=pool, workers=pods, **shape)
     command = entrypoint(spec, rows=rows, llm_model=llm_model,
                          output_uri=storage.join(spec.storage_uri, output_folder))

@@ -38,13 +38,14 @@ def build_rayjob(spec: StackSpec, *, team: Team | str | None = None, priority: s
     first workers pool), ``worker_pods`` of them (default: two, or the pool's maximum if smaller), sized to a
     node and that team's quota.
     ``size="conformance"`` (what ``park conformance`` submits): the smallest shape that proves the workload,
-    :func:`~park.workloads.cluster.sized_workers`: one GPU on the cheapest GPU pool, the submitter pinned there.
+    :func:`~park.workloads.cluster.sized_workers`: one GPU on the cheapest GPU pool, the submitter beside it.
     One Ray Train worker per GPU on GPU pools, one per pod on CPU pools.
 
     Reruns under the same ``run_name`` resume from its latest checkpoint: give each conformance run its own
     name, keep it for retries (``backoffLimit``)."""
     chosen = cluster.team_for(spec, team, workload="train")
-    pool, pods, shape = cluster.sized_workers(spec, size=size, pool=pool, worker_pods=worker_pods, team=chosen)
+    pool, pods, shape = cluster.sized_workers(spec, size=size, pool=pool, worker_pods=worker_pods,
+                                              team=chosen)
     gpus_per_pod = int(shape["worker_gpus"])
     train_workers_per_pod = max(1, gpus_per_pod)
     cpus_per_worker = max(1, int(shape["worker_cpus"]) // train_workers_per_pod)
