@@ -10,6 +10,12 @@ batch on a research team), or to ``--team``; probes and the scheduling checks us
 first team (the namespace its ClusterQueue admits, holding the Ray service account and the storage
 ConfigMap). Nothing here runs without a reachable API server: :meth:`KubernetesTarget.connect` fails
 first, with the address it tried.
+
+What a check submits is built by one method per check (:data:`PLANNED_OBJECTS`), so the plan
+(:mod:`park.conformance.plan`, ``--dry-run``) sees exactly the objects a run would create. Sizes are the
+smallest that prove the layer: train and batch with ``size="conformance"`` (one GPU on the cheapest GPU pool,
+:func:`~park.workloads.cluster.proving_pool`), probes and the scheduling checks' pods pinned to a pool, and
+each check deletes what it made when it ends (unless ``--keep``), so the next one starts on free nodes.
 """
 
 from __future__ import annotations
@@ -98,7 +104,7 @@ class KubernetesTarget:
     def __init__(
         self,
         ctx: RunContext,
-        api: KubeApi,
+        api: KubeApi | None,
         spec: StackSpec,
         stack_path: str,
         server: dict,
@@ -161,6 +167,12 @@ class KubernetesTarget:
         ctx.log.info("connected to %s: Kubernetes %s", api.host, server.get("gitVersion"))
         return cls(ctx, api, spec, str(path), server, ctx.options.kubeconfig, context)
 
+    @classmethod
+    def offline(cls, ctx: RunContext, spec: StackSpec, stack_path: str) -> KubernetesTarget:
+        """A target that only builds objects (for the plan): no API client; each pool is taken to run its
+        ``minNodes`` Ready nodes."""
+        return cls(ctx, None, spec, stack_path, {})
+
     # -- Target protocol --
 
     def implementation(self, check: Check) -> Callable[[RunContext], Passed] | None:
@@ -218,15 +230,48 @@ class KubernetesTarget:
             self._nodes = self.api.list("v1", "Node")
         return self._nodes
 
+    def ready_nodes(self, pool: NodePool) -> int:
+        """Ready nodes of ``pool`` now; offline, its ``minNodes``."""
+        if self.api is None:
+            return pool.min_nodes
+        return judge.count_ready_nodes(self.nodes(fresh=True), pool.name)
+
+    def gpu_pools_cheapest_first(self) -> list[NodePool]:
+        from park.workloads.cluster import gpu_pools_by_cost
+
+        ordered = gpu_pools_by_cost(self.spec)
+        return ordered + [p for p in self.spec.gpu_pools if p not in ordered]
+
     def gpu_pool(self) -> NodePool:
-        """The GPU pool with a Ready node; GPU checks are not applicable on a stack without GPU pools."""
+        """Where the GPU probes run: the cheapest GPU pool (fewest GPUs per node, on-demand before spot) that
+        has a Ready node, else the cheapest, so a probe never wakes a bigger pool. Not applicable on a stack
+        without GPU pools."""
         if not self.spec.gpu_pools:
             raise NotApplicable(f"the stack {self.stack_path} has no GPU pool; the workloads run on CPU")
-        pools = judge.nodes_by_pool(self.nodes())
-        for pool in self.spec.gpu_pools:
-            if any(judge.condition_true(n, "Ready") for n in pools.get(pool.name, [])):
-                return pool
-        return self.spec.gpu_pools[0]
+        ordered = self.gpu_pools_cheapest_first()
+        if self.api is None:
+            ready = {p.name for p in ordered if p.min_nodes > 0}
+        else:
+            pools = judge.nodes_by_pool(self.nodes())
+            ready = {n for n, nodes in pools.items() if any(judge.condition_true(x, "Ready") for x in nodes)}
+        return next((p for p in ordered if p.name in ready), ordered[0])
+
+    def proving_pool(self) -> NodePool:
+        """Where the scheduling checks' Ray workers and the conformance train / batch workers run."""
+        from park.workloads.cluster import proving_pool
+
+        return proving_pool(self.spec)
+
+    def release(self, *objects: dict) -> None:
+        """Delete what a check made as soon as it is done with it (best effort; the end-of-run cleanup stays
+        as the safety net), so the next check finds the nodes free; ``--keep`` keeps it."""
+        if self.ctx.options.keep or self.api is None:
+            return
+        for obj in objects:
+            try:
+                self.api.delete(obj)
+            except KubeError as err:
+                self.ctx.log.warning("could not delete %s %s: %s", obj["kind"], obj["metadata"]["name"], err)
 
     def probe_pod(
         self,
@@ -297,11 +342,41 @@ class KubernetesTarget:
             kwargs["context"] = self.context
         return testinfra.get_host(f"kubectl://{name}", **kwargs)
 
+    def planned_objects(self, check: str) -> list[tuple[dict, str]]:
+        """What ``check`` would create, built by the same methods the check uses, each with a note (empty, or
+        why it runs no pod); [] for checks that only read. May raise NotApplicable as the check would."""
+
+        def autoscaling() -> list[dict]:
+            pool = self.autoscaling_pool()
+            return self.autoscaling_pods(pool, self.ready_nodes(pool))
+
+        def gang() -> list[tuple[dict, str]]:
+            oversized, fitting = self.gang_rayjobs()
+            return [(oversized, "bigger than the cohort: Kueue admits none of it, no pod runs"), (fitting, "")]
+
+        builders: dict[str, Callable[[], list]] = {
+            "infrastructure.cluster-autoscaling": autoscaling,
+            "accelerators.gpu-visible": lambda: [self.gpu_probe()],
+            "accelerators.gpu-isolation": lambda: [self.isolation_probe()],
+            "accelerators.ray-shm": lambda: [self.shm_probe()],
+            "scheduling.queue-admission": lambda: [self.admission_job()],
+            "scheduling.gang-admission": gang,
+            "scheduling.preemption": lambda: list(self.preemption_jobs()[:2]),
+            "storage.read-write": lambda: [self.storage_probe()],
+            "workloads.train": lambda: [self.train_rayjob()],
+            "workloads.batch": lambda: [self.batch_rayjob()],
+            "workloads.serve": lambda: [self.serve_rayservice()],
+        }
+        if check not in builders:
+            return []
+        return [item if isinstance(item, tuple) else (item, "") for item in builders[check]()]
+
     def worker_template(self) -> dict:
-        """The pod spec of a Ray worker as the training RayJob renders it (pool, image, volumes, account)."""
+        """The pod spec of a Ray worker as the conformance training RayJob renders it (pool, image, volumes,
+        account)."""
         from park.workloads.train.manifest import build_rayjob
 
-        rayjob = build_rayjob(self.spec, team=self.team)
+        rayjob = build_rayjob(self.spec, team=self.team, size="conformance")
         return rayjob["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
 
     def remove_at_cleanup(self, uri: str) -> None:
@@ -368,31 +443,43 @@ class KubernetesTarget:
         result = judge.judge_gpus_allocatable(self.spec, self.nodes())
         return self._judged(result, f"GPU nodes advertise the expected {GPU_RESOURCE}: {result.facts}")
 
-    def check_cluster_autoscaling(self, ctx: RunContext) -> Passed:
-        pool = next((p for p in self.spec.gpu_pools if p.min_nodes < p.max_nodes), None)
+    def autoscaling_pool(self) -> NodePool:
+        """The cheapest GPU pool that can grow: one node more there proves the autoscaler."""
+        pool = next((p for p in self.gpu_pools_cheapest_first() if p.min_nodes < p.max_nodes), None)
         if pool is None:
             raise NotApplicable("no GPU pool of the stack can grow (minNodes == maxNodes everywhere)")
-        before = judge.count_ready_nodes(self.nodes(fresh=True), pool.name)
+        return pool
+
+    def autoscaling_pods(self, pool: NodePool, before: int) -> list[dict]:
+        """``before + 1`` pods, each taking every nvidia.com/gpu a node advertises (time-slices included), so
+        the last one can only run on a new node."""
+        gpus = self.spec.gpu_slots_per_node(pool)
+        image = _image(self.spec, gpu=True)
+        return [self.probe_pod(f"scale-{index}", pool, image, gpus=gpus) for index in range(before + 1)]
+
+    def check_cluster_autoscaling(self, ctx: RunContext) -> Passed:
+        pool = self.autoscaling_pool()
+        before = self.ready_nodes(pool)
         if before >= pool.max_nodes:
             raise CheckFailed(
                 f"pool {pool.name} already runs maxNodes={pool.max_nodes} nodes; nothing to scale up"
             )
         wanted = before + 1
-        # Each pod takes every nvidia.com/gpu a node advertises (time-slices included), so the last one
-        # can only run on a new node.
         gpus = self.spec.gpu_slots_per_node(pool)
-        image = _image(self.spec, gpu=True)
-        for index in range(wanted):
-            pod = self.probe_pod(f"scale-{index}", pool, image, gpus=gpus)
-            self.create(pod)
+        pods = self.autoscaling_pods(pool, before)
+        try:
+            for pod in pods:
+                self.create(pod)
 
-        def grown() -> tuple[bool, str]:
-            now = judge.count_ready_nodes(self.nodes(fresh=True), pool.name)
-            return now >= wanted, f"{now} Ready node(s) in pool {pool.name} (was {before})"
+            def grown() -> tuple[bool, str]:
+                now = judge.count_ready_nodes(self.nodes(fresh=True), pool.name)
+                return now >= wanted, f"{now} Ready node(s) in pool {pool.name} (was {before})"
 
-        seen = wait_until(
-            grown, self._time_left(1100), f"pool {pool.name} growing to {wanted} nodes", poll_s=10
-        )
+            seen = wait_until(
+                grown, self._time_left(1100), f"pool {pool.name} growing to {wanted} nodes", poll_s=10
+            )
+        finally:
+            self.release(*pods)  # the autoscaler may now scale the pool back down
         return Passed(
             f"{wanted} pods of {gpus} GPU(s) each made pool {pool.name} scale up: {seen}",
             {"pool": pool.name, "before": before, "after": wanted},
@@ -400,10 +487,16 @@ class KubernetesTarget:
 
     # -- accelerators --
 
+    def gpu_probe(self) -> dict:
+        return self.probe_pod("gpu", self.gpu_pool(), _image(self.spec, gpu=True), gpus=1)
+
     def check_gpu_visible(self, ctx: RunContext) -> Passed:
         pool = self.gpu_pool()
-        host = self.run_pod(self.probe_pod("gpu", pool, _image(self.spec, gpu=True), gpus=1))
-        listing = host.run("nvidia-smi -L")
+        pod = self.gpu_probe()
+        try:
+            listing = self.run_pod(pod).run("nvidia-smi -L")
+        finally:
+            self.release(pod)
         gpus = judge.parse_nvidia_smi_list(listing.stdout)
         if listing.rc != 0 or len(gpus) != 1:
             raise CheckFailed(
@@ -417,16 +510,24 @@ class KubernetesTarget:
             {"gpus": gpus},
         )
 
+    def isolation_probe(self) -> dict:
+        """A pod on a GPU node that requests no GPU, with the NVIDIA_VISIBLE_DEVICES of :func:`gpu_isolation`."""
+        pod = self.probe_pod("nogpu", self.gpu_pool(), _image(self.spec, gpu=True), gpus=0)
+        pod["spec"]["containers"][0]["env"] = [
+            {"name": VISIBLE_DEVICES, "value": gpu_isolation(self.spec).probe_visible_devices}
+        ]
+        return pod
+
     def check_gpu_isolation(self, ctx: RunContext) -> Passed:
         pool = self.gpu_pool()
         isolation = gpu_isolation(self.spec)
-        pod = self.probe_pod("nogpu", pool, _image(self.spec, gpu=True), gpus=0)
-        pod["spec"]["containers"][0]["env"] = [
-            {"name": VISIBLE_DEVICES, "value": isolation.probe_visible_devices}
-        ]
-        host = self.run_pod(pod)
-        devices = host.run("ls /dev/nvidia[0-9]* 2>/dev/null")
-        listing = host.run("nvidia-smi -L")
+        pod = self.isolation_probe()
+        try:
+            host = self.run_pod(pod)
+            devices = host.run("ls /dev/nvidia[0-9]* 2>/dev/null")
+            listing = host.run("nvidia-smi -L")
+        finally:
+            self.release(pod)
         gpus = judge.parse_nvidia_smi_list(listing.stdout)
         asked = f"{VISIBLE_DEVICES}={isolation.probe_visible_devices}"
         facts = {
@@ -456,9 +557,8 @@ class KubernetesTarget:
             facts,
         )
 
-    def check_ray_shm(self, ctx: RunContext) -> Passed:
-        from kubernetes.utils.quantity import parse_quantity
-
+    def shm_probe(self) -> dict:
+        """A pod on the Ray workers' pool mounting their Memory emptyDir where they mount it."""
         template = self.worker_template()
         shm_volume = next(v for v in template["volumes"] if v.get("emptyDir", {}).get("medium") == "Memory")
         mount = next(
@@ -467,15 +567,25 @@ class KubernetesTarget:
             for m in c.get("volumeMounts", [])
             if m["name"] == shm_volume["name"]
         )
-        expected = int(parse_quantity(shm_volume["emptyDir"]["sizeLimit"]))
-        pool_name = template["nodeSelector"][POOL_LABEL]
-        pool = self.spec.pool(pool_name)
-        pod = self.probe_pod(
+        pool = self.spec.pool(template["nodeSelector"][POOL_LABEL])
+        return self.probe_pod(
             "shm", pool, template["containers"][0]["image"], volumes=[shm_volume], mounts=[mount]
         )
-        host = self.run_pod(pod)
-        size = judge.shm_size_bytes(host.check_output(f"df -Pk {mount['mountPath']}"))
-        filesystem = host.check_output(f"stat -f -c %T {mount['mountPath']}")
+
+    def check_ray_shm(self, ctx: RunContext) -> Passed:
+        from kubernetes.utils.quantity import parse_quantity
+
+        pod = self.shm_probe()
+        (shm_volume,) = pod["spec"]["volumes"]
+        (mount,) = pod["spec"]["containers"][0]["volumeMounts"]
+        expected = int(parse_quantity(shm_volume["emptyDir"]["sizeLimit"]))
+        pool_name = pod["spec"]["nodeSelector"][POOL_LABEL]
+        try:
+            host = self.run_pod(pod)
+            size = judge.shm_size_bytes(host.check_output(f"df -Pk {mount['mountPath']}"))
+            filesystem = host.check_output(f"stat -f -c %T {mount['mountPath']}")
+        finally:
+            self.release(pod)
         if filesystem.strip() != "tmpfs" or size < expected * 0.99:
             raise CheckFailed(
                 f"/dev/shm in a Ray worker pod is {filesystem.strip()} of {size / 2**30:.2f} GiB; the "
@@ -537,11 +647,19 @@ class KubernetesTarget:
         priority: str | None = None,
         seconds: int = 5,
         active_deadline_s: int | None = None,
+        pool: NodePool | None = None,
     ) -> dict:
+        """A suspended Job for the team's LocalQueue, pinned to ``pool`` (default: :meth:`admission_pool`):
+        unpinned, Kueue would give it the first flavor with room, which may be a pool with no node running."""
+        from park.components.manifests.common import tolerations_for
         from park.workloads.cluster import CONTAINER_SECURITY_CONTEXT, kueue_labels
 
+        pool = pool or self.admission_pool()
         labels = kueue_labels(self.spec, self.team, priority or self.ctx.options.priority)
         resources = {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}}
+        placement: dict[str, Any] = {"nodeSelector": {POOL_LABEL: pool.name}}
+        if self.spec.node_taints(pool):
+            placement["tolerations"] = tolerations_for(self.spec.node_taints(pool))
         return {
             "apiVersion": "batch/v1",
             "kind": "Job",
@@ -556,6 +674,7 @@ class KubernetesTarget:
                 "template": {
                     "spec": {
                         "restartPolicy": "Never",
+                        **placement,
                         "containers": [
                             {
                                 "name": "sleep",
@@ -570,8 +689,21 @@ class KubernetesTarget:
             },
         }
 
+    def admission_pool(self) -> NodePool:
+        """Where the small admission Job runs: the system pool when the team has quota there (Ray heads need
+        it anyway, and its nodes always run), else the proving pool."""
+        from park.workloads.cluster import system_pool
+
+        system = system_pool(self.spec)
+        if any(q.pool == system.name for q in self.team.quotas):
+            return system
+        return self.proving_pool()
+
+    def admission_job(self) -> dict:
+        return self._job("admit", "100m", "128Mi")
+
     def check_queue_admission(self, ctx: RunContext) -> Passed:
-        job = self._job("admit", "100m", "128Mi")
+        job = self.admission_job()
         self.create(job)
         name = job["metadata"]["name"]
 
@@ -587,15 +719,17 @@ class KubernetesTarget:
             return bool(live.get("status", {}).get("succeeded")), json.dumps(live.get("status", {}))[:300]
 
         wait_until(completed, self._time_left(240), f"Job {name} completed")
+        self.release(job)
         return Passed(
             f"Job {name} was admitted through LocalQueue {self.namespace}/{self.team.local_queue} and "
             f"ran to completion"
         )
 
     def _tiny_rayjob(self, what: str, workers: int, worker_cpus: float = 1) -> dict:
+        """A RayJob of ``workers`` CPU-only workers on the proving pool, its submitter pinned there too."""
         from park.workloads import cluster
 
-        pool = cluster.default_worker_pool(self.spec)
+        pool = self.proving_pool()
         spec = cluster.ray_cluster_spec(
             self.spec, pool=pool, workers=workers, worker_cpus=worker_cpus, worker_memory="1Gi"
         )
@@ -608,17 +742,26 @@ class KubernetesTarget:
             team=self.team,
             priority=self.ctx.options.priority,
             active_deadline_s=600,
+            submitter_pool=pool,
         )
 
-    def check_gang_admission(self, ctx: RunContext) -> Passed:
+    def gang_cohort_cpus(self) -> float:
+        """CPUs every team together has on the proving pool: a RayJob needing more can never be admitted."""
         from kubernetes.utils.quantity import parse_quantity
-        from park.workloads import cluster
 
-        pool = cluster.default_worker_pool(self.spec)
-        cohort_cpus = sum(
+        pool = self.proving_pool()
+        return sum(
             float(parse_quantity(q.cpu)) for t in self.spec.teams for q in t.quotas if q.pool == pool.name
         )
-        oversized = self._tiny_rayjob("gang-big", workers=int(cohort_cpus) + 2)
+
+    def gang_rayjobs(self) -> tuple[dict, dict]:
+        """The RayJob bigger than the cohort (never admitted: no pod) and the 2-worker one that fits."""
+        oversized = self._tiny_rayjob("gang-big", workers=int(self.gang_cohort_cpus()) + 2)
+        return oversized, self._tiny_rayjob("gang-fit", workers=2)
+
+    def check_gang_admission(self, ctx: RunContext) -> Passed:
+        cohort_cpus = self.gang_cohort_cpus()
+        oversized, fitting = self.gang_rayjobs()
         self.create(oversized)
         big_name = oversized["metadata"]["name"]
         time.sleep(min(30.0, self._time_left(30)))  # give Kueue time to (wrongly) admit it
@@ -629,15 +772,17 @@ class KubernetesTarget:
         if not held.ok:
             raise CheckFailed("; ".join(held.problems), held.facts)
         self.api.delete(oversized)
-        fitting = self._tiny_rayjob("gang-fit", workers=2)
         self.create(fitting)
         fit_name = fitting["metadata"]["name"]
-        wait_until(
-            lambda: judge.admission_state(self.workload_of("RayJob", fit_name)),
-            self._time_left(300),
-            f"Workload of RayJob {fit_name} admitted",
-        )
-        gang = judge.judge_gang_admission(self.workload_of("RayJob", fit_name))
+        try:
+            wait_until(
+                lambda: judge.admission_state(self.workload_of("RayJob", fit_name)),
+                self._time_left(300),
+                f"Workload of RayJob {fit_name} admitted",
+            )
+            gang = judge.judge_gang_admission(self.workload_of("RayJob", fit_name))
+        finally:
+            self.release(fitting)
         return self._judged(
             gang,
             f"a RayJob needing {int(cohort_cpus) + 2} workers (more than the cohort's "
@@ -645,11 +790,13 @@ class KubernetesTarget:
             f"{gang.facts['assigned']}",
         )
 
-    def check_preemption(self, ctx: RunContext) -> Passed:
+    def preemption_jobs(self) -> tuple[dict, dict, str, str]:
+        """A low- and a high-priority Job, each asking for 80% of the team's CPU quota on the proving pool
+        (so only one fits), pinned there; with the CPU each asks and the quota."""
         from kubernetes.utils.quantity import parse_quantity
         from park.workloads import cluster
 
-        pool = cluster.default_worker_pool(self.spec)
+        pool = self.proving_pool()
         quota = next((q for q in self.team.quotas if q.pool == pool.name), None)
         priorities = sorted(self.spec.priority_classes, key=lambda p: p.value)
         if quota is None or len(priorities) < 2:
@@ -662,9 +809,20 @@ class KubernetesTarget:
         # The low Job must not outlive this check: it sleeps, and may run, no longer than the check may take.
         lifetime = int(BY_NAME["scheduling.preemption"].timeout_s)
         low = self._job(
-            "low", cpu, "256Mi", priority=priorities[0].name, seconds=lifetime, active_deadline_s=lifetime
+            "low",
+            cpu,
+            "256Mi",
+            priority=priorities[0].name,
+            seconds=lifetime,
+            active_deadline_s=lifetime,
+            pool=pool,
         )
-        high = self._job("high", cpu, "256Mi", priority=priorities[-1].name, seconds=5)
+        high = self._job("high", cpu, "256Mi", priority=priorities[-1].name, seconds=5, pool=pool)
+        return low, high, cpu, str(quota.cpu)
+
+    def check_preemption(self, ctx: RunContext) -> Passed:
+        low, high, cpu, quota_cpu = self.preemption_jobs()
+        priorities = sorted(self.spec.priority_classes, key=lambda p: p.value)
         try:
             self.create(low)
             wait_until(
@@ -690,7 +848,7 @@ class KubernetesTarget:
             raise CheckFailed(f"the preemption Jobs were deleted but still hold quota: {holding}")
         return Passed(
             f"a {priorities[-1].name}-priority Job preempted a {priorities[0].name}-priority Job holding "
-            f"{cpu} CPU of team {self.team.name}'s {quota.cpu}"
+            f"{cpu} CPU of team {self.team.name}'s {quota_cpu}"
         )
 
     def delete_and_release(self, jobs: list[dict], timeout_s: float = 60.0) -> str:
@@ -721,15 +879,18 @@ class KubernetesTarget:
 
     # -- storage --
 
-    def check_storage(self, ctx: RunContext) -> Passed:
+    def storage_folder(self) -> str:
+        from park.workloads import storage
+
+        return storage.join(self.spec.storage_uri, "conformance", self.ctx.run_id)
+
+    def storage_probe(self, nonce: str = "") -> dict:
+        """A pod on the Ray workers' pool, as their service account with their mounts (on kind: the storage
+        host folder; minus /dev/shm), that writes ``nonce`` to the stack's storage and reads it back."""
         from park.components.spec import RAY_SERVICE_ACCOUNT, STORAGE_CONFIGMAP
         from park.workloads import storage
 
-        nonce = f"{ctx.name} {secrets.token_hex(16)}"
-        folder = storage.join(self.spec.storage_uri, "conformance", ctx.run_id)
-        uri = storage.join(folder, "storage-probe.txt")
-        self.remove_at_cleanup(folder)
-        # Mount what a Ray worker mounts (on kind: the storage host folder), minus /dev/shm.
+        uri = storage.join(self.storage_folder(), "storage-probe.txt")
         template = self.worker_template()
         volumes = [v for v in template.get("volumes", []) if v.get("emptyDir", {}).get("medium") != "Memory"]
         names = {v["name"] for v in volumes}
@@ -748,6 +909,16 @@ class KubernetesTarget:
             "--nonce",
             nonce,
         ]
+        return pod
+
+    def check_storage(self, ctx: RunContext) -> Passed:
+        from park.components.spec import RAY_SERVICE_ACCOUNT
+
+        nonce = f"{ctx.name} {secrets.token_hex(16)}"
+        self.remove_at_cleanup(self.storage_folder())
+        pod = self.storage_probe(nonce)
+        command = pod["spec"]["containers"][0]["command"]
+        uri = command[command.index("--uri") + 1]
         self.create(pod)
         name = pod["metadata"]["name"]
 
@@ -763,6 +934,7 @@ class KubernetesTarget:
         from park.conformance.probe import parse_result
 
         logs = self.api.pod_log(self.namespace, name)
+        self.release(pod)
         reported = parse_result(logs)
         if phase != "Succeeded" or not reported or not reported.get("same"):
             raise CheckFailed(
@@ -801,16 +973,33 @@ class KubernetesTarget:
         )
         return live, logs
 
+    def train_bar(self) -> float:
+        from park.workloads.train.manifest import DEFAULT_MIN_ACCURACY
+
+        bar = self.ctx.options.injections.train_min_accuracy
+        return DEFAULT_MIN_ACCURACY if bar is None else bar
+
+    def train_rayjob(self) -> dict:
+        """The training RayJob at the conformance size, under this run's name."""
+        from park.workloads.train.manifest import build_rayjob
+
+        name = self.object_name("train")
+        return build_rayjob(
+            self.spec,
+            **self.workload_placement(),
+            run_name=name,
+            min_accuracy=self.train_bar(),
+            name=name,
+            size="conformance",
+        )
+
     def check_train(self, ctx: RunContext) -> Passed:
         from park.workloads import storage
-        from park.workloads.train.manifest import CHECKPOINT_FOLDER, DEFAULT_MIN_ACCURACY, build_rayjob
+        from park.workloads.train.manifest import CHECKPOINT_FOLDER
 
-        bar = ctx.options.injections.train_min_accuracy
-        bar = DEFAULT_MIN_ACCURACY if bar is None else bar
+        bar = self.train_bar()
         name = self.object_name("train")
-        rayjob = build_rayjob(
-            self.spec, **self.workload_placement(), run_name=name, min_accuracy=bar, name=name
-        )
+        rayjob = self.train_rayjob()
         run_uri = storage.join(self.spec.storage_uri, CHECKPOINT_FOLDER, name)
         self.remove_at_cleanup(run_uri)
         live, logs = self._run_rayjob(rayjob, 3000)
@@ -838,9 +1027,9 @@ class KubernetesTarget:
             {"summary_uri": summary_uri, "final_accuracy": accuracy},
         )
 
-    def check_batch(self, ctx: RunContext) -> Passed:
-        from park.conformance.workload_checks import BATCH_ROWS, compare_ids, parquet_column
-        from park.workloads import storage
+    def batch_rayjob(self) -> dict:
+        """The batch RayJob at the conformance size, writing to this run's folder (plus the injected fault)."""
+        from park.conformance.workload_checks import BATCH_ROWS
         from park.workloads.batch.manifest import build_rayjob
 
         name = self.object_name("batch")
@@ -850,12 +1039,21 @@ class KubernetesTarget:
             rows=BATCH_ROWS,
             output_folder=f"batch/{name}",
             name=name,
+            size="conformance",
         )
-        argv = shlex.split(rayjob["spec"]["entrypoint"])
-        drop = ctx.options.injections.batch_drop_rows
+        drop = self.ctx.options.injections.batch_drop_rows
         if drop:
-            argv += ["--drop-rows-for-testing", str(int(drop))]
+            argv = shlex.split(rayjob["spec"]["entrypoint"]) + ["--drop-rows-for-testing", str(int(drop))]
             rayjob["spec"]["entrypoint"] = shlex.join(argv)
+        return rayjob
+
+    def check_batch(self, ctx: RunContext) -> Passed:
+        from park.conformance.workload_checks import compare_ids, parquet_column
+        from park.workloads import storage
+
+        name = self.object_name("batch")
+        rayjob = self.batch_rayjob()
+        argv = shlex.split(rayjob["spec"]["entrypoint"])
         input_uri = argv[argv.index("--input-uri") + 1]
         output_uri = argv[argv.index("--output-uri") + 1]
         data_uri = storage.join(output_uri, "data")
@@ -885,12 +1083,17 @@ class KubernetesTarget:
         )
         return Passed(f"RayJob {name} admitted by Kueue and completed; {shown}", comparison or {})
 
-    def check_serve(self, ctx: RunContext) -> Passed:
+    def serve_rayservice(self) -> dict:
+        """The serving RayService as rendered (its serving pool, its models' minimum replicas)."""
         from park.conformance.workload_checks import serve_module
 
-        serve = serve_module()
+        return serve_module().build_rayservice(
+            self.spec, **self.workload_placement(), name=self.object_name("serve")
+        )
+
+    def check_serve(self, ctx: RunContext) -> Passed:
         name = self.object_name("serve")
-        rayservice = serve.build_rayservice(self.spec, **self.workload_placement(), name=name)
+        rayservice = self.serve_rayservice()
         namespace = rayservice["metadata"]["namespace"]
         self.ctx.facts[f"{name}.team"] = self.team_of(rayservice).name
         self.create(rayservice)
