@@ -205,8 +205,12 @@ def write_directory(documents: list[dict[str, Any]], directory: Path, stack: str
     names = file_names(documents)
     in_the_way = [name for name in names if name in present and name not in ours]
     if in_the_way and not force:
-        raise OutFolderError(f"--out {directory}: park render would overwrite {_one_line_list(in_the_way)}, "
-                             f"which it did not write or which changed since; move them away, or {FORCE_HINT}")
+        changed = [name for name in in_the_way if name in edited]
+        foreign = [name for name in in_the_way if name not in edited]
+        what = [f"{_one_line_list(names)} ({why})" for names, why in (
+            (changed, "edited since park render wrote it"), (foreign, "not written by park render")) if names]
+        raise OutFolderError(f"--out {directory}: park render would overwrite {' and '.join(what)}; "
+                             f"move them away, or {FORCE_HINT}")
     directory.mkdir(parents=True, exist_ok=True)
     new_names = set(names)
     removed = [name for name in ours if name not in new_names]
@@ -223,6 +227,12 @@ def write_directory(documents: list[dict[str, Any]], directory: Path, stack: str
     staging.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     os.replace(staging, directory / RECORD_FILE)
     return DirectoryWrite(written, removed, [name for name in edited if name not in new_names])
+
+
+def _os_error_text(err: OSError, out: Path) -> str:
+    """``Permission denied``, naming the file too when it is not ``out`` itself."""
+    reason = err.strerror or str(err)
+    return reason if err.filename in (None, str(out), out) else f"{reason}: {err.filename}"
 
 
 def render_command(stack: str, out: Path | None = None, workloads: bool = False, charts: Path | None = None,
@@ -253,7 +263,7 @@ def render_command(stack: str, out: Path | None = None, workloads: bool = False,
         print(f"error: {err}", file=stderr)
         return OUT_REFUSED_EXIT
     except OSError as err:  # a read-only file system, no permission, a file where a folder belongs
-        print(f"error: --out {out}: cannot write {err.filename or out}: {err.strerror or err}", file=stderr)
+        print(f"error: --out {out}: {_os_error_text(err, out)}", file=stderr)
         return OUT_REFUSED_EXIT
     removed = f"; removed {len(done.removed)} files of its previous render" if done.removed else ""
     print(f"wrote {len(done.written)} files to {out}{removed}", file=stderr)

@@ -31,6 +31,14 @@ class GpuChoice(str, enum.Enum):
 
 
 def conformance(
+    stack_argument: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="STACK",
+            help="Stack name under stacks/ or a Pulumi.<stack>.yaml, as in park render (same as --stack).",
+            show_default=False,
+        ),
+    ] = None,
     target: Annotated[
         TargetChoice,
         typer.Option(
@@ -43,7 +51,7 @@ def conformance(
             "--stack",
             "-s",
             help="Stack name under stacks/ or a Pulumi.<stack>.yaml: queues, storage and models to "
-            "use. Local default: kind.",
+            "use. Local default: kind. Same as the STACK argument.",
         ),
     ] = None,
     kubeconfig: Annotated[
@@ -140,6 +148,11 @@ def conformance(
     if list_checks:
         console.print(_list_table())
         raise typer.Exit(0)
+    if stack_argument and stack and stack_argument != stack:
+        console.print(f"[red]error:[/red] STACK {escape(stack_argument)} and --stack {escape(stack)} differ; "
+                      "give one of them", soft_wrap=True)
+        raise typer.Exit(2)
+    stack = stack or stack_argument
     try:
         selection = select(only, skip)
     except SelectionError as err:
@@ -164,6 +177,9 @@ def conformance(
             train_min_accuracy=inject_train_min_accuracy, batch_drop_rows=inject_batch_drop_rows
         ),
     )
+    from park.cli import require_writable_folder  # the evidence folder: one line, not a traceback
+
+    require_writable_folder(out if out else Path.cwd(), "--out" if out else "the evidence folder's parent (.)")
     raise typer.Exit(run_and_report(options, selection, console))
 
 

@@ -4,7 +4,9 @@ folder (``$PARK_CHART_DIR`` or ``../shared/charts``): CI has no network to chart
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from park.components.manifests import all_documents
-from park.components.render import file_names, render_documents
+from park.components.render import RECORD_FILE, OutFolderError, file_names, render_documents, write_directory
 from schemas import require_chart_dir, shipped_specs
 from typer.testing import CliRunner
 
@@ -78,20 +80,107 @@ def test_out_writes_one_readable_file_per_object_in_apply_order(tmp_path):
     result = render("kind", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
     expected = render_documents(SPECS["kind"])
-    files = sorted(tmp_path.iterdir())
+    files = sorted(f for f in tmp_path.iterdir() if f.name != RECORD_FILE)
     assert [f.name for f in files] == file_names(expected)
     assert files[0].name == "0010-customresourcedefinition-alertmanagerconfigs.monitoring.coreos.com.yaml"
     assert any(f.name.endswith("-namespace-research.yaml") for f in files)
     assert [load(f.read_text()) for f in files] == expected
 
 
-def test_out_replaces_an_earlier_render_but_keeps_other_files(tmp_path):
-    (tmp_path / "999-configmap-gone.yaml").write_text("stale: true\n")
-    (tmp_path / "README.md").write_text("mine\n")
+def digests(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` (sub-folders too) -> sha256 of its bytes."""
+    return {str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def foreign_folder(folder: Path) -> dict[str, str]:
+    """A folder a user already keeps things in, named the way render names its files (issue 11, item 1)."""
+    (folder / "001-my-kustomization.yaml").write_text("apiVersion: kustomize.config.k8s.io/v1beta1\n")
+    (folder / "999-team-secret.yaml").write_bytes(b"kind: Secret\ndata: {token: c2VjcmV0}\n\x00")
+    (folder / "0010-customresourcedefinition-mine.yaml").write_text("mine\n")
+    (folder / "README.md").write_text("mine\n")
+    (folder / "overlays").mkdir()
+    (folder / "overlays" / "100-patch.yaml").write_text("patch\n")
+    return digests(folder)
+
+
+def test_out_refuses_a_folder_of_foreign_files_and_leaves_them_byte_for_byte(tmp_path):
+    before = foreign_folder(tmp_path)
+    result = render("kind", "--out", str(tmp_path))
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and RECORD_FILE in lines[0] and "--force" in lines[0], lines
+    assert "Traceback" not in result.output
+    assert digests(tmp_path) == before, "nothing written, nothing removed"
+
+
+def test_force_writes_beside_foreign_files_and_later_renders_keep_them_byte_for_byte(tmp_path):
+    before = foreign_folder(tmp_path)
+    del before["0010-customresourcedefinition-mine.yaml"]  # not a name render writes: stays too
+    assert render("kind", "--out", str(tmp_path), "--force").exit_code == 0
+    after = digests(tmp_path)
+    assert {name: after[name] for name in before} == before
+    assert set(after) - set(before) - {"0010-customresourcedefinition-mine.yaml"} == {
+        RECORD_FILE, *file_names(render_documents(SPECS["kind"]))}
+    again = render("kind", "--out", str(tmp_path))  # now recorded: no --force needed, still nothing of theirs
+    assert again.exit_code == 0, again.output
+    assert digests(tmp_path) == after
+
+
+def test_out_records_each_file_it_wrote_under_a_name_kubectl_apply_skips(tmp_path):
+    """kubectl apply -f DIR reads every .json, .yaml and .yml file in DIR (kubernetes cli-runtime
+    pkg/resource/visitor.go: FileExtensions, ignoreFile), so the record must have none of those."""
     assert render("kind", "--out", str(tmp_path)).exit_code == 0
-    names = {f.name for f in tmp_path.iterdir()}
-    assert "999-configmap-gone.yaml" not in names
-    assert "README.md" in names
+    assert Path(RECORD_FILE).suffix not in {".json", ".yaml", ".yml"}
+    record = json.loads((tmp_path / RECORD_FILE).read_text())
+    assert record["stack"] == "kind" and record["park"]
+    files = digests(tmp_path)
+    assert {name: "sha256:" + files[name] for name in record["files"]} == record["files"]
+    assert set(record["files"]) == set(files) - {RECORD_FILE}
+
+
+CONFIG_MAPS = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"c{i}", "namespace": "ns"}}
+               for i in range(4)]
+
+
+def test_stale_files_of_the_previous_render_are_removed(tmp_path):
+    write_directory(CONFIG_MAPS, tmp_path)
+    (tmp_path / "notes.txt").write_text("mine\n")
+    done = write_directory(CONFIG_MAPS[:2], tmp_path)
+    assert sorted(done.removed) == file_names(CONFIG_MAPS)[2:]
+    assert sorted(f.name for f in tmp_path.iterdir()) == sorted([RECORD_FILE, "notes.txt",
+                                                                 *file_names(CONFIG_MAPS[:2])])
+
+
+def test_an_edited_file_the_stack_no_longer_makes_is_kept_and_named(tmp_path):
+    write_directory(CONFIG_MAPS, tmp_path)
+    edited = tmp_path / file_names(CONFIG_MAPS)[3]
+    edited.write_text(edited.read_text() + "data: {mine: 'yes'}\n")
+    content = edited.read_bytes()
+    done = write_directory(CONFIG_MAPS[:2], tmp_path)
+    assert done.kept_edited == [edited.name] and edited.read_bytes() == content
+    assert file_names(CONFIG_MAPS)[2] in done.removed
+
+
+def test_an_edited_file_render_would_overwrite_is_refused_unless_force(tmp_path):
+    write_directory(CONFIG_MAPS, tmp_path)
+    edited = tmp_path / file_names(CONFIG_MAPS)[0]
+    edited.write_text("edited\n")
+    before = digests(tmp_path)
+    with pytest.raises(OutFolderError, match="edited since park render wrote it"):
+        write_directory(CONFIG_MAPS[:1], tmp_path)
+    assert digests(tmp_path) == before, "refused before removing or writing anything"
+    write_directory(CONFIG_MAPS[:1], tmp_path, force=True)
+    assert load(edited.read_text()) == CONFIG_MAPS[0]
+
+
+def test_out_that_is_a_file_is_one_line_exit_2(tmp_path):
+    target = tmp_path / "rendered"
+    target.write_text("mine\n")
+    result = render("kind", "--out", str(target))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == f"error: --out {target} exists and is not a folder"
+    assert target.read_text() == "mine\n"
 
 
 def test_file_names_sort_in_apply_order_past_a_hundred_objects():
@@ -116,8 +205,10 @@ def test_invalid_config_exits_2_with_one_path_line_per_problem(tmp_path):
     result = render(str(stack))
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
-    assert any(line.startswith("nodePools[1].accelerator: unknown 'nvidia-h200x'") for line in lines), lines
-    assert any(line.startswith("teams[0].quotas[0].pool: unknown pool 'nowhere'") for line in lines), lines
+    assert any(line.startswith(f"{stack}:9: nodePools[1].accelerator (pool gpu): unknown 'nvidia-h200x'")
+               for line in lines), lines
+    assert any(line.startswith(f"{stack}:12: teams[0].quotas[0].pool (team research): unknown pool 'nowhere'")
+               for line in lines), lines
     assert "Traceback" not in result.output
     assert result.stdout == "", "nothing is rendered from an invalid config"
 
