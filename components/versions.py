@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 
 def _pin(name: str, default: str) -> str:
-    return os.environ.get(f"PARK_{name}", default)
+    """The pin, or its ``PARK_<NAME>`` override; an empty variable (a CI variable left unset) is no override."""
+    return os.environ.get(f"PARK_{name}") or default
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,13 @@ GPU_OPERATOR_CHART = Chart("gpu-operator", GPU_OPERATOR_VERSION, "https://helm.n
 RAY_IMAGE_GPU = _pin("RAY_IMAGE_GPU", f"rayproject/ray:{RAY_VERSION}-py311-gpu")
 RAY_IMAGE_CPU = _pin("RAY_IMAGE_CPU", f"rayproject/ray:{RAY_VERSION}-py311-cpu")
 
-# The reference workloads' image: the Ray image above plus park-stack (workloads/Dockerfile). A team builds
-# and pushes it to its own registry (on kind: `kind load docker-image`), then points these pins at it.
-WORKLOAD_IMAGE = _pin("WORKLOAD_IMAGE", "park-stack/workloads:0.1.0")
+# The reference workloads' image: the Ray image above plus park-stack (workloads/Dockerfile). These pins are
+# the defaults of a stack's `workloads.image` / `workloads.gpuImage`; a team builds the image (`make image`),
+# pushes it to its own registry (on kind: `park image load`) and sets those keys, or overrides the pins.
+UNPUBLISHED_WORKLOAD_IMAGE = "park-stack/workloads:0.1.0"
+"""The name ``make image`` builds when nothing else is set: in no registry, so only a kind cluster (after
+``park image load``) can run it."""
+WORKLOAD_IMAGE = _pin("WORKLOAD_IMAGE", UNPUBLISHED_WORKLOAD_IMAGE)
 """CPU variant (kind profile, CPU pools), built FROM ``RAY_IMAGE_CPU``."""
 WORKLOAD_IMAGE_GPU = _pin("WORKLOAD_IMAGE_GPU", f"{WORKLOAD_IMAGE}-gpu")
 """GPU variant, built FROM ``RAY_IMAGE_GPU``."""
@@ -70,6 +75,61 @@ DEFAULT_KUBERNETES_VERSION = "1.33"
 
 # Where the vendored CRD schemas live: ../shared/schemas beside the checkout, or PARK_CRD_SCHEMA_DIR.
 CRD_SCHEMA_DIR_ENV = "PARK_CRD_SCHEMA_DIR"
+
+
+@dataclass(frozen=True)
+class CrdFile:
+    """One upstream CRD YAML the tests validate against, pinned by release tag and checksum.
+
+    ``components/manifests/schemas.py`` fetches it from ``<base>/<repo>/<tag>/<path>`` (base: GitHub's raw file
+    host, or a mirror laid out the same way) when no local schema folder exists, and keeps it only when its
+    sha256 matches. Not overridable by ``PARK_*``: a checksum belongs to one file at one tag.
+    """
+
+    file: str
+    """Name in the schema folder (``../shared/schemas``, ``$PARK_CRD_SCHEMA_DIR``, the cache)."""
+    repo: str
+    """GitHub ``owner/name``."""
+    tag: str
+    path: str
+    """Path inside the repository at ``tag``."""
+    sha256: str
+
+
+_KUBERAY_CRDS = ("ray-project/kuberay", "v1.7.0", "ray-operator/config/crd/bases")
+_KUEUE_CRDS = ("kubernetes-sigs/kueue", "v0.19.2", "config/components/crd/bases")
+_PROMETHEUS_CRDS = ("prometheus-community/helm-charts", "kube-prometheus-stack-88.5.3",
+                    "charts/kube-prometheus-stack/charts/crds/crds")
+CRD_FILES: tuple[CrdFile, ...] = tuple(
+    CrdFile(local, repo, tag, f"{folder}/{upstream}", sha256)
+    for (repo, tag, folder), local, upstream, sha256 in (
+        (_KUBERAY_CRDS, "kuberay-v1.7.0_ray.io_rayclusters.yaml", "ray.io_rayclusters.yaml",
+         "c44704442eef0c6721ad40c1d66782c8bd3fdab9d3344306a5820910a679baa1"),
+        (_KUBERAY_CRDS, "kuberay-v1.7.0_ray.io_rayjobs.yaml", "ray.io_rayjobs.yaml",
+         "01a5cf3b17c1769fda44af7e82debcd98722f0c27b9ab84d084681c6649121f5"),
+        (_KUBERAY_CRDS, "kuberay-v1.7.0_ray.io_rayservices.yaml", "ray.io_rayservices.yaml",
+         "0a8fc325e6e22b9231c1f282b309555e2ecf94227ca20a03df3d1d9a403907ab"),
+        (_KUEUE_CRDS, "kueue-v0.19.2_kueue.x-k8s.io_clusterqueues.yaml", "kueue.x-k8s.io_clusterqueues.yaml",
+         "e0a5fc9b370c70f3d993d4f599865817338ecf94187b30b15b12ff33c579bd55"),
+        (_KUEUE_CRDS, "kueue-v0.19.2_kueue.x-k8s.io_cohorts.yaml", "kueue.x-k8s.io_cohorts.yaml",
+         "61fbe5ec55d45e7fae2d65321fb32517b197257ab78ad55316673183aac911c2"),
+        (_KUEUE_CRDS, "kueue-v0.19.2_kueue.x-k8s.io_localqueues.yaml", "kueue.x-k8s.io_localqueues.yaml",
+         "dd10ef8d3578e7212fa52763549e7b6be0949793a5b924495fcd293330109fed"),
+        (_KUEUE_CRDS, "kueue-v0.19.2_kueue.x-k8s.io_resourceflavors.yaml", "kueue.x-k8s.io_resourceflavors.yaml",
+         "19e339c47e9ca3fa2c9eeddd27715a512f765c4794ed859733408a9715720173"),
+        (_KUEUE_CRDS, "kueue-v0.19.2_kueue.x-k8s.io_workloadpriorityclasses.yaml",
+         "kueue.x-k8s.io_workloadpriorityclasses.yaml",
+         "0b755726aab05b8def9a53ee15b201eed3846bcffd1ff5528fed123f4ae03519"),
+        (_KUEUE_CRDS, "kueue-v0.19.2_kueue.x-k8s.io_workloads.yaml", "kueue.x-k8s.io_workloads.yaml",
+         "1970ff6fcc5dc1a29e3f290ed736032c5d4509c94efe2c642d64a244ad1b8aa5"),
+        (_PROMETHEUS_CRDS, "prometheus-operator-v0.93.1_monitoring.coreos.com_podmonitors.yaml",
+         "crd-podmonitors.yaml", "41de2587baafa31240438654a3ae5dc19ef40296c31cb186855fa4ce85b03fb9"),
+        (_PROMETHEUS_CRDS, "prometheus-operator-v0.93.1_monitoring.coreos.com_servicemonitors.yaml",
+         "crd-servicemonitors.yaml", "3322d612f23bf144c887c94bf247b0b4a69189adf37c0d482d2c6267ffe906ab"),
+    )
+)
+"""The CRDs of ``../shared/schemas`` (its README names each file's source; sha1s there, sha256s here, of the
+same bytes): KubeRay v1.7.0, Kueue v0.19.2 and the Prometheus Operator monitors of kube-prometheus-stack 88.5.3."""
 
 # --- cloud-side pins used by the cloud adapters (components/clouds/) ---
 

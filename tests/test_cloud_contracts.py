@@ -28,20 +28,23 @@ from park.components.manifests import BUILDERS, ClusterFacts
 from park.components.manifests import autoscaler, observability
 from park.components.spec import SpecError, load_stack_file, resolve_stack_file
 from pulumi_mocks import DeclaredList, Harness, install
-from schemas import TEST_ALLOWED_CIDR, provisionable_variant, shipped_specs, shipped_variant
+from schemas import (
+    TEST_ALLOWED_CIDR,
+    pinned_chart,
+    provisionable_variant,
+    require_chart_dir,
+    shipped_specs,
+    shipped_variant,
+)
 
 SPECS = shipped_specs()
-SHARED_CHARTS = Path(__file__).resolve().parents[2] / "shared" / "charts"
 MINORS = [f"1.{m}" for m in range(versions.KUBERNETES_MIN[1], versions.KUBERNETES_MAX[1] + 1)]
 ADDON = "aws:eks/addon:Addon"
 GKE_CLUSTER = "gcp:container/cluster:Cluster"
 
 
 def chart_dir(chart: versions.Chart) -> Path:
-    folder = SHARED_CHARTS / f"{chart.name}-{chart.version}"
-    if not folder.is_dir():
-        pytest.skip(f"pinned chart not found at {folder}")
-    return folder
+    return pinned_chart(chart)
 
 
 def chart_values(chart: versions.Chart) -> dict:
@@ -203,8 +206,9 @@ def test_no_scraper_for_a_system_component_the_cloud_hides(stack):
 
 
 def _render(release, kubernetes_version: str):
-    charts = pytest.importorskip("park.components.charts", reason="Helm rendering module not available")
-    return charts.render_release(release, kubernetes_version, SHARED_CHARTS)
+    from park.components import charts
+
+    return charts.render_release(release, kubernetes_version, require_chart_dir())
 
 
 HIDDEN_JOBS = {  # component -> text in the names of its ServiceMonitor and PrometheusRules in the rendered chart

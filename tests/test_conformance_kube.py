@@ -597,9 +597,6 @@ STACKS_DIR = Path(__file__).parents[1] / "stacks"
 SHIPPED_STACKS = sorted(
     p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml")
 )
-CHARTS_DIR = Path(
-    os.environ.get("PARK_CHARTS_DIR", Path(__file__).resolve().parents[2] / "shared" / "charts")
-)
 
 GPU_NODES_HONOUR_VISIBLE_DEVICES = {
     # EKS AL2023 NVIDIA AMI: nodeadm makes nvidia-container-runtime containerd's default runtime
@@ -734,10 +731,11 @@ def test_gpu_isolation_demands_what_the_device_plugin_values_and_cloud_capabilit
 def test_the_device_plugin_chart_reads_the_device_list_strategy_value():
     """nvidia-device-plugin 0.20.0 templates/daemonset-device-plugin.yml turns .Values.deviceListStrategy
     into DEVICE_LIST_STRATEGY; a renamed value would silently fall back to the plugin default."""
-    chart = CHARTS_DIR / "nvidia-device-plugin-0.20.0"
-    if not chart.is_dir():
-        pytest.skip(f"no pinned charts at {CHARTS_DIR} (set PARK_CHARTS_DIR)")
     import yaml
+    from park.components import versions
+    from schemas import pinned_chart
+
+    chart = pinned_chart(versions.NVIDIA_DEVICE_PLUGIN_CHART)
 
     assert "deviceListStrategy" in yaml.safe_load((chart / "values.yaml").read_text())
     template = (chart / "templates" / "daemonset-device-plugin.yml").read_text()

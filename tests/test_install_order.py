@@ -33,15 +33,13 @@ from park.components.charts import RenderedRelease, crd_kinds, custom_resource_k
 from park.components.manifests import BUILDERS, ClusterFacts, HelmRelease
 from park.components.spec import StackSpec, project_root
 from pulumi_mocks import GraphMonitor, Harness, RecordingMocks
+from schemas import require_chart_dir
 from test_stacks import PROGRAM, SPECS, stack_config
 
-SHARED_CHARTS = project_root().parent / "shared" / "charts"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
 CRD_RESOURCE = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
 Kind = tuple[str, str]
-
-pytestmark = pytest.mark.skipif(not SHARED_CHARTS.is_dir(), reason=f"no pinned charts at {SHARED_CHARTS}")
 
 
 @dataclass(frozen=True)
@@ -110,7 +108,8 @@ def config_group_objects(inputs: dict[str, Any]) -> list[dict[str, Any]]:
     return [*(inputs.get("objs") or []), *(json.loads(doc) for doc in documents)]
 
 
-def installers_of(stack: StackGraph, charts_dir: Path = SHARED_CHARTS) -> list[Installer]:
+def installers_of(stack: StackGraph, charts_dir: Path | None = None) -> list[Installer]:
+    charts_dir = charts_dir or require_chart_dir()
     found = []
     for urn, node in stack.graph.nodes.items():
         if node.type == RELEASE:
@@ -194,7 +193,8 @@ def test_chart_crds_are_their_own_resources_and_helm_skips_them(stack: StackGrap
         if stack.graph.nodes[installer.urn].type != RELEASE:
             continue
         inputs = stack.inputs(installer.urn)
-        rendered = render_release(builder_release(stack.spec, inputs), stack.spec.kubernetes_version, SHARED_CHARTS)
+        rendered = render_release(builder_release(stack.spec, inputs), stack.spec.kubernetes_version,
+                                  require_chart_dir())
         if not rendered.chart_crds:
             continue
         shipping += 1
@@ -214,9 +214,10 @@ def test_a_chart_version_bump_changes_the_applied_crds(tmp_path, monkeypatch):
     """A newer KubeRay chart folder with a changed CRD: the CRD resource's inputs carry the change (Pulumi
     updates it server-side), and the release installs the new version with its crds/ skipped."""
     bumped = versions.Chart(versions.KUBERAY_CHART.name, "1.7.1-test", versions.KUBERAY_CHART.repo)
-    for folder in SHARED_CHARTS.iterdir():
+    pinned = require_chart_dir()
+    for folder in pinned.iterdir():
         (tmp_path / folder.name).symlink_to(folder)
-    source = SHARED_CHARTS / f"{versions.KUBERAY_CHART.name}-{versions.KUBERAY_CHART.version}"
+    source = pinned / f"{versions.KUBERAY_CHART.name}-{versions.KUBERAY_CHART.version}"
     target = tmp_path / f"{bumped.name}-{bumped.version}"
     shutil.copytree(source, target)
     target.chmod(0o755)

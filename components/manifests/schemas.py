@@ -1,8 +1,16 @@
 """Validate rendered objects against real schemas: CRDs (strictly) and core Kubernetes (kubernetes-validate).
 
 Custom resources are checked with ``jsonschema`` against the ``openAPIV3Schema`` of the CRD version their
-``apiVersion`` names, read from the CRD YAMLs in ``../shared/schemas`` beside the checkout (or the folder in
-``$PARK_CRD_SCHEMA_DIR``; the CRDs are never copied into the project). The API server prunes unknown fields
+``apiVersion`` names, read from a folder of CRD YAMLs (the CRDs are never copied into the project), first match:
+
+1. ``$PARK_CRD_SCHEMA_DIR``: used alone, nothing is downloaded (the air-gapped way);
+2. ``../shared/schemas`` beside the checkout (development and CI);
+3. a cache (``$PARK_CRD_CACHE``, default ``~/.cache/park-stack/crds``) that :func:`fetch_schemas` fills with
+   the pinned upstream files of ``versions.CRD_FILES``, each kept only when its sha256 matches. The tests fetch
+   on first use; ``python -m park.components.manifests.schemas`` does it by hand. ``$PARK_CRD_MIRROR`` replaces
+   the upstream host by a mirror with the same ``<repo>/<tag>/<path>`` layout (``https://`` or ``file://``).
+
+The API server prunes unknown fields
 silently, which hides typos; to catch them, every object schema that lists ``properties`` and neither keeps
 unknown fields (``x-kubernetes-preserve-unknown-fields``) nor sets ``additionalProperties`` is made closed
 (``additionalProperties: false``).
@@ -17,7 +25,12 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import os
+import sys
+import tempfile
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,10 +40,19 @@ import yaml
 from park.components import versions
 
 SCHEMA_DIR_ENV = versions.CRD_SCHEMA_DIR_ENV
+CACHE_ENV = "PARK_CRD_CACHE"
+MIRROR_ENV = "PARK_CRD_MIRROR"
+UPSTREAM = "https://raw.githubusercontent.com"
+"""Where ``<repo>/<tag>/<path>`` of a pinned CRD is served: the file exactly as tagged upstream."""
+FETCH_TIMEOUT_S = 60
 
 
 class SchemaDirMissing(FileNotFoundError):
-    """The CRD schema folder is not there; tests turn this into a skip with its message as the reason."""
+    """No usable CRD schema folder; the message is one line saying where it looked and how to get one."""
+
+
+class SchemaFetchFailed(SchemaDirMissing):
+    """A pinned CRD could not be downloaded, or its checksum did not match; one line naming the URL."""
 
 
 class SchemaNotFound(LookupError):
@@ -49,11 +71,8 @@ class CrdVersion:
     source: Path
 
 
-def default_schema_dir() -> Path:
-    """``$PARK_CRD_SCHEMA_DIR``, else ``../shared/schemas`` relative to the project root."""
-    configured = os.environ.get(SCHEMA_DIR_ENV)
-    if configured:
-        return Path(configured)
+def shared_schema_dir() -> Path:
+    """``../shared/schemas`` beside the checkout (it may not exist)."""
     from park.components.spec import SpecError, project_root
 
     try:
@@ -61,6 +80,78 @@ def default_schema_dir() -> Path:
     except SpecError:
         root = Path(__file__).resolve().parents[2]
     return root.parent / "shared" / "schemas"
+
+
+def default_cache_dir() -> Path:
+    configured = os.environ.get(CACHE_ENV)
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "park-stack" / "crds"
+
+
+def default_schema_dir() -> Path:
+    """``$PARK_CRD_SCHEMA_DIR``, else ``../shared/schemas`` when it exists, else the cache folder (which only
+    :func:`fetch_schemas` fills: this function never downloads)."""
+    configured = os.environ.get(SCHEMA_DIR_ENV)
+    if configured:
+        return Path(configured)
+    shared = shared_schema_dir()
+    return shared if shared.is_dir() else default_cache_dir()
+
+
+def crd_url(crd: versions.CrdFile, base: str | None = None) -> str:
+    """Where ``crd`` is downloaded from: ``base`` (default ``$PARK_CRD_MIRROR``, else upstream) + repo/tag/path."""
+    base = base or os.environ.get(MIRROR_ENV) or UPSTREAM
+    return f"{base.rstrip('/')}/{crd.repo}/{crd.tag}/{crd.path}"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fetch_schemas(cache_dir: Path | None = None, base: str | None = None,
+                  crds: tuple[versions.CrdFile, ...] = versions.CRD_FILES) -> Path:
+    """``cache_dir`` (default :func:`default_cache_dir`) holding every pinned CRD with its pinned sha256.
+
+    Files already there with the right checksum are kept; others are downloaded (announced on stderr) and
+    written only when their sha256 matches the pin. Raises :class:`SchemaFetchFailed` with one line naming
+    the URL and how to provide the folder instead.
+    """
+    cache_dir = cache_dir or default_cache_dir()
+    for crd in crds:
+        target = cache_dir / crd.file
+        if target.is_file() and _sha256(target) == crd.sha256:
+            continue
+        url = crd_url(crd, base)
+        print(f"fetching CRD {crd.file} from {url}", file=sys.stderr)
+        try:
+            with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as response:
+                body = response.read()
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            reason = getattr(err, "reason", None) or err
+            raise SchemaFetchFailed(
+                f"CRD {crd.file}: fetching {url} failed ({reason}); without network, copy the CRD files listed "
+                f"in components/versions.py CRD_FILES into a folder and set ${SCHEMA_DIR_ENV} to it") from None
+        digest = hashlib.sha256(body).hexdigest()
+        if digest != crd.sha256:
+            raise SchemaFetchFailed(f"CRD {crd.file}: {url} has sha256 {digest}, pinned {crd.sha256}; not saved "
+                                    f"(a tampered mirror, or a re-tagged release: check before changing the pin)")
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=cache_dir, prefix=f".{crd.file}.", suffix=".partial",
+                                         delete=False) as partial:
+            partial.write(body)
+        Path(partial.name).replace(target)  # never a half-written file under the final name
+    return cache_dir
+
+
+def ensure_schema_dir() -> Path:
+    """:func:`default_schema_dir`, fetched into first when it is the cache (neither ``$PARK_CRD_SCHEMA_DIR``
+    nor ``../shared/schemas`` exists). This is the one call that may use the network."""
+    folder = default_schema_dir()
+    if os.environ.get(SCHEMA_DIR_ENV) or folder == shared_schema_dir():
+        return folder
+    return fetch_schemas(folder)
 
 
 def strict(schema: dict[str, Any]) -> dict[str, Any]:
@@ -97,11 +188,15 @@ def _load_yaml(path: Path) -> list[Any]:
 @functools.cache
 def crd_index(schema_dir: Path) -> dict[tuple[str, str], CrdVersion]:
     """(apiVersion, kind) -> strict schema, for every CRD version in every YAML file of ``schema_dir``."""
-    if not schema_dir.is_dir():
-        raise SchemaDirMissing(f"CRD schema folder {schema_dir} not found; put the KubeRay and Kueue CRDs there "
-                               f"(see ARCHITECTURE.md) or point ${SCHEMA_DIR_ENV} at them")
+    files = sorted(schema_dir.glob("*.y*ml")) if schema_dir.is_dir() else []
+    if not files:
+        state = "holds no CRD YAML" if schema_dir.is_dir() else "not found"
+        raise SchemaDirMissing(
+            f"CRD schema folder {schema_dir} {state}; put the pinned CRDs there (components/versions.py CRD_FILES), "
+            f"point ${SCHEMA_DIR_ENV} at a folder that has them, or leave it unset to fetch them into "
+            f"{default_cache_dir()} (python -m park.components.manifests.schemas)")
     index: dict[tuple[str, str], CrdVersion] = {}
-    for path in sorted(schema_dir.glob("*.y*ml")):
+    for path in files:
         index.update(index_crds(_load_yaml(path), path))
     return index
 
@@ -204,3 +299,17 @@ def validate_core_object(obj: dict[str, Any], kubernetes_version: str) -> list[s
     except kubernetes_validate.SchemaNotFoundError as err:
         return [f"$: {err.message}"]
     return []
+
+
+def main() -> int:
+    """Fetch the pinned CRDs where the tests will read them; print that folder. Exit 1 with one line on failure."""
+    try:
+        print(ensure_schema_dir())
+    except SchemaDirMissing as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
