@@ -96,8 +96,9 @@ def check_overrides(options: RunOptions, spec: Any) -> None:
 
 
 def new_run_id() -> str:
-    """Sortable and unique across concurrent runs: ``20261122-193802-3fa1``; a valid DNS label part."""
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    """Sortable and unique across concurrent runs: ``20261122-193802-3fa1c2d4``; a valid DNS label part.
+    32 random bits: 50 runs started in one second collide with odds of 3e-7 (16 bits made that 2%)."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
 
 
 @dataclass
