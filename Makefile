@@ -9,7 +9,7 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV ?= .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.checkov-$(CHECKOV_VERSION)
 
-.PHONY: setup conformance test render bench
+.PHONY: setup conformance test render bench image image-push
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -38,3 +38,12 @@ render: $(STAMP)
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+# The workload image of a stack (workloads/Dockerfile), tagged with its workloads.image / workloads.gpuImage:
+# `make image STACK=aws`, then `make image-push STACK=aws` (or `.venv/bin/park image load kind` on kind).
+STACK ?= kind
+image: $(STAMP)
+	$(VENV)/bin/park image build $(STACK)
+
+image-push: $(STAMP)
+	$(VENV)/bin/park image push $(STACK)

@@ -38,7 +38,9 @@ offering of the cloud in the catalog (`components/catalog.py`); unique pool, tea
 model names, and no team in a platform namespace; team quotas (alone and summed) within what a pool can supply
 (`maxNodes` x GPUs per node x time-slicing replicas; CPU and memory where the node shape is known); the Kubernetes
 version within what the pinned KubeRay and Kueue support; a served model's `gpuFraction` must fit a GPU pool,
-and one slice (1 / `gpuSharing.replicas`) of the time-sliced pool it is served on;
+and one slice (1 / `gpuSharing.replicas`) of the time-sliced pool it is served on; a model source in a bucket
+must be the stack's own bucket (the only one its Ray pods may read; none on kind); workload images must be image
+references with a tag or digest;
 `region` on aws/gcp, `project` on gcp, two zones on aws; `allowedCidrs` when the API endpoint is public.
 
 This file is generated from `components/spec.py` by `python -m park.components.reference`.
@@ -56,6 +58,7 @@ _SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("storage.sharedFilesystem", spec_module.SharedFilesystem),
     ("security", spec_module.Security),
     ("models[]", spec_module.ServedModel),
+    ("workloads", spec_module.WorkloadImages),
 ]
 
 

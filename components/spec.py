@@ -227,7 +227,9 @@ class ServedModel(_Model):
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")]
     """The model id clients send in OpenAI requests."""
     source: str
-    """A local path, ``s3://`` / ``gs://`` / ``file://`` URI, or a hub id like ``org/name``."""
+    """A local path, ``s3://`` / ``gs://`` / ``file://`` URI, or a hub id like ``org/name``. A bucket URI must
+    be in the stack's bucket (``park stage-model`` copies a model there); a hub id is downloaded by each
+    replica (nodes need egress to the hub)."""
     gpu_fraction: float | None = Field(default=None, ge=0, le=8)
     """Physical GPUs per replica; below 1 shares a GPU; on a time-sliced pool at most one slice,
     1 / ``gpuSharing.replicas``. Default: 1 when the stack has a GPU pool, else 0 (CPU)."""
@@ -295,9 +297,9 @@ class WorkloadImages(_Model):
     docs/getting-started.md)."""
 
     image: ImageReference | None = None
-    """CPU pods: Ray heads, CPU workers, every pod on kind. Default: the ``WORKLOAD_IMAGE`` pin
-    (``park-stack/workloads:0.1.0``, overridable by ``PARK_WORKLOAD_IMAGE``), which is in no registry: build it
-    and set your registry's name here."""
+    """CPU pods: Ray heads, CPU workers, every pod on kind. Default: the ``WORKLOAD_IMAGE`` pin of
+    components/versions.py (``PARK_WORKLOAD_IMAGE`` overrides it), a name in no registry: build the image
+    (``make image``), push it and set its name here."""
     gpu_image: ImageReference | None = None
     """GPU workers, built from the CUDA Ray image. Default: ``image`` with ``-gpu`` appended to its tag (the pin
     ``WORKLOAD_IMAGE_GPU`` when ``image`` is unset); required when ``image`` is pinned by digest."""
@@ -764,7 +766,7 @@ def _model_source_problems(spec: StackSpec) -> list[Problem]:
     """A bucket model source must be the stack's own bucket: the Ray pods' cloud identity may read that bucket
     and no other (``ray_bucket_policy`` in components/clouds/aws.py, ``RAY_BUCKET_ROLE`` on the bucket in
     components/clouds/gcp.py), and kind has no bucket at all. Hub ids, paths and ``file://`` are left to the
-    serving workload (docs/getting-started.md, "Models")."""
+    serving workload (workloads/serve/README.md, "Offline, except for hub ids")."""
     problems = []
     for i, model in enumerate(spec.models):
         scheme, sep, rest = model.source.partition("://")

@@ -224,7 +224,7 @@ def test_hub_model_is_left_to_the_hub(tmp_path):
     app = ServeAppArgs(models=[ServedModelArgs(name="m", source="Qwen/Qwen2.5-0.5B-Instruct", gpus=1)])
     config = serve_app.llm_config_dict(app.models[0], app)
     assert config["model_loading_config"]["model_source"] == "Qwen/Qwen2.5-0.5B-Instruct"
-    assert "HF_HUB_OFFLINE" not in config["runtime_env"]["env_vars"]
+    assert config["runtime_env"]["env_vars"]["HF_HUB_OFFLINE"] == "0"  # the image's offline default, lifted
 
 
 def test_configs_are_accepted_by_ray_serve_llm(tmp_path):

@@ -72,9 +72,9 @@ training and batch on the research team."""
 
 
 def workload_image(spec: StackSpec, gpu: bool) -> str:
-    """The park-stack workload image (workloads/Dockerfile) for GPU or CPU pods; pinned in versions."""
-    del spec  # the same image serves every cloud; kept for a per-stack override later
-    return versions.WORKLOAD_IMAGE_GPU if gpu else versions.WORKLOAD_IMAGE
+    """The park-stack workload image (workloads/Dockerfile) for GPU or CPU pods: the stack's
+    ``workloads.image`` / ``workloads.gpuImage``, else the pins in components/versions.py."""
+    return spec.workloads.reference(gpu)
 
 
 def default_worker_pool(spec: StackSpec) -> NodePool:

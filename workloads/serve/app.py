@@ -220,8 +220,10 @@ def llm_config_dict(
             model_source = location.where
     except ServeArgsError as err:
         raise ServeArgsError(f"{at}.source ({model.name!r}): {err}") from None
-    if location.kind != "hub":
-        env["HF_HUB_OFFLINE"] = "1"  # a local folder needs no hub; do not wait on one that is unreachable
+    # The workload image sets HF_HUB_OFFLINE=1 (workloads/Dockerfile): a bucket or local model needs no hub, and
+    # an unreachable hub is not waited on. A hub id is the one source that must download, so its replicas, and
+    # only they, get the hub back (Ray's runtime_env env_vars replace the image's value in the worker).
+    env["HF_HUB_OFFLINE"] = "0" if location.kind == "hub" else "1"
 
     engine: dict[str, Any] = {}
     if model.max_model_len is not None:
