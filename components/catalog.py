@@ -12,6 +12,7 @@ monthly (GCP), so a spot price here is indicative. ``park cost STACK`` prints th
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 ACCELERATORS = (
@@ -102,18 +103,50 @@ OFFERINGS: tuple[Offering, ...] = (
 
 # CPU node shapes used for system pools and CPU worker pools when the config names none.
 DEFAULT_CPU_INSTANCE = {"aws": "m6i.2xlarge", "gcp": "e2-standard-8", "kind": "kind-node"}
-CPU_SHAPES: dict[str, tuple[int, int]] = {
-    # instance type -> (vCPUs, memory GiB); kind nodes share the host, sized for a laptop.
-    "m6i.xlarge": (4, 16),
-    "m6i.2xlarge": (8, 32),
-    "m6i.4xlarge": (16, 64),
-    "m7i.2xlarge": (8, 32),
-    "e2-standard-4": (4, 16),
-    "e2-standard-8": (8, 32),
-    "n2-standard-8": (8, 32),
-    "n2-standard-16": (16, 64),
-    "kind-node": (2, 8),
-}
+
+
+@dataclass(frozen=True)
+class CpuShape:
+    """A node shape without GPUs: what a CPU pool's ``instanceType`` may name, and what its quotas are checked
+    against. Only x86_64 shapes: the aws adapter runs the AL2023 x86_64 AMI and GKE's default image is x86_64."""
+
+    cloud: str
+    instance_type: str
+    vcpus: int
+    memory_gib: int
+
+
+_AWS_SIZES = {"large": 2, "xlarge": 4, "2xlarge": 8, "4xlarge": 16, "8xlarge": 32, "12xlarge": 48, "16xlarge": 64}
+
+
+def _aws_family(family: str, gib_per_vcpu: int, sizes: tuple[str, ...] = tuple(_AWS_SIZES)) -> list[CpuShape]:
+    """EC2 families share one size ladder (``large`` = 2 vCPUs, each step doubles) and a fixed memory ratio:
+    m (general purpose) 4 GiB per vCPU, c (compute) 2, r (memory) 8."""
+    return [CpuShape("aws", f"{family}.{size}", _AWS_SIZES[size], _AWS_SIZES[size] * gib_per_vcpu)
+            for size in sizes]
+
+
+def _gcp_family(family: str, gib_per_vcpu: float, vcpus: tuple[int, ...]) -> list[CpuShape]:
+    """Compute Engine predefined types are ``<family>-<vCPUs>`` with a fixed memory ratio per family."""
+    return [CpuShape("gcp", f"{family}-{n}", n, int(n * gib_per_vcpu)) for n in vcpus]
+
+
+CPU_SHAPE_CATALOG: tuple[CpuShape, ...] = (
+    *_aws_family("m5", 4), *_aws_family("m6i", 4), *_aws_family("m6a", 4), *_aws_family("m7i", 4),
+    *_aws_family("c6i", 2), *_aws_family("c7i", 2), *_aws_family("r6i", 8), *_aws_family("r7i", 8),
+    *_aws_family("t3", 4, ("large", "xlarge", "2xlarge")),
+    *_gcp_family("e2-standard", 4, (2, 4, 8, 16, 32)), *_gcp_family("e2-highmem", 8, (2, 4, 8, 16)),
+    *_gcp_family("e2-highcpu", 1, (2, 4, 8, 16, 32)),
+    *_gcp_family("n2-standard", 4, (2, 4, 8, 16, 32, 48, 64, 80, 96, 128)),
+    *_gcp_family("n2-highmem", 8, (2, 4, 8, 16, 32, 48, 64, 80, 96, 128)),
+    *_gcp_family("n2-highcpu", 1, (2, 4, 8, 16, 32, 48, 64, 80, 96)),
+    *_gcp_family("n2d-standard", 4, (2, 4, 8, 16, 32, 48, 64, 80, 96, 128, 224)),
+    *_gcp_family("n1-standard", 3.75, (4, 8, 16, 32, 64, 96)),
+    *_gcp_family("c3-standard", 4, (4, 8, 22, 44, 88, 176)),
+    CpuShape("kind", "kind-node", 2, 8),  # kind nodes share the host, sized for a laptop
+)
+CPU_SHAPES: dict[str, tuple[int, int]] = {s.instance_type: (s.vcpus, s.memory_gib) for s in CPU_SHAPE_CATALOG}
+"""instance type -> (vCPUs, memory GiB), every cloud together."""
 
 
 class CatalogError(ValueError):
@@ -157,6 +190,29 @@ def find_offering(accelerator: str, cloud: str, gpus_per_node: int | None = None
 def cpu_shape(instance_type: str) -> tuple[int, int] | None:
     """(vCPUs, memory GiB) of a CPU node shape, or None when the catalog does not know it."""
     return CPU_SHAPES.get(instance_type)
+
+
+def cpu_instance_types(cloud: str) -> list[str]:
+    """The CPU node shapes the catalog knows on ``cloud``, in catalog order."""
+    return [s.instance_type for s in CPU_SHAPE_CATALOG if s.cloud == cloud]
+
+
+def cpu_instance_problem(cloud: str, instance_type: str) -> str | None:
+    """Why ``instance_type`` cannot be a CPU pool's shape on ``cloud`` (None when it can). The catalog must
+    know its vCPUs and memory, or the quota check against the pool's supply could not run."""
+    if instance_type in cpu_instance_types(cloud):
+        return None
+    gpu = next((o for o in OFFERINGS if o.cloud == cloud and o.instance_type == instance_type), None)
+    if gpu is not None:
+        return f"{instance_type!r} carries {gpu.accelerator}: set accelerator: {gpu.accelerator} for a GPU pool"
+    elsewhere = next((s.cloud for s in CPU_SHAPE_CATALOG if s.instance_type == instance_type), None)
+    if elsewhere is not None:
+        return f"{instance_type!r} is a node shape of {elsewhere}, not of {cloud}"
+    known = cpu_instance_types(cloud)
+    hint = difflib.get_close_matches(instance_type, known, n=1)
+    choices = f"did you mean {hint[0]!r}?" if hint else f"known: {', '.join(known)}"
+    return (f"unknown CPU instance type {instance_type!r} on {cloud}; {choices} (another shape: add it with its "
+            f"vCPUs and memory to CPU_SHAPE_CATALOG in components/catalog.py)")
 
 
 # --- prices ----------------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ import math
 import re
 import types
 import typing
-from collections import Counter
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, TextIO
 
@@ -94,7 +94,8 @@ class NodePool(_Model):
     gpus_per_node: int | None = Field(default=None, ge=1)
     """Default: the smallest node shape the cloud offers for the accelerator. Conflicts with a CPU pool."""
     instance_type: str | None = None
-    """EC2 instance / GCE machine type. Default: from the catalog (GPU) or a general-purpose shape (CPU)."""
+    """EC2 instance / GCE machine type. Default: from the catalog (GPU) or a general-purpose shape (CPU). A CPU
+    pool's must be a catalog CPU shape of the cloud (its vCPUs and memory size the quotas)."""
     min_nodes: int = Field(default=0, ge=0, le=1000)
     """Autoscaler lower bound (the desired size at creation)."""
     max_nodes: int = Field(default=1, ge=1, le=1000)
@@ -232,7 +233,8 @@ class ServedModel(_Model):
     replica (nodes need egress to the hub)."""
     gpu_fraction: float | None = Field(default=None, ge=0, le=8)
     """Physical GPUs per replica; below 1 shares a GPU; on a time-sliced pool at most one slice,
-    1 / ``gpuSharing.replicas``. Default: 1 when the stack has a GPU pool, else 0 (CPU)."""
+    1 / ``gpuSharing.replicas``; 0 serves on CPU, on a CPU workers pool (the stack needs one). Default: 1 when the
+    stack has a GPU pool, else 0 (CPU)."""
     min_replicas: int = Field(default=1, ge=0, le=100)
     """Autoscaling lower bound (0 scales to zero when idle)."""
     max_replicas: int = Field(default=1, ge=1, le=100)
@@ -447,11 +449,20 @@ class StackSpec(_Model):
 
 @dataclass(frozen=True)
 class Problem:
+    """One problem of a stack config. ``path`` is the exact property path, as ``pulumi config set --path
+    'park:<path>'`` takes it; ``names`` says which pool / team / model its list positions are; ``file`` and
+    ``line`` where the stack file has the key (or its nearest parent), when the config came from a file."""
+
     path: str
     reason: str
+    names: str = ""
+    file: str = ""
+    line: int | None = None
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.reason}" if self.path else self.reason
+        where = f"{self.file}:{self.line}: " if self.file and self.line else f"{self.file}: " if self.file else ""
+        path = f"{self.path} ({self.names})" if self.path and self.names else self.path
+        return f"{where}{path}: {self.reason}" if path else f"{where}{self.reason}"
 
 
 class SpecError(ValueError):
@@ -465,9 +476,9 @@ class SpecError(ValueError):
 # --- parsing -----------------------------------------------------------------------------------
 
 
-NO_PARK_KEYS = (f"the stack config has no {CONFIG_NAMESPACE}:* keys; a stack needs at least "
-                f"{CONFIG_NAMESPACE}:cloud, :clusterName, :nodePools and :teams (see docs/stack-config.md, "
-                f"or start from stacks/Pulumi.kind.yaml)")
+STACK_NEEDS = (f"a stack needs at least {CONFIG_NAMESPACE}:cloud, :clusterName, :nodePools and :teams under "
+               f"'config:' (see docs/stack-config.md, or start from stacks/Pulumi.kind.yaml)")
+NO_PARK_KEYS = f"the stack config has no {CONFIG_NAMESPACE}:* keys; {STACK_NEEDS}"
 
 
 def parse_spec(config: dict[str, Any]) -> StackSpec:
@@ -482,15 +493,52 @@ def parse_spec(config: dict[str, Any]) -> StackSpec:
     try:
         spec = StackSpec.model_validate(config)
     except ValidationError as err:
-        raise SpecError(_structural_problems(err, config)) from None
+        raise SpecError(named(_structural_problems(err, config), config)) from None
     problems = check_spec(spec)
     if not problems:
         from park.components.clouds.checks import cloud_problems  # clouds import this module
 
         problems = cloud_problems(spec)
     if problems:
-        raise SpecError(problems)
+        raise SpecError(named(problems, config))
     return spec
+
+
+_NAMED_LISTS = {"nodePools": ("name", "pool"), "teams": ("name", "team"), "quotas": ("pool", "pool"),
+                "models": ("name", "model"), "priorityClasses": ("name", "priority class")}
+"""Lists whose items carry a name: the key that holds it, and the word for an item."""
+_PATH_PART = re.compile(r"\[(\d+)\]|\.?([^.\[\]]+)")
+
+
+def path_parts(path: str) -> list[str | int]:
+    """``teams[0].quotas[1].cpu`` -> ``['teams', 0, 'quotas', 1, 'cpu']``."""
+    return [int(index) if index else key for index, key in _PATH_PART.findall(path)]
+
+
+def _names_along(path: str, config: Any) -> str:
+    """``team research, pool h100-spot`` for ``teams[0].quotas[1].cpu``: the names of the list items the path
+    passes through, read from the config as given (structural problems get them too). An item's name is left
+    out where the path goes on into the name key itself (``teams[1].name: duplicate team 'research'``)."""
+    parts, names, node, key = path_parts(path), [], config, None
+    for i, part in enumerate(parts):
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                break
+            node = node[part]
+            name_key, word = _NAMED_LISTS.get(key, (None, None))
+            value = node.get(name_key) if isinstance(node, dict) and name_key else None
+            if isinstance(value, str) and value and parts[i + 1:i + 2] != [name_key]:
+                names.append(f"{word} {value}")
+        elif isinstance(node, dict) and part in node:
+            node, key = node[part], part
+        else:
+            break
+    return ", ".join(names)
+
+
+def named(problems: list[Problem], config: Any) -> list[Problem]:
+    """``problems`` with the names of the pools, teams and models their list positions stand for."""
+    return [replace(p, names=_names_along(p.path, config)) if p.path else p for p in problems]
 
 
 def _field_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -651,6 +699,9 @@ def check_spec(spec: StackSpec) -> list[Problem]:
                         add(f"{at}.gpusPerNode", str(err))
         if spec.cloud == "kind" and pool.instance_type not in (None, catalog.DEFAULT_CPU_INSTANCE["kind"]):
             add(f"{at}.instanceType", "kind nodes are containers on this host; remove instanceType")
+        elif spec.cloud != "kind" and pool.accelerator is None and pool.instance_type is not None:
+            if reason := catalog.cpu_instance_problem(spec.cloud, pool.instance_type):
+                add(f"{at}.instanceType", reason)  # unknown shape: its supply could not be checked
         for key, value in pool.labels.items():
             if not _QUALIFIED_NAME.match(key) or len(key.rsplit("/", 1)[-1]) > 63:
                 add(f"{at}.labels.{key}", "not a valid label key")
@@ -672,7 +723,8 @@ def check_spec(spec: StackSpec) -> list[Problem]:
     # teams and quotas
     team_names = Counter(t.name for t in spec.teams)
     namespaces = Counter(t.namespace_name for t in spec.teams)
-    gpu_claims: dict[str, int] = Counter()
+    claims: dict[tuple[str, str], list[tuple[str, Any]]] = defaultdict(list)  # (pool, resource): [(team, amount)]
+    over: set[tuple[str, str]] = set()  # (pool, resource) where one quota alone is above the supply
     for i, team in enumerate(spec.teams):
         at = f"teams[{i}]"
         if team_names[team.name] > 1:
@@ -696,25 +748,24 @@ def check_spec(spec: StackSpec) -> list[Problem]:
                 add(f"{qat}.pool", f"pool {quota.pool!r} appears twice in this team's quotas")
             if any(p.path.startswith(f"nodePools[{spec.node_pools.index(pool)}]") for p in problems):
                 continue  # the pool itself is broken; its supply is unknown
-            supply = spec.gpu_slots_per_node(pool) * pool.max_nodes
-            if quota.gpus > supply:
-                add(f"{qat}.gpus", f"{quota.gpus} GPUs is above what pool {pool.name!r} can supply "
-                                   f"({pool.max_nodes} nodes x {spec.gpu_slots_per_node(pool)} = {supply})")
-            gpu_claims[pool.name] += quota.gpus
-            shape = _node_shape(spec, pool)
-            if shape is not None:
-                vcpus, mem_gib = shape
-                if parse_quantity(quota.cpu) > vcpus * pool.max_nodes:
-                    add(f"{qat}.cpu", f"{quota.cpu} CPUs is above what pool {pool.name!r} can supply "
-                                      f"({pool.max_nodes} nodes x {vcpus} vCPUs)")
-                if parse_quantity(quota.memory) > mem_gib * pool.max_nodes * 2**30:
-                    add(f"{qat}.memory", f"{quota.memory} is above what pool {pool.name!r} can supply "
-                                         f"({pool.max_nodes} nodes x {mem_gib}Gi)")
-    for name, claimed in gpu_claims.items():
-        pool = known_pools[name]
-        supply = spec.gpu_slots_per_node(pool) * pool.max_nodes
-        if supply < claimed and not any(p.path.endswith(".gpus") for p in problems):
-            add("teams", f"GPU quotas on pool {name!r} add up to {claimed}, above the {supply} it can supply")
+            supply = _pool_supply(spec, pool)
+            for resource, amount in _quota_amounts(quota).items():
+                if resource not in supply:
+                    continue  # no node shape to size it against
+                total, how = supply[resource]
+                claims[(pool.name, resource)].append((team.name, amount))
+                if amount > total:
+                    over.add((pool.name, resource))
+                    given = {"gpus": f"{quota.gpus} GPUs", "cpu": f"{quota.cpu} CPUs", "memory": quota.memory}
+                    add(f"{qat}.{resource}", f"{given[resource]} is above what pool {pool.name!r} can supply ({how})")
+    for (name, resource), shares in claims.items():
+        total, how = _pool_supply(spec, known_pools[name])[resource]
+        claimed = sum(amount for _, amount in shares)
+        if claimed > total and (name, resource) not in over:
+            each = ", ".join(f"{team} {_show_amount(resource, amount)}" for team, amount in shares)
+            add("teams", f"{_QUOTA_WORDS[resource]} quotas on pool {name!r} add up to "
+                         f"{_show_amount(resource, claimed)} ({each}), above the {_show_amount(resource, total)} "
+                         f"it can supply ({how})")
 
     # observability, security
     if spec.observability.grafana and not spec.observability.prometheus:
@@ -739,6 +790,7 @@ def check_spec(spec: StackSpec) -> list[Problem]:
     # served models
     model_names = Counter(m.name for m in spec.models)
     usable_gpu_pools = [p for p in spec.gpu_pools if spec.cloud != "kind" and not _pool_broken(problems, spec, p)]
+    cpu_workers = [p.name for p in spec.node_pools if p.role == "workers" and not p.has_gpus]
     max_gpus = max((spec.gpus_per_node(p) for p in usable_gpu_pools), default=0)
     for i, model in enumerate(spec.models):
         at = f"models[{i}]"
@@ -747,7 +799,12 @@ def check_spec(spec: StackSpec) -> list[Problem]:
         if model.min_replicas > model.max_replicas:
             add(f"{at}.minReplicas", f"{model.min_replicas} is above maxReplicas {model.max_replicas}")
         gpus = spec.model_gpus(model)
-        if gpus > 0 and not usable_gpu_pools:
+        if model.gpu_fraction == 0 and not cpu_workers:
+            # served on CPU, a CPU pool must exist: else the server lands on a GPU pool and holds a GPU node
+            add(f"{at}.gpuFraction", "0 serves the model on CPU, but the stack has no CPU workers pool (role "
+                                     "workers, no accelerator); set the share of a GPU a replica needs (e.g. "
+                                     "0.25), or add a CPU workers pool")
+        elif gpus > 0 and not usable_gpu_pools:
             add(f"{at}.gpuFraction", f"{gpus:g} GPU per replica fits no pool: the stack has no GPU pool")
         elif gpus > 1 and gpus != math.floor(gpus):
             add(f"{at}.gpuFraction", f"{gpus:g}: above one GPU a replica takes whole GPUs")
@@ -857,6 +914,32 @@ def _pool_broken(problems: list[Problem], spec: StackSpec, pool: NodePool) -> bo
     return any(p.path.startswith(f"nodePools[{spec.node_pools.index(pool)}]") for p in problems)
 
 
+_QUOTA_WORDS = {"gpus": "GPU", "cpu": "CPU", "memory": "memory"}
+
+
+def _quota_amounts(quota: PoolQuota) -> dict[str, Any]:
+    """GPUs, CPUs (cores) and memory (bytes) a quota claims on its pool."""
+    return {"gpus": quota.gpus, "cpu": parse_quantity(quota.cpu), "memory": parse_quantity(quota.memory)}
+
+
+def _pool_supply(spec: StackSpec, pool: NodePool) -> dict[str, tuple[Any, str]]:
+    """What a pool can supply at ``maxNodes``, per quota resource, with how that is reckoned (in the units of
+    :func:`_quota_amounts`); CPU and memory only where the catalog knows the node shape."""
+    nodes, slots = pool.max_nodes, spec.gpu_slots_per_node(pool)
+    supply: dict[str, tuple[Any, str]] = {"gpus": (slots * nodes, f"{nodes} nodes x {slots} = {slots * nodes}")}
+    shape = _node_shape(spec, pool)
+    if shape is not None:
+        vcpus, mem_gib = shape
+        supply["cpu"] = (vcpus * nodes, f"{nodes} nodes x {vcpus} vCPUs")
+        supply["memory"] = (mem_gib * nodes * 2**30, f"{nodes} nodes x {mem_gib}Gi")
+    return supply
+
+
+def _show_amount(resource: str, amount: Any) -> str:
+    """An amount in the units of :func:`_quota_amounts`, as a quota would write it."""
+    return f"{amount / 2**30:g}Gi" if resource == "memory" else f"{amount:g}"
+
+
 def _node_shape(spec: StackSpec, pool: NodePool) -> tuple[int, int] | None:
     offering = spec.offering(pool)
     if offering is not None:
@@ -869,13 +952,49 @@ def _node_shape(spec: StackSpec, pool: NodePool) -> tuple[int, int] | None:
 
 def stack_file_config(path: Path) -> dict[str, Any]:
     """Every key of a ``Pulumi.<stack>.yaml``'s ``config:`` mapping (``park:``, ``aws:``, ...)."""
+    return _read_stack_file(path)[0]
+
+
+KeyLines = dict[tuple[Any, ...], int]
+"""Line (1-based) of every key and list item under ``config:``, by path: ``('park:nodePools', 1, 'spot')``."""
+
+
+def _read_stack_file(path: Path) -> tuple[dict[str, Any], KeyLines]:
     try:
-        document = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text()
+        document, root = yaml.safe_load(text), yaml.compose(text, Loader=yaml.SafeLoader)
     except (OSError, yaml.YAMLError) as err:
         raise SpecError([Problem("", f"cannot read {path}: {err}")]) from None
-    if not isinstance(document, dict) or not isinstance(document.get("config", {}), dict):
-        raise SpecError([Problem("", f"{path}: expected a mapping with a 'config:' mapping")])
-    return document.get("config") or {}
+    if document is None:
+        raise SpecError([Problem("", f"the file is empty; {STACK_NEEDS}", file=str(path))])
+    if not isinstance(document, dict) or not isinstance(document.get("config") or {}, dict):
+        raise SpecError([Problem("", "expected a mapping with a 'config:' mapping", file=str(path))])
+    config_node = next((v for k, v in root.value if k.value == "config"), None)
+    return document.get("config") or {}, _key_lines(config_node)
+
+
+def _key_lines(node: yaml.Node | None, at: tuple[Any, ...] = ()) -> KeyLines:
+    """PyYAML's node marks, walked: where each key (and each list item) of the config starts."""
+    lines: KeyLines = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            lines[(*at, key.value)] = key.start_mark.line + 1
+            lines |= _key_lines(value, (*at, key.value))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[(*at, i)] = item.start_mark.line + 1
+            lines |= _key_lines(item, (*at, i))
+    return lines
+
+
+def _located(problem: Problem, file: str, lines: KeyLines) -> Problem:
+    """``problem`` with the file and the line of its key, or of the nearest parent key the file has (where a
+    missing key would go)."""
+    parts = path_parts(problem.path)
+    if parts and ":" not in str(parts[0]):
+        parts[0] = f"{CONFIG_NAMESPACE}:{parts[0]}"  # a park key; provider keys (aws:region) are named in full
+    found = (lines.get(tuple(parts[:n])) for n in range(len(parts), 0, -1))
+    return replace(problem, file=file, line=next((line for line in found if line), None))
 
 
 def park_keys(config: dict[str, Any]) -> dict[str, Any]:
@@ -907,12 +1026,32 @@ def misspelled_namespaces(keys: list[str]) -> list[Problem]:
     return problems
 
 
-def parse_spec_checking_keys(config: dict[str, Any], all_keys: list[str], where: str = "") -> StackSpec:
-    """:func:`parse_spec` plus the problems only the full key list shows: no ``park:`` keys at all,
-    misspelled namespaces. ``where`` (a file) prefixes the no-keys message."""
-    problems = misspelled_namespaces(all_keys)
+PROVIDER_KEYS = {"aws:region": "region", "gcp:region": "region", "gcp:project": "project"}
+"""Provider settings a stack file may carry beside the ``park:`` key the stack really uses: every resource goes
+through a provider the adapter builds from ``park:region`` / ``park:project``, so these must agree with them."""
+
+
+def provider_key_problems(everything: dict[str, Any], config: dict[str, Any]) -> list[Problem]:
+    """An ``aws:region`` / ``gcp:region`` / ``gcp:project`` that differs from its ``park:`` key: editing it would
+    move nothing, so say which one counts."""
+    problems = []
+    for key, park_key in PROVIDER_KEYS.items():
+        theirs, ours = everything.get(key), config.get(park_key)
+        if theirs is not None and ours is not None and theirs != ours:
+            problems.append(Problem(key, (
+                f"{theirs!r} differs from {CONFIG_NAMESPACE}:{park_key} {ours!r}; the stack goes where "
+                f"{CONFIG_NAMESPACE}:{park_key} says (its providers are built from it): set both to the same "
+                f"value, e.g. `pulumi config set {CONFIG_NAMESPACE}:{park_key} VALUE` and `pulumi config set "
+                f"{key} VALUE`")))
+    return problems
+
+
+def parse_spec_checking_keys(config: dict[str, Any], everything: dict[str, Any]) -> StackSpec:
+    """:func:`parse_spec` plus the problems only the whole stack config (``everything``, every namespace)
+    shows: no ``park:`` keys at all, misspelled namespaces, provider keys that disagree with the park keys."""
+    problems = misspelled_namespaces(list(everything)) + provider_key_problems(everything, config)
     if not config:
-        raise SpecError([*problems, Problem("", f"{where}: {NO_PARK_KEYS}" if where else NO_PARK_KEYS)])
+        raise SpecError([*problems, Problem("", NO_PARK_KEYS)])
     try:
         spec = parse_spec(config)
     except SpecError as err:
@@ -923,8 +1062,12 @@ def parse_spec_checking_keys(config: dict[str, Any], all_keys: list[str], where:
 
 
 def load_stack_file(path: Path) -> StackSpec:
-    everything = stack_file_config(path)
-    return parse_spec_checking_keys(park_keys(everything), list(everything), where=str(path))
+    """The spec of a ``Pulumi.<stack>.yaml``; its problems carry the file and the line of their key."""
+    everything, lines = _read_stack_file(path)
+    try:
+        return parse_spec_checking_keys(park_keys(everything), everything)
+    except SpecError as err:
+        raise SpecError([_located(p, str(path), lines) for p in err.problems]) from None
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -1006,6 +1149,6 @@ def spec_from_pulumi_config() -> StackSpec:
     import pulumi
 
     try:
-        return parse_spec_checking_keys(pulumi_park_config(), list(_pulumi_config()))
+        return parse_spec_checking_keys(pulumi_park_config(), _pulumi_config())
     except SpecError as err:
         raise pulumi.RunError(f"invalid stack config ({len(err.problems)} problems):\n{err}") from None

@@ -16,11 +16,12 @@ import pytest
 from park.components import spec as specs
 from park.components.clouds import gcp as adapter
 from park.components.clouds import gcp_ray_service_account_email, load_adapter
-from schemas import TEST_ALLOWED_CIDR, shipped_variant
+from schemas import TEST_ALLOWED_CIDR, TEST_PROJECT, provisionable_variant
 from pulumi_mocks import DeclaredList, Harness, install
 
 STACK_FILE = specs.resolve_stack_file("gcp")
-SHIPPED = specs.load_stack_file(STACK_FILE)
+SHIPPED = provisionable_variant("gcp")
+"""The shipped gcp stack as a team has it before `pulumi up` (its own project id and bucket name)."""
 
 NETWORK = "gcp:compute/network:Network"
 SUBNETWORK = "gcp:compute/subnetwork:Subnetwork"
@@ -46,8 +47,8 @@ EXPECTED_NODE_POOLS = {
 }
 
 
-variant = functools.partial(shipped_variant, "gcp")
-"""The shipped gcp spec with some park:* keys replaced."""
+variant = functools.partial(provisionable_variant, "gcp")
+"""The shipped gcp spec with some park:* keys replaced (and what a team sets before `pulumi up`)."""
 
 
 @pytest.fixture
@@ -123,8 +124,8 @@ def test_gke_kubeconfig_gets_tokens_from_the_gke_auth_plugin():
 
 def test_workload_identity_members_are_the_ray_service_accounts_of_each_team():
     assert adapter.workload_identity_members(SHIPPED) == [
-        "serviceAccount:park-stack-demo.svc.id.goog[research/park-ray]",
-        "serviceAccount:park-stack-demo.svc.id.goog[serving/park-ray]",
+        f"serviceAccount:{TEST_PROJECT}.svc.id.goog[research/park-ray]",
+        f"serviceAccount:{TEST_PROJECT}.svc.id.goog[serving/park-ray]",
     ]
 
 
@@ -145,7 +146,7 @@ def test_every_resource_is_a_child_of_the_parent_and_uses_the_project_provider(m
     def check(declared: DeclaredList):
         provider = declared.one(GCP_PROVIDER)
         assert (provider.inputs["project"], provider.inputs["region"]) == (
-            "park-stack-demo",
+            TEST_PROJECT,
             "us-central1",
         ), f"{provider.urn} is not for the spec's project and region"
         for d in declared:
@@ -211,7 +212,7 @@ def test_cluster_is_private_vpc_native_with_workload_identity(mocks, private):
         assert blocks == ([] if private else [TEST_ALLOWED_CIDR]), (
             f"{cluster.urn} authorized networks {blocks}"
         )
-        assert i["workloadIdentityConfig"]["workloadPool"] == "park-stack-demo.svc.id.goog", cluster.urn
+        assert i["workloadIdentityConfig"]["workloadPool"] == f"{TEST_PROJECT}.svc.id.goog", cluster.urn
         assert i["releaseChannel"]["channel"] == "REGULAR" and i["minMasterVersion"] == "1.33", cluster.urn
         assert i["ipAllocationPolicy"] == {
             "clusterSecondaryRangeName": "pods",
@@ -335,8 +336,8 @@ def test_ray_identity_is_bound_only_to_the_ray_service_accounts_and_the_bucket(m
         ]
         assert {b.inputs["role"] for b in bindings} == {"roles/iam.workloadIdentityUser"}, bindings
         assert sorted(b.inputs["member"] for b in bindings) == [
-            "serviceAccount:park-stack-demo.svc.id.goog[research/park-ray]",
-            "serviceAccount:park-stack-demo.svc.id.goog[serving/park-ray]",
+            f"serviceAccount:{TEST_PROJECT}.svc.id.goog[research/park-ray]",
+            f"serviceAccount:{TEST_PROJECT}.svc.id.goog[serving/park-ray]",
         ], f"{ray.urn} can be impersonated by {[b.inputs['member'] for b in bindings]}"
         cluster = declared.one(CLUSTER)
         assert all(cluster.name in b.depends_on for b in bindings), (

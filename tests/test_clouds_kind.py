@@ -151,7 +151,7 @@ def test_cli_lists_every_problem_of_a_bad_stack_file_on_stderr(tmp_path):
     result = CliRunner().invoke(app, ["kind-config", str(bad)])
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
-    assert any(line.startswith("clusterName:") for line in lines), lines
+    assert any(line.startswith(f"{bad}:3: clusterName:") for line in lines), lines  # FILE:LINE: path: reason
     assert "Traceback" not in result.output
 
 

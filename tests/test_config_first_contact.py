@@ -5,6 +5,7 @@ and the offending value, exit 2 for ``park render``, never a traceback."""
 from __future__ import annotations
 
 import json
+import re
 import runpy
 import subprocess
 import sys
@@ -47,6 +48,11 @@ def run_park_render(tmp_path: Path, config: dict[str, object]) -> subprocess.Com
     return subprocess.run([str(PARK), "render", str(stack_file)], capture_output=True, text=True, timeout=120)
 
 
+def without_location(stderr: str) -> list[str]:
+    """The lines `park render` printed, without the `FILE:LINE: ` each problem of a stack file starts with."""
+    return [re.sub(r"^\S+?\.yaml(:\d+)?: ", "", line) for line in stderr.splitlines()]
+
+
 TYPO_CASES = {
     # key as typed -> the line both entry points must print
     "park:modles": "modles: unknown key; did you mean 'models'?",
@@ -67,7 +73,7 @@ def test_a_typod_top_level_key_stops_pulumi_up_as_it_stops_park_render(typo, tmp
 
     rendered = run_park_render(tmp_path, config)
     assert rendered.returncode == 2, rendered.stderr
-    assert expected in rendered.stderr.splitlines(), rendered.stderr
+    assert expected in without_location(rendered.stderr), rendered.stderr
     assert "Traceback" not in rendered.stderr
 
 
@@ -88,7 +94,7 @@ def test_an_unknown_cloud_echoes_the_value_given(tmp_path):
     config["park:cloud"] = "azure"
     rendered = run_park_render(tmp_path, config)
     assert rendered.returncode == 2
-    assert "cloud: Input should be 'aws', 'gcp' or 'kind' (got 'azure')" in rendered.stderr.splitlines(), \
+    assert "cloud: Input should be 'aws', 'gcp' or 'kind' (got 'azure')" in without_location(rendered.stderr), \
         rendered.stderr
     assert "Traceback" not in rendered.stderr
     assert "(got 'azure')" in run_pulumi_program(config)
@@ -99,7 +105,7 @@ def test_the_program_reads_structured_values_set_as_real_json(tmp_path):
     config = shipped_config("kind")
     config["park:teams"] = [{"name": "research", "quotas": [{"pool": "gpu"}]}]
     message = run_pulumi_program(config)
-    assert "teams[0].quotas[0].pool: unknown pool 'gpu'" in message
+    assert "teams[0].quotas[0].pool (team research): unknown pool 'gpu'" in message
 
 
 def test_an_unquoted_kubernetes_version_says_to_quote_it(tmp_path):
@@ -109,7 +115,7 @@ def test_an_unquoted_kubernetes_version_says_to_quote_it(tmp_path):
     config["park:kubernetesVersion"] = 1.30
     rendered = run_park_render(tmp_path, config)
     assert rendered.returncode == 2
-    line = next(x for x in rendered.stderr.splitlines() if x.startswith("kubernetesVersion:"))
+    line = next(x for x in without_location(rendered.stderr) if x.startswith("kubernetesVersion:"))
     assert 'quoted string, e.g. "1.30"' in line and "1.3" in line, line
 
 
@@ -128,5 +134,108 @@ def test_a_misspelled_park_namespace_is_reported_not_dropped(tmp_path):
     expected = "parks:models: unknown config namespace 'parks'; did you mean 'park:models'?"
     rendered = run_park_render(tmp_path, config)
     assert rendered.returncode == 2
-    assert expected in rendered.stderr.splitlines(), rendered.stderr
+    assert expected in without_location(rendered.stderr), rendered.stderr
     assert expected in run_pulumi_program(config)
+
+
+def test_park_render_names_the_file_line_and_items_of_each_problem(tmp_path):
+    """Issue 11: lines carried list positions only (`teams[0].quotas[1].cpu`) and no file or line; now
+    `FILE:LINE: path (names): reason`, the path still exactly what `pulumi config set --path` takes."""
+    config = shipped_config("aws")
+    config["park:teams"][0]["quotas"][1]["cpu"] = 4000
+    rendered = run_park_render(tmp_path, config)
+    assert rendered.returncode == 2
+    stack_file = tmp_path / "Pulumi.mine.yaml"
+    line = next(n for n, text in enumerate(stack_file.read_text().splitlines(), 1) if "cpu: 4000" in text)
+    expected = (f"{stack_file}:{line}: teams[0].quotas[1].cpu (team research, pool h100-spot): 4000 CPUs is above "
+                "what pool 'h100-spot' can supply (2 nodes x 192 vCPUs)")
+    assert rendered.stderr.splitlines() == [expected], rendered.stderr
+    assert "teams[0].quotas[1].cpu (team research, pool h100-spot): 4000 CPUs" in run_pulumi_program(config)
+
+
+def test_a_missing_key_points_at_the_line_of_its_parent(tmp_path):
+    config = shipped_config("kind")
+    del config["park:teams"][1]["name"]
+    rendered = run_park_render(tmp_path, config)
+    stack_file = tmp_path / "Pulumi.mine.yaml"
+    lines = stack_file.read_text().splitlines()
+    item = next(n for n, text in enumerate(lines, 1) if text.lstrip().startswith("- defaultPriority: high"))
+    assert f"{stack_file}:{item}: teams[1].name: required" in rendered.stderr.splitlines(), rendered.stderr
+
+
+def test_an_empty_stack_file_is_one_line(tmp_path):
+    """Issue 11: an empty file gave four `required` lines."""
+    stack_file = tmp_path / "Pulumi.empty.yaml"
+    stack_file.write_text("# nothing here yet\n")
+    done = subprocess.run([str(PARK), "render", str(stack_file)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"{stack_file}: the file is empty; a stack needs at least park:cloud, :clusterName, :nodePools and :teams "
+        "under 'config:' (see docs/stack-config.md, or start from stacks/Pulumi.kind.yaml)"], done.stderr
+
+
+@pytest.mark.parametrize(("stack", "key", "value"), [
+    ("aws", "aws:region", "eu-west-1"), ("gcp", "gcp:region", "europe-west4"), ("gcp", "gcp:project", "other-project")])
+def test_a_provider_key_that_disagrees_with_its_park_key_is_an_error(stack, key, value, tmp_path):
+    """Issue 11: `aws:region` / `gcp:region` / `gcp:project` were ignored in favour of the park: keys, so editing
+    one moved nothing. The adapters build their providers from the park: keys; a disagreeing key now stops both
+    entry points, saying which key counts."""
+    config = shipped_config(stack)
+    config[key] = value
+    park_key = "region" if key.endswith("region") else "project"
+    expected = f"{key}: {value!r} differs from park:{park_key} {config[f'park:{park_key}']!r}"
+    rendered = run_park_render(tmp_path, config)
+    assert rendered.returncode == 2
+    assert any(expected in line for line in rendered.stderr.splitlines()), rendered.stderr
+    assert expected in run_pulumi_program(config)
+
+
+def test_the_adapters_build_their_providers_from_the_park_keys():
+    """What the provider-key check relies on: the region (and project) every resource goes to is park:'s."""
+    import inspect
+
+    from park.components.clouds import aws, gcp
+
+    assert "region=spec.region" in inspect.getsource(aws._EksBuild.__init__)
+    gke = inspect.getsource(gcp._GkeBuild.__init__)
+    assert "project=spec.project" in gke and "region=spec.region" in gke
+
+
+def test_pulumi_up_of_the_shipped_gcp_stack_asks_for_a_project_and_bucket_of_ones_own(tmp_path):
+    """Issue 11: `park-stack-demo` was a stand-in nothing asked to change, and the default bucket
+    `park-gcp-park-data` (S3 alike: `park-aws-park-data`) is global, so the second adopter collides.
+    `park render gcp` keeps working; `pulumi up` stops before declaring anything, saying what to set."""
+    config = shipped_config("gcp")
+    assert subprocess.run([str(PARK), "render", "gcp"], capture_output=True, text=True,
+                          timeout=300).returncode == 0
+    message = run_pulumi_program(config)
+    assert "project: 'park-stack-demo' is the shipped example's stand-in, not your project" in message, message
+    assert "storage.bucket: required before `pulumi up`: Cloud Storage bucket names are global" in message, message
+
+    config["park:project"] = config["gcp:project"] = "my-own-project"
+    config["park:storage"] = {**config["park:storage"], "bucket": "my-own-project-park-gcp"}
+    config["park:models"] = []  # a model source must be in the stack's bucket; none here
+    message = run_pulumi_program_until_done(config)
+    assert message is None, message
+
+
+def test_pulumi_up_of_the_shipped_aws_stack_asks_for_a_bucket_of_ones_own():
+    config = shipped_config("aws")
+    config["park:security"] = {"allowedCidrs": ["198.18.0.1/32"]}
+    message = run_pulumi_program(config)
+    assert "storage.bucket: required before `pulumi up`: S3 bucket names are global" in message, message
+    assert "aws sts get-caller-identity --query Account" in message
+    assert "project" not in message.split("storage.bucket")[0].splitlines()[-1]
+
+
+def run_pulumi_program_until_done(config: dict[str, object]) -> str | None:
+    """Run stacks/__main__.py under the mocks: the RunError text it stops with, or None when it does not."""
+    install(stack="first-contact")
+    pulumi.runtime.set_all_config(as_engine_config(config))
+    try:
+        runpy.run_path(str(PROGRAM))
+    except pulumi.RunError as err:
+        return str(err)
+    finally:
+        pulumi.runtime.set_all_config({})
+    return None

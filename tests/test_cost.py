@@ -11,6 +11,7 @@ import pytest
 from park.components import catalog, cost
 from park.components.spec import config_from_stack_file, load_stack_file, parse_spec, resolve_stack_file
 from pulumi_mocks import DeclaredList, Harness, install
+from schemas import provisionable
 from typer.testing import CliRunner
 
 from park.cli import app
@@ -21,10 +22,8 @@ TEST_ALLOWED_CIDR = "198.18.0.1/32"  # RFC 2544 benchmarking range: not a docume
 
 
 def provisionable_variant(stack: str):
-    """The shipped stack with the allowedCidrs a team sets before `pulumi up`."""
-    config = config_from_stack_file(resolve_stack_file(stack))
-    config["security"] = {**config.get("security", {}), "allowedCidrs": [TEST_ALLOWED_CIDR]}
-    return parse_spec(config)
+    """The shipped stack with what a team sets before `pulumi up` (allowedCidrs, bucket, project)."""
+    return parse_spec(provisionable(config_from_stack_file(resolve_stack_file(stack))))
 
 
 def spec_of(cloud: str, pools: list[dict], region: str = "us-west-2", **extra):

@@ -198,13 +198,15 @@ def _stack_file(tmp_path, **model_changes) -> str:
         (
             {"gpuFraction": 0.5},
             (
-                "models[0].gpuFraction: 0.5 GPU per replica oversubscribes time-sliced pool 'l4-shared': "
+                "models[0].gpuFraction (model qwen2.5-0.5b-instruct): 0.5 GPU per replica oversubscribes "
+                "time-sliced pool 'l4-shared': "
                 "nodePools[2].gpuSharing.replicas is 4"
             ),
         ),
         (
             {"gpuFraction": None},
-            "models[0].gpuFraction: 1 GPU per replica (the default) oversubscribes time-sliced pool 'l4-shared'",
+            "models[0].gpuFraction (model qwen2.5-0.5b-instruct): 1 GPU per replica (the default) oversubscribes "
+            "time-sliced pool 'l4-shared'",
         ),
     ],
     ids=["half-an-l4", "default-whole-l4"],
@@ -213,7 +215,7 @@ def test_render_rejects_a_fraction_that_oversubscribes_a_time_sliced_gpu(tmp_pat
     result = RUNNER.invoke(cli, ["render", _stack_file(tmp_path, **change)])
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(expected), lines
+    assert len(lines) == 1 and lines[0].partition(": ")[2].startswith(expected), lines  # after FILE:LINE
     assert "set gpuFraction to 0.25 or less" in lines[0]
     assert "Traceback" not in result.output
     assert result.stdout == ""

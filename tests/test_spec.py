@@ -105,7 +105,20 @@ INVALID = [
     ("aws", "nodePools.1.gpusPerNode", 3, "nodePools[1].gpusPerNode", "comes with 8 GPUs per node"),
     ("aws", "nodePools.2.instanceType", "p5.48xlarge", "nodePools[2].instanceType", "does not carry nvidia-l4"),
     ("aws", "teams.0.quotas.1.gpus", 64, "teams[0].quotas[1].gpus", "above what pool 'h100-spot' can supply"),
-    ("aws", "teams.1.quotas.1.gpus", 12, "teams", "add up to 20, above the 16"),
+    ("aws", "teams.1.quotas.1.gpus", 12, "teams",
+     "GPU quotas on pool 'l4-shared' add up to 20 (research 8, serving 12), above the 16 it can supply"),
+    # issue 11: CPU and memory quotas are summed across teams too (each alone fits the system pool's 3 x 8 vCPUs)
+    ("aws", "teams.1.quotas.0.cpu", 24, "teams",
+     "CPU quotas on pool 'system' add up to 28 (research 4, serving 24), above the 24 it can supply (3 nodes x 8"),
+    ("aws", "teams.1.quotas.0.memory", "96Gi", "teams",
+     "memory quotas on pool 'system' add up to 112Gi (research 16Gi, serving 96Gi), above the 96Gi it can supply"),
+    # issue 11: a CPU pool's instanceType is a catalog shape of the cloud, so its supply is always known
+    ("aws", "nodePools.0.instanceType", "m6i.2xlarg", "nodePools[0].instanceType", "did you mean 'm6i.2xlarge'?"),
+    ("gcp", "nodePools.0.instanceType", "m6i.2xlarge", "nodePools[0].instanceType", "a node shape of aws, not of gcp"),
+    ("aws", "nodePools.0.instanceType", "g6.xlarge", "nodePools[0].instanceType",
+     "carries nvidia-l4: set accelerator: nvidia-l4"),
+    # issue 11: gpuFraction 0 is CPU serving, which needs a CPU workers pool (the aws stack has only GPU workers)
+    ("aws", "models.0.gpuFraction", 0, "models[0].gpuFraction", "0 serves the model on CPU, but the stack has no CPU"),
     ("aws", "zones", ["us-west-2a"], "zones", "at least two"),
     ("aws", "zones.1", "eu-west-1b", "zones[1]", "not a zone of region"),
     ("aws", "region", _DELETE, "region", "required on aws"),
@@ -167,11 +180,79 @@ def test_structural_problems_are_all_reported_at_once():
 
 
 def test_error_text_is_one_path_reason_line_per_problem():
+    """Issue 11: a list position alone (`nodePools[1]`) made the reader count; each line names the items too,
+    after the exact path `pulumi config set --path` takes."""
     config = _set(_set(base("kind"), "nodePools.1.spot", True), "teams.0.defaultPriority", "x")
     with pytest.raises(SpecError) as caught:
         parse_spec(config)
-    lines = str(caught.value).splitlines()
-    assert lines == [f"{p.path}: {p.reason}" for p in caught.value.problems] and len(lines) == 2
+    assert str(caught.value).splitlines() == [
+        "nodePools[1].spot (pool cpu): kind has no spot capacity",
+        "teams[0].defaultPriority (team research): unknown priority class 'x'; known: high, normal, low",
+    ]
+    assert [p.path for p in caught.value.problems] == ["nodePools[1].spot", "teams[0].defaultPriority"]
+
+
+def test_a_nested_path_names_every_item_it_passes_and_not_the_name_it_is_about():
+    quota = problems_named(_set(base("aws"), "teams.0.quotas.1.cpu", 4000))
+    assert quota["teams[0].quotas[1].cpu"] == "team research, pool h100-spot"
+    duplicate = problems_named(_set(base("kind"), "teams.1.name", "research"))
+    assert duplicate["teams[1].name"] == ""  # the reason names it: "duplicate team name 'research'"
+    unknown_pool = problems_named(_set(base("kind"), "teams.0.quotas.0.pool", "gpu"))
+    assert unknown_pool["teams[0].quotas[0].pool"] == "team research"
+    structural = problems_named(_set(base("aws"), "nodePools.1.maxNodes", "two"))
+    assert structural["nodePools[1].maxNodes"] == "pool h100-spot"  # names come from the config as given
+
+
+def problems_named(config: dict) -> dict[str, str]:
+    with pytest.raises(SpecError) as caught:
+        parse_spec(config)
+    return {p.path: p.names for p in caught.value.problems}
+
+
+def test_a_typod_cpu_instance_type_no_longer_hides_a_quota_no_pool_can_supply():
+    """Issue 11: an unknown CPU shape skipped the CPU/memory supply check, so a 4,000-CPU quota passed."""
+    config = _set(_set(base("aws"), "nodePools.0.instanceType", "m6i.2xlarg"), "teams.0.quotas.0.cpu", 4000)
+    assert "did you mean 'm6i.2xlarge'?" in problems_of(config)["nodePools[0].instanceType"]
+    fixed = _set(config, "nodePools.0.instanceType", "m6i.2xlarge")
+    assert problems_of(fixed)["teams[0].quotas[0].cpu"].startswith("4000 CPUs is above what pool 'system'")
+
+
+def test_every_default_cpu_shape_is_a_catalog_cpu_shape_of_its_cloud():
+    for cloud in ("aws", "gcp"):
+        assert catalog.cpu_instance_problem(cloud, catalog.DEFAULT_CPU_INSTANCE[cloud]) is None
+        assert catalog.cpu_instance_types(cloud)
+    # N1 machines take a T4 as a guest accelerator, or none: only they are CPU and GPU shapes at once
+    gpu_shapes = {o.instance_type for o in catalog.OFFERINGS if not o.instance_type.startswith("n1-")}
+    assert not gpu_shapes & set(catalog.CPU_SHAPES), "a GPU shape listed as a CPU shape"
+
+
+def test_gpu_fraction_zero_serves_on_a_cpu_workers_pool():
+    """0 is CPU serving: valid where a CPU workers pool exists (kind; an aws stack given one), and the serving
+    plan then puts the server there, not on a GPU node."""
+    from park.workloads.serve.manifest import serving_pool
+
+    kind = parse_spec(_set(base("kind"), "models.0.gpuFraction", 0))
+    assert serving_pool(kind).name == "cpu"
+    config = _set(base("aws"), "models.0.gpuFraction", 0)
+    config["nodePools"].append({"name": "cpu-workers", "instanceType": "m6i.4xlarge", "maxNodes": 2})
+    spec = parse_spec(config)
+    assert serving_pool(spec).name == "cpu-workers" and not serving_pool(spec).has_gpus
+
+
+@pytest.mark.parametrize(("cloud", "bucket", "words"), [
+    ("aws", "xn--park-data", "starts with 'xn--', a prefix S3 reserves"),
+    ("aws", "park-data-s3alias", "ends with '-s3alias', a suffix S3 reserves"),
+    ("aws", "park..data", "two adjacent periods"),
+    ("gcp", "192.168.5.4", "formatted as an IP address"),
+    ("gcp", "goog-park-data", "starts with 'goog'"),
+    ("gcp", "park-google-data", "contains 'google'"),
+])
+def test_bucket_names_follow_the_clouds_rules(cloud, bucket, words):
+    """S3 "General purpose bucket naming rules" and GCS "Bucket names" (cited in clouds/checks.py); each rule is
+    one the `storage.bucket` pattern alone lets through."""
+    config = {**base(cloud), "storage": {"bucket": bucket}, "models": []}
+    assert words in problems_of(config)["storage.bucket"]
+    assert parse_spec({**config, "storage": {"bucket": "my-org-park-data"}}).bucket_name == "my-org-park-data"
 
 
 def test_catalog_never_guesses():

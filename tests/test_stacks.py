@@ -14,7 +14,7 @@ import yaml
 from park.components.manifests import BUILDERS, ClusterFacts
 from park.components.spec import project_root
 from pulumi_mocks import RecordingMocks, install
-from schemas import provisionable, shipped_specs
+from schemas import provisionable_stack_config, provisionable_variant, shipped_specs
 
 SPECS = shipped_specs()
 PROGRAM = project_root() / "stacks" / "__main__.py"
@@ -24,10 +24,8 @@ CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
 
 def stack_config(path: Path) -> dict[str, str]:
     """A Pulumi.<stack>.yaml's config as the engine hands it to a program: structured values as JSON text,
-    with the allowedCidrs a team sets before `pulumi up` where the file has none (schemas.provisionable)."""
-    config = yaml.safe_load(path.read_text())["config"]
-    park = provisionable({k.removeprefix("park:"): v for k, v in config.items() if k.startswith("park:")})
-    config = {**config, **{f"park:{k}": v for k, v in park.items()}}
+    with what a team sets before `pulumi up` where the file has a stand-in (schemas.provisionable)."""
+    config = provisionable_stack_config(yaml.safe_load(path.read_text())["config"])
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
 
 
@@ -51,7 +49,7 @@ def registered(mocks: RecordingMocks, type_: str) -> dict[str, dict[str, Any]]:
 @pytest.mark.parametrize("stack", sorted(SPECS))
 @pulumi.runtime.test
 def test_stack_program_applies_the_builders_output(stack):
-    spec = SPECS[stack]
+    spec = provisionable_variant(stack)  # the config stack_config hands the program
     mocks, program = run_program(stack, stack_config(project_root() / "stacks" / f"Pulumi.{stack}.yaml"))
     platform = program["platform"]
 
@@ -92,14 +90,15 @@ def test_invalid_config_stops_the_program_with_every_problem():
         run_program("kind", config)
     message = str(failure.value)
     assert "nodePools: needs a pool with role 'system'" in message
-    assert "teams[0].quotas[0].pool: unknown pool 'gpu'" in message
+    assert "teams[0].quotas[0].pool (team research): unknown pool 'gpu'" in message
 
 
 @pytest.mark.parametrize(("stack", "source_key"), [("aws", "csi"), ("gcp", "nfs")])
 @pulumi.runtime.test
 def test_shared_filesystem_address_flows_from_the_adapter_into_the_volumes(stack, source_key):
     config = stack_config(project_root() / "stacks" / f"Pulumi.{stack}.yaml")
-    config["park:storage"] = json.dumps({"sharedFilesystem": {"capacityGib": 2400 if stack == "aws" else 2560, "mountPath": "/mnt/shared"}})
+    shared = {"capacityGib": 2400 if stack == "aws" else 2560, "mountPath": "/mnt/shared"}
+    config["park:storage"] = json.dumps({**json.loads(config["park:storage"]), "sharedFilesystem": shared})
     mocks, program = run_program(stack, config)
     storage = program["platform"].addons["storage"]
 

@@ -6,6 +6,7 @@ Pure: no cloud SDK is imported here, so a stack can be validated without the clo
 
 from __future__ import annotations
 
+import ipaddress
 import math
 
 from park.components import versions
@@ -32,9 +33,50 @@ def fsx_capacity_problem(capacity_gib: int) -> str | None:
     )
 
 
+S3_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+S3_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+
+
+def bucket_name_problem(cloud: str, name: str) -> str | None:
+    """Why ``name`` cannot be the stack's bucket on ``cloud`` (None when it can), beyond the 3-63 lower-case
+    letters, digits, dots and hyphens that ``storage.bucket``'s pattern already demands. S3: "General purpose
+    bucket naming rules" (docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html); GCS: "Bucket
+    names" (cloud.google.com/storage/docs/buckets#naming)."""
+    if ".." in name:
+        return f"{name!r} has two adjacent periods"
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    else:
+        return f"{name!r} is formatted as an IP address"
+    if cloud == "aws":
+        reserved = next((x for x in S3_RESERVED_PREFIXES if name.startswith(x)), None)
+        if reserved:
+            return f"{name!r} starts with {reserved!r}, a prefix S3 reserves"
+        reserved = next((x for x in S3_RESERVED_SUFFIXES if name.endswith(x)), None)
+        if reserved:
+            return f"{name!r} ends with {reserved!r}, a suffix S3 reserves"
+    if cloud == "gcp":
+        if name.startswith("goog"):
+            return f"{name!r} starts with 'goog', which Cloud Storage does not allow"
+        if "google" in name or "g00gle" in name:
+            return f"{name!r} contains 'google' (or a look-alike), which Cloud Storage does not allow"
+    return None
+
+
+def _bucket_problems(spec: StackSpec) -> list[Problem]:
+    reason = bucket_name_problem(spec.cloud, spec.bucket_name)
+    if reason is None:
+        return []
+    if spec.storage.bucket is None:
+        reason = f"the default bucket name (<clusterName>-park-data): {reason}; set storage.bucket"
+    return [Problem("storage.bucket", reason)]
+
+
 def aws_problems(spec: StackSpec) -> list[Problem]:
     """Problems only the aws adapter can see (the spec's own checks have passed already)."""
-    problems = []
+    problems = _bucket_problems(spec)
     if len(set(spec.zones)) > MAX_ZONES:
         problems.append(Problem("zones", f"at most {MAX_ZONES} zones on aws (one subnet pair each)"))
     shared = spec.storage.shared_filesystem
@@ -61,7 +103,7 @@ def filestore_capacity_problem(capacity_gib: int) -> str | None:
 
 def gcp_problems(spec: StackSpec) -> list[Problem]:
     """Problems only the gcp adapter can see (the spec's own checks have passed already)."""
-    problems = []
+    problems = _bucket_problems(spec)
     for suffix in ("ray", "nodes"):
         if len(account_id(spec.cluster_name, suffix)) < 6:
             problems.append(
@@ -137,9 +179,49 @@ def endpoint_access_problems(spec: StackSpec) -> list[Problem]:
         "allows everyone), or set security.privateEndpoint: true and run `pulumi up` from inside the VPC"))]
 
 
+EXAMPLE_GCP_PROJECT = "park-stack-demo"
+"""The project id the shipped gcp stack carries so that ``park render gcp`` works: nobody's project."""
+
+BUCKET_EXAMPLES = {
+    "aws": 'park-aws-"$(aws sts get-caller-identity --query Account --output text)"',
+    "gcp": '"$(gcloud config get-value project)"-park-gcp',
+}
+"""A bucket name of one's own: an account id or project id is unique to its owner and stays in the name."""
+
+
+def unique_name_problems(spec: StackSpec) -> list[Problem]:
+    """Names that must be the adopter's own before ``pulumi up``, checked at provisioning like the endpoint:
+    ``park render`` of a shipped stack works with the stand-ins, ``pulumi up`` does not create them.
+
+    Bucket names are global (S3 within a partition, GCS everywhere), so the shipped stacks' default
+    ``<clusterName>-park-data`` belongs to whoever deployed first: ``storage.bucket`` must be set. The account id
+    (aws) is only known to the deployer's credentials and the project id (gcp) is global too, so either makes the
+    name unique; the suggested commands put it in. The gcp stack's ``park-stack-demo`` project is a stand-in."""
+    if spec.cloud == "kind":
+        return []
+    problems = []
+    if spec.cloud == "gcp" and spec.project == EXAMPLE_GCP_PROJECT:
+        problems.append(Problem("project", (
+            f"{EXAMPLE_GCP_PROJECT!r} is the shipped example's stand-in, not your project: set your project id, "
+            "`pulumi config set park:project MY_PROJECT` and `pulumi config set gcp:project MY_PROJECT`")))
+    if spec.storage.bucket is None:
+        store = {"aws": "S3", "gcp": "Cloud Storage"}[spec.cloud]
+        problems.append(Problem("storage.bucket", (
+            f"required before `pulumi up`: {store} bucket names are global, and the default {spec.bucket_name!r} "
+            "is the same for everyone who deploys this stack; name one of your own, e.g. "
+            f"`pulumi config set --path park:storage.bucket {BUCKET_EXAMPLES[spec.cloud]}` (and keep "
+            "models[].source in that bucket)")))
+    return problems
+
+
+def provisioning_problems(spec: StackSpec) -> list[Problem]:
+    """Everything ``pulumi up`` needs that ``park render`` does not: endpoint access and names of one's own."""
+    return endpoint_access_problems(spec) + unique_name_problems(spec)
+
+
 def require_provisionable(spec: StackSpec) -> None:
-    """Stop ``pulumi up`` before the adapter declares anything when :func:`endpoint_access_problems` finds one."""
-    problems = endpoint_access_problems(spec)
+    """Stop ``pulumi up`` before the adapter declares anything when :func:`provisioning_problems` finds one."""
+    problems = provisioning_problems(spec)
     if problems:
         import pulumi
 
