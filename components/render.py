@@ -193,6 +193,7 @@ def write_directory(documents: list[dict[str, Any]], directory: Path, stack: str
     recorded = _read_record(directory, force) if directory.is_dir() else None
     present = {entry.name: entry for entry in directory.iterdir()} if directory.is_dir() else {}
     present.pop(RECORD_FILE, None)
+    present.pop(f"{RECORD_FILE}.tmp", None)  # left by a render interrupted while writing the record
     if recorded is None and present and not force:
         raise OutFolderError(f"--out {directory} is not empty and park render did not write it (no {RECORD_FILE} "
                              f"there); choose an empty or new folder, or {FORCE_HINT}")
@@ -207,8 +208,8 @@ def write_directory(documents: list[dict[str, Any]], directory: Path, stack: str
     if in_the_way and not force:
         changed = [name for name in in_the_way if name in edited]
         foreign = [name for name in in_the_way if name not in edited]
-        what = [f"{_one_line_list(names)} ({why})" for names, why in (
-            (changed, "edited since park render wrote it"), (foreign, "not written by park render")) if names]
+        what = [f"{_one_line_list(group)} ({why})" for group, why in (
+            (changed, "edited since park render wrote it"), (foreign, "not written by park render")) if group]
         raise OutFolderError(f"--out {directory}: park render would overwrite {' and '.join(what)}; "
                              f"move them away, or {FORCE_HINT}")
     directory.mkdir(parents=True, exist_ok=True)
