@@ -114,6 +114,14 @@ def conformance(
     list_checks: Annotated[
         bool, typer.Option("--list", help="List the checks and what each proves, then exit.")
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the plan (checks, what each submits where, pools it scales and their $/h), then "
+            "exit; contacts no cluster.",
+        ),
+    ] = False,
     inject_train_min_accuracy: Annotated[
         float | None,
         typer.Option(
@@ -177,6 +185,13 @@ def conformance(
             train_min_accuracy=inject_train_min_accuracy, batch_drop_rows=inject_batch_drop_rows
         ),
     )
+    if dry_run:
+        from park.conformance.plan import dry_run as plan_dry_run
+
+        code, lines = plan_dry_run(options, selection)
+        for line in lines:
+            console.print(escape(line), soft_wrap=True)
+        raise typer.Exit(code)
     from park.cli import require_writable_folder  # the evidence folder: one line, not a traceback
 
     require_writable_folder(out if out else Path.cwd(), "--out" if out else "the evidence folder's parent (.)")
@@ -192,7 +207,11 @@ def run_and_report(options, selection, console) -> int:
     def progress(results):
         return Progress(console, results, f"park conformance --target {options.target}")
 
-    outcome = session.run(options, listener_factory=progress, selection=selection)
+    def announce(plan) -> None:  # before the first check: which pools the run scales, and the $/h
+        for line in plan.announcement():
+            console.print(escape(line), soft_wrap=True)
+
+    outcome = session.run(options, listener_factory=progress, selection=selection, on_plan=announce)
     if outcome.setup_error:  # nothing ran: the reason is all there is to say
         console.print(f"[red]error:[/red] {escape(outcome.setup_error)}", soft_wrap=True)
         console.print(f"evidence: {escape(str(outcome.out_dir))}", soft_wrap=True)

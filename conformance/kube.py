@@ -352,7 +352,10 @@ class KubernetesTarget:
 
         def gang() -> list[tuple[dict, str]]:
             oversized, fitting = self.gang_rayjobs()
-            return [(oversized, "bigger than the cohort: Kueue admits none of it, no pod runs"), (fitting, "")]
+            return [
+                (oversized, "bigger than the cohort: Kueue admits none of it, no pod runs"),
+                (fitting, ""),
+            ]
 
         builders: dict[str, Callable[[], list]] = {
             "infrastructure.cluster-autoscaling": autoscaling,

@@ -93,10 +93,14 @@ def default_out_dir(ctx: RunContext) -> Path:
     return Path.cwd() / f"conformance-{ctx.run_id}"
 
 
-def run(options: RunOptions, listener_factory=None, selection: Selection | None = None) -> RunOutcome:
+def run(
+    options: RunOptions, listener_factory=None, selection: Selection | None = None, on_plan=None
+) -> RunOutcome:
     """Run the suite; never raises for a failing check, a setup error or Ctrl-C (see ``exit_code``).
 
     ``listener_factory(results) -> context manager + Listener`` draws progress (the CLI passes rich's).
+    ``on_plan(plan)`` is called before the first check on a cluster with the
+    :class:`~park.conformance.plan.Plan` (pools the run scales, their $/h); it also goes to e2e.log.
     """
     selection = selection or select(list(options.only), list(options.skip))
     ctx = RunContext(options)
@@ -112,6 +116,7 @@ def run(options: RunOptions, listener_factory=None, selection: Selection | None 
         with sigterm_as_interrupt():
             try:
                 target = build_target(ctx)
+                _announce_plan(ctx, target, selection, on_plan)
                 runner = Runner(ctx, target, selection)
                 listener = listener_factory(runner.ordered_results()) if listener_factory else None
                 if listener is not None:
@@ -159,6 +164,26 @@ def run(options: RunOptions, listener_factory=None, selection: Selection | None 
     return RunOutcome(
         ctx, out_dir, results, verdict, code, verdict_s, cleanup_s, setup_error, dict(environment)
     )
+
+
+def _announce_plan(ctx: RunContext, target: Target, selection: Selection, on_plan) -> None:
+    """Say before the first check which pools a cluster run scales and what that costs per hour. A plan that
+    cannot be made is logged, never a reason not to run."""
+    from park.conformance.kube import KubernetesTarget
+
+    if not isinstance(target, KubernetesTarget):
+        return
+    from park.conformance.plan import build_plan
+
+    try:
+        plan = build_plan(target, selection)
+    except Exception as err:  # noqa: BLE001 - the estimate must not stop the run
+        ctx.log.warning("could not plan the run's scale-up: %s", err)
+        return
+    ctx.facts.update(plan.facts())
+    ctx.log.info("plan:\n%s", "\n".join(f"    | {line}" for line in plan.lines()))
+    if on_plan is not None:
+        on_plan(plan)
 
 
 def _close_quietly(ctx: RunContext) -> None:

@@ -327,6 +327,22 @@ def test_a_stopped_kueue_controller_fails_operators_kueue_and_skips_what_needs_i
     assert results["scheduling.queue-admission"].reason.startswith("needs operators.kueue, which failed")
 
 
+@pytest.mark.parametrize("keep", [False, True])
+def test_a_probe_pod_is_deleted_when_its_check_ends_unless_keep(aws_spec, monkeypatch, keep):
+    """Before, probe pods slept 900 s until the end of the run, holding a GPU (on gcp the only one of the
+    node) while the workloads waited for another node."""
+    from types import SimpleNamespace
+
+    target, pool = make_target(aws_spec, keep=keep)
+    listing = "GPU 0: NVIDIA L4 (UUID: GPU-6a1f3c2e-91b4-4c70-8d2a-0f5e7b9c1d30)\n"
+    host = SimpleNamespace(run=lambda command: SimpleNamespace(rc=0, stdout=listing, stderr=""))
+    monkeypatch.setattr(target, "run_pod", lambda pod, timeout_s=0: host)
+    passed = target.check_gpu_visible(target.ctx)
+    assert "on pool l4-shared sees exactly one" in passed.summary
+    deleted = ("DELETE", f"/api/v1/namespaces/research/pods/{target.object_name('gpu')}")
+    assert (deleted in [r[:2] for r in pool.requests]) is not keep
+
+
 def test_gpu_checks_are_not_applicable_on_a_cpu_stack(kind_spec):
     target, _ = make_target(kind_spec)
     with pytest.raises(NotApplicable, match="has no GPU pool"):
@@ -345,7 +361,12 @@ def test_objects_the_target_creates_are_valid_and_carry_the_run_id(aws_spec):
     ]
     job = target.labelled(target._job("admit", "100m", "128Mi", priority="low"))
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "research-queue"
+    # pinned: unpinned, Kueue gave the Job the queue's first flavor with room, the 8-GPU spot pool
+    assert job["spec"]["template"]["spec"]["nodeSelector"] == {"park-stack.io/pool": "system"}
     rayjob = target.labelled(target._tiny_rayjob("gang-fit", workers=2))
+    submitter = rayjob["spec"]["submitterPodTemplate"]["spec"]
+    assert submitter["nodeSelector"] == {"park-stack.io/pool": "l4-shared"}
+    assert submitter["containers"][0]["name"] == "ray-job-submitter"  # KubeRay fills in its command
     for obj in (gpu_pod, job):
         assert obj["metadata"]["name"].startswith(f"park-conf-{target.ctx.run_id}-")
         assert obj["metadata"]["labels"]["park-stack.io/conformance-run"] == target.ctx.run_id
@@ -421,6 +442,7 @@ def test_train_on_a_cluster_submits_the_rendered_rayjob_and_rereads_the_summary(
     assert submitted["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "research-queue"
     assert submitted["metadata"]["labels"]["park-stack.io/conformance-run"] == target.ctx.run_id
     assert submitted["spec"]["suspend"] is True  # Kueue un-suspends it on admission
+    assert submitted["spec"]["submitterPodTemplate"]["spec"]["nodeSelector"] == {"park-stack.io/pool": "cpu"}
     target.ctx.close()  # cleanup deletes what was created: the replay answers 404, which is fine
     assert ("DELETE", f"/apis/ray.io/v1/namespaces/research/rayjobs/{target.object_name('train')}") in [
         r[:2] for r in pool.requests
