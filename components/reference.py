@@ -24,24 +24,47 @@ A stack is one file, `stacks/Pulumi.<stack>.yaml`; park-stack reads its `park:*`
 `pulumi up`, `park render <stack>` and `park conformance --stack <stack>`. Shipped stacks: `aws` (EKS),
 `gcp` (GKE) and `kind` (local, CPU only).
 
-Validation reports every problem at once, one `property.path: reason` line each, before anything is created:
+Validation reports every problem at once, one `file:line: property.path (pool or team): reason` line each,
+before anything is created, and exits 2. With this `broken.yaml`:
 
+```yaml
+# broken.yaml
+config:
+  park:cloud: kind
+  park:clusterName: park-broken
+  park:nodePools:
+    - {name: system, role: system, minNodes: 1, maxNodes: 1}
+    - {name: cpu, minNodes: 1, maxNodes: 2, spot: true}
+  park:teams:
+    - name: research
+      quotas:
+        - {pool: gpu, gpus: 1}
 ```
+
+```console
 $ park render broken.yaml
-nodePools[1].spot: kind has no spot capacity
-teams[0].quotas[0].pool: unknown pool 'gpu'; known: system, cpu
+broken.yaml:7: nodePools[1].spot (pool cpu): kind has no spot capacity
+broken.yaml:11: teams[0].quotas[0].pool (team research): unknown pool 'gpu'; known: system, cpu
+$ echo $?
+2
 ```
 
 Besides types and ranges, these cross-field rules apply: at least one `system` pool; no GPUs or spot on kind;
 `gpuSharing` and `gpusPerNode` only on GPU pools; the accelerator, instance type and GPU count must be an
-offering of the cloud in the catalog (`components/catalog.py`); unique pool, team, namespace, priority-class and
-model names, and no team in a platform namespace; team quotas (alone and summed) within what a pool can supply
-(`maxNodes` x GPUs per node x time-slicing replicas; CPU and memory where the node shape is known); the Kubernetes
-version within what the pinned KubeRay and Kueue support; a served model's `gpuFraction` must fit a GPU pool,
-and one slice (1 / `gpuSharing.replicas`) of the time-sliced pool it is served on; a model source in a bucket
+offering of the cloud in the catalog (`components/catalog.py`), and a CPU pool's `instanceType` one of the
+catalog's CPU shapes of the cloud; unique pool, team, namespace, priority-class and model names, and no team in a
+platform namespace; team quotas, alone and summed across teams, within what a pool can supply (`maxNodes` x GPUs
+per node x time-slicing replicas; `maxNodes` x the node shape's vCPUs and memory); the Kubernetes version within
+what the pinned KubeRay and Kueue support; a served model's `gpuFraction` must fit a GPU pool, and one slice
+(1 / `gpuSharing.replicas`) of the time-sliced pool it is served on, and `gpuFraction: 0` (CPU) needs a CPU
+workers pool; a model source in a bucket
 must be the stack's own bucket (the only one its Ray pods may read; none on kind); workload images must be image
 references with a tag or digest;
-`region` on aws/gcp, `project` on gcp, two zones on aws; `allowedCidrs` when the API endpoint is public.
+`region` on aws/gcp, `project` on gcp, two zones on aws; `aws:region`, `gcp:region` and `gcp:project`, where
+the file has them, equal to `park:region` / `park:project` (the stack's providers are built from the `park:`
+keys); the bucket name within the cloud's naming rules. `pulumi up` (not `park render`) also needs
+`security.allowedCidrs` when the API endpoint is public, a `storage.bucket` of your own on aws and gcp (bucket
+names are global), and on gcp a `project` other than the shipped stand-in `park-stack-demo`.
 
 This file is generated from `components/spec.py` by `python -m park.components.reference`.
 """

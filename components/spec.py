@@ -201,7 +201,9 @@ class SharedFilesystem(_Model):
 
 class Storage(_Model):
     bucket: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] | None = None
-    """Default: ``<clusterName>-park-data``. On kind: a host folder mounted into every node."""
+    """The S3 / GCS bucket. Bucket names are global, so `pulumi up` on aws and gcp requires one of your own (e.g.
+    with your account or project id in it); ``park render`` shows ``<clusterName>-park-data`` until it is set.
+    Not on kind (storage there is ``localPath``)."""
     retention_days: int = Field(default=30, ge=1, le=3650)
     """Objects under ``scratch/`` and noncurrent versions expire after this many days."""
     shared_filesystem: SharedFilesystem | None = None
