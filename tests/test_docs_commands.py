@@ -325,8 +325,8 @@ def workspace(tmp_path_factory) -> Path:
 def files_shown_in(doc: str) -> dict[str, str]:
     """Files a doc shows as a block whose first line is ``# NAME.yaml``, written (that line included, so line
     numbers match what the reader sees) beside the commands that name them."""
-    files = {}
-    for _, _, lines in fenced_blocks(ROOT / doc):
+    files: dict[str, str] = {}
+    for _, _, lines in fenced_blocks(ROOT / doc) if (ROOT / doc).is_file() else []:
         if lines and re.fullmatch(r"# [\w.-]+\.ya?ml", lines[0].strip()):
             files[lines[0].strip()[2:]] = "\n".join(lines) + "\n"
     return files
@@ -474,3 +474,14 @@ def test_the_guide_and_the_readme_show_commands_this_module_runs():
     assert len(guide) >= 6, guide
     clusters = {c for c in guide if c.startswith(".venv/bin/park conformance --target kubernetes --stack ")}
     assert {c.split()[5] for c in clusters} >= {"kind", "aws", "gcp"}, f"expected kind, aws and gcp: {clusters}"
+
+
+def test_a_doc_showing_other_output_fails(workspace: Path):
+    """The comparison can fail: the real `park --version` against a made-up version; `...` still matches."""
+    version = Shown("made-up.md", 1, ".venv/bin/park --version", ("park-stack 0.0.0-made-up",))
+    _, result = run_shown(version, workspace)
+    assert result.returncode == 0
+    with pytest.raises(AssertionError, match="made-up.md line 1 shows"):
+        assert_shows_what_it_prints(version, result)
+    assert_shows_what_it_prints(Shown("made-up.md", 1, version.command, ("...",)), result)
+    assert_shows_what_it_prints(Shown("made-up.md", 1, version.command, ("park... ...",)), result)
