@@ -450,6 +450,18 @@ def build_plan(target, selection: Selection, *, destructive: bool | None = None)
     return plan
 
 
+def _shown(path) -> str:
+    """A shipped stack as ``stacks/Pulumi.<name>.yaml``, the same on every clone; other files as given."""
+    from pathlib import Path
+
+    from park.components.spec import project_root
+
+    try:
+        return str(Path(path).resolve().relative_to(project_root()))
+    except ValueError:
+        return str(path)
+
+
 def dry_run(options, selection: Selection) -> tuple[int, list[str]]:
     """``park conformance --dry-run``: (exit code, lines to print). Loads the stack and builds the objects;
     contacts no cluster."""
@@ -484,6 +496,6 @@ def dry_run(options, selection: Selection) -> tuple[int, list[str]]:
         return 2, [f"error: {err} (stack {options.stack})"]
     ctx = RunContext(options)
     try:
-        return 0, build_plan(KubernetesTarget.offline(ctx, spec, str(path)), selection).lines()
+        return 0, build_plan(KubernetesTarget.offline(ctx, spec, _shown(path)), selection).lines()
     finally:
         ctx.close()
