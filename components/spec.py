@@ -701,9 +701,9 @@ def check_spec(spec: StackSpec) -> list[Problem]:
                         add(f"{at}.gpusPerNode", str(err))
         if spec.cloud == "kind" and pool.instance_type not in (None, catalog.DEFAULT_CPU_INSTANCE["kind"]):
             add(f"{at}.instanceType", "kind nodes are containers on this host; remove instanceType")
-        elif spec.cloud != "kind" and pool.accelerator is None and pool.instance_type is not None:
-            if reason := catalog.cpu_instance_problem(spec.cloud, pool.instance_type):
-                add(f"{at}.instanceType", reason)  # unknown shape: its supply could not be checked
+        elif (spec.cloud != "kind" and pool.accelerator is None and pool.instance_type is not None
+              and (reason := catalog.cpu_instance_problem(spec.cloud, pool.instance_type))):
+            add(f"{at}.instanceType", reason)  # an unknown shape: its supply could not be checked
         for key, value in pool.labels.items():
             if not _QUALIFIED_NAME.match(key) or len(key.rsplit("/", 1)[-1]) > 63:
                 add(f"{at}.labels.{key}", "not a valid label key")

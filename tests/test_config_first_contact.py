@@ -167,11 +167,12 @@ def test_an_empty_stack_file_is_one_line(tmp_path):
     """Issue 11: an empty file gave four `required` lines."""
     stack_file = tmp_path / "Pulumi.empty.yaml"
     stack_file.write_text("# nothing here yet\n")
-    done = subprocess.run([str(PARK), "render", str(stack_file)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([str(PARK), "render", str(stack_file)], capture_output=True, text=True, timeout=120,
+                          check=False)
     assert done.returncode == 2
-    assert done.stderr.splitlines() == [
+    assert done.stderr.splitlines() == [(
         f"{stack_file}: the file is empty; a stack needs at least park:cloud, :clusterName, :nodePools and :teams "
-        "under 'config:' (see docs/stack-config.md, or start from stacks/Pulumi.kind.yaml)"], done.stderr
+        "under 'config:' (see docs/stack-config.md, or start from stacks/Pulumi.kind.yaml)")], done.stderr
 
 
 @pytest.mark.parametrize(("stack", "key", "value"), [
@@ -206,8 +207,8 @@ def test_pulumi_up_of_the_shipped_gcp_stack_asks_for_a_project_and_bucket_of_one
     `park-gcp-park-data` (S3 alike: `park-aws-park-data`) is global, so the second adopter collides.
     `park render gcp` keeps working; `pulumi up` stops before declaring anything, saying what to set."""
     config = shipped_config("gcp")
-    assert subprocess.run([str(PARK), "render", "gcp"], capture_output=True, text=True,
-                          timeout=300).returncode == 0
+    assert subprocess.run([str(PARK), "render", "gcp"], capture_output=True, text=True, timeout=300,
+                          check=False).returncode == 0
     message = run_pulumi_program(config)
     assert "project: 'park-stack-demo' is the shipped example's stand-in, not your project" in message, message
     assert "storage.bucket: required before `pulumi up`: Cloud Storage bucket names are global" in message, message

@@ -205,8 +205,8 @@ def _stack_file(tmp_path, **model_changes) -> str:
         ),
         (
             {"gpuFraction": None},
-            "models[0].gpuFraction (model qwen2.5-0.5b-instruct): 1 GPU per replica (the default) oversubscribes "
-            "time-sliced pool 'l4-shared'",
+            ("models[0].gpuFraction (model qwen2.5-0.5b-instruct): 1 GPU per replica (the default) oversubscribes "
+             "time-sliced pool 'l4-shared'"),
         ),
     ],
     ids=["half-an-l4", "default-whole-l4"],
