@@ -68,7 +68,7 @@ def conformance_runner(request: pytest.FixtureRequest):
     from park.conformance.context import RunContext, RunOptions
     from park.conformance.evidence import attach_log, write_evidence
     from park.conformance.runner import Runner
-    from park.conformance.session import SetupError, build_target
+    from park.conformance.session import SetupError, announce_plan, build_target
 
     option = request.config.getoption
     options = RunOptions(
@@ -91,6 +91,13 @@ def conformance_runner(request: pytest.FixtureRequest):
             target = build_target(ctx)
         except SetupError as err:
             pytest.skip(f"no {options.target} target to check: {err}")
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+
+        def say(plan) -> None:  # the whole suite's plan: pools it scales and their $/h, before any check
+            for line in plan.announcement() if reporter else ():
+                reporter.write_line(line)
+
+        announce_plan(ctx, target, select(), say)
         runner = Runner(ctx, target, select())
         yield runner
         if evidence:

@@ -116,7 +116,7 @@ def run(
         with sigterm_as_interrupt():
             try:
                 target = build_target(ctx)
-                _announce_plan(ctx, target, selection, on_plan)
+                announce_plan(ctx, target, selection, on_plan)
                 runner = Runner(ctx, target, selection)
                 listener = listener_factory(runner.ordered_results()) if listener_factory else None
                 if listener is not None:
@@ -166,7 +166,7 @@ def run(
     )
 
 
-def _announce_plan(ctx: RunContext, target: Target, selection: Selection, on_plan) -> None:
+def announce_plan(ctx: RunContext, target: Target, selection: Selection, on_plan) -> None:
     """Say before the first check which pools a cluster run scales and what that costs per hour. A plan that
     cannot be made is logged, never a reason not to run."""
     from park.conformance.kube import KubernetesTarget
@@ -230,6 +230,7 @@ __all__ = [
     "Listener",
     "RunOutcome",
     "SetupError",
+    "announce_plan",
     "build_target",
     "run",
 ]
