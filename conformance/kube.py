@@ -11,7 +11,7 @@ first team (the namespace its ClusterQueue admits, holding the Ray service accou
 ConfigMap). Nothing here runs without a reachable API server: :meth:`KubernetesTarget.connect` fails
 first, with the address it tried.
 
-What a check submits is built by one method per check (:data:`PLANNED_OBJECTS`), so the plan
+What a check submits is built by one method per check (:meth:`KubernetesTarget.planned_objects`), so the plan
 (:mod:`park.conformance.plan`, ``--dry-run``) sees exactly the objects a run would create. Sizes are the
 smallest that prove the layer: train and batch with ``size="conformance"`` (one GPU on the cheapest GPU pool,
 :func:`~park.workloads.cluster.proving_pool`), probes and the scheduling checks' pods pinned to a pool, and
@@ -514,7 +514,8 @@ class KubernetesTarget:
         )
 
     def isolation_probe(self) -> dict:
-        """A pod on a GPU node that requests no GPU, with the NVIDIA_VISIBLE_DEVICES of :func:`gpu_isolation`."""
+        """A pod on a GPU node that requests no GPU, with the NVIDIA_VISIBLE_DEVICES :func:`gpu_isolation`
+        names."""
         pod = self.probe_pod("nogpu", self.gpu_pool(), _image(self.spec, gpu=True), gpus=0)
         pod["spec"]["containers"][0]["env"] = [
             {"name": VISIBLE_DEVICES, "value": gpu_isolation(self.spec).probe_visible_devices}
