@@ -342,7 +342,7 @@ def run_shown(shown: Shown, workspace: Path) -> tuple[Plan, Run]:
 
 
 VOLATILE = [
-    (re.compile(r"\b\d{8}-\d{6}-[0-9a-f]{4}\b"), "<run id>"),
+    (re.compile(r"\b\d{8}-\d{6}-[0-9a-f]{4,8}\b"), "<run id>"),
     (re.compile(r"\b\d+(?:\.\d+)? s\b"), "<duration> s"),
 ]
 
