@@ -95,6 +95,12 @@ def check_overrides(options: RunOptions, spec: Any) -> None:
         raise OverrideError("; ".join(problems))
 
 
+def workdir_prefix(run_id: str) -> str:
+    """``pc-<run id without its date>-``: a run's scratch folder and every process started in it carry this.
+    Short, because Ray puts socket paths (107 bytes at most) under the folder."""
+    return f"pc-{run_id.split('-', 1)[1]}-"
+
+
 def new_run_id() -> str:
     """Sortable and unique across concurrent runs: ``20261122-193802-3fa1c2d4``; a valid DNS label part.
     32 random bits: 50 runs started in one second collide with odds of 3e-7 (16 bits made that 2%)."""
@@ -133,8 +139,7 @@ class RunContext:
     def workdir(self) -> Path:
         """The run's scratch folder (Ray session, storage, models, summaries), created on first use."""
         if self._workdir is None:
-            # "pc-<run id>-…", short: Ray puts socket paths (107 bytes at most) under it.
-            self._workdir = Path(tempfile.mkdtemp(prefix=f"pc-{self.run_id}-"))
+            self._workdir = Path(tempfile.mkdtemp(prefix=workdir_prefix(self.run_id)))
             self.log.info("scratch folder %s", self._workdir)
             self.on_cleanup(
                 f"remove scratch folder {self._workdir}",

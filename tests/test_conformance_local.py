@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 from park.conformance.cli import INJECT_BATCH_ENV, INJECT_TRAIN_ENV
+from park.conformance.context import workdir_prefix
 from park.conformance.local import LOCAL_CHECKS
 
 pytestmark = [pytest.mark.ray, pytest.mark.vllm]
@@ -58,7 +59,7 @@ def checks_of(out: Path) -> dict[str, dict]:
 
 def leftovers(run_id: str) -> list[str]:
     """Processes or temp folders of that run still around (everything it creates carries the run id)."""
-    marker = f"pc-{run_id}-"
+    marker = workdir_prefix(run_id)
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
@@ -78,7 +79,7 @@ def remove_kept(run_id: str) -> None:
     import shutil
     import tempfile
 
-    marker = f"pc-{run_id}-"
+    marker = workdir_prefix(run_id)
     mine = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
