@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 from park.components import versions
 from park.components.manifests.common import HelmRelease
+from park.components.spec import shared_folder, user_cache_dir
 
 CHART_DIR_ENV = "PARK_CHART_DIR"
 CHART_CACHE_ENV = "PARK_CHART_CACHE"
@@ -88,22 +89,12 @@ class ChartError(RuntimeError):
 
 def default_shared_chart_dir() -> Path | None:
     """``../shared/charts`` beside the checkout, when there is one."""
-    from park.components.spec import SpecError, project_root
-
-    try:
-        root = project_root()
-    except SpecError:
-        root = Path(__file__).resolve().parents[1]
-    folder = root.parent / "shared" / "charts"
+    folder = shared_folder("charts")
     return folder if folder.is_dir() else None
 
 
 def default_cache_dir() -> Path:
-    configured = os.environ.get(CHART_CACHE_ENV)
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "park-stack" / "charts"
+    return user_cache_dir("charts", CHART_CACHE_ENV)
 
 
 def folder_name(name: str, version: str) -> str:

@@ -18,6 +18,7 @@ import difflib
 import ipaddress
 import json
 import math
+import os
 import re
 import types
 import typing
@@ -29,8 +30,15 @@ from typing import Annotated, Any, Literal, TextIO
 import yaml
 from kubernetes.utils.quantity import parse_quantity
 from park.components import catalog, versions
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError,
-                      field_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
 # --- conventions every part of the project shares -------------------------------------------------
@@ -1080,6 +1088,25 @@ def project_root(start: Path | None = None) -> Path:
             if (folder / "Pulumi.yaml").is_file() and (folder / "stacks").is_dir():
                 return folder
     raise SpecError([Problem("", "cannot find the park-stack project (a folder with Pulumi.yaml and stacks/)")])
+
+
+def shared_folder(name: str) -> Path:
+    """``../shared/<name>`` beside the checkout (pinned charts and CRDs); it may not exist."""
+    try:
+        root = project_root()
+    except SpecError:
+        root = Path(__file__).resolve().parents[1]
+    return root.parent / "shared" / name
+
+
+def user_cache_dir(name: str, override_env: str) -> Path:
+    """Where park-stack caches downloads of one kind: ``$<override_env>``, else
+    ``$XDG_CACHE_HOME/park-stack/<name>`` (default ``~/.cache``)."""
+    configured = os.environ.get(override_env)
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "park-stack" / name
 
 
 def resolve_stack_file(stack: str) -> Path:

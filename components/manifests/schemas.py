@@ -38,6 +38,7 @@ from typing import Any
 import jsonschema
 import yaml
 from park.components import versions
+from park.components.spec import shared_folder, user_cache_dir
 
 SCHEMA_DIR_ENV = versions.CRD_SCHEMA_DIR_ENV
 CACHE_ENV = "PARK_CRD_CACHE"
@@ -73,21 +74,11 @@ class CrdVersion:
 
 def shared_schema_dir() -> Path:
     """``../shared/schemas`` beside the checkout (it may not exist)."""
-    from park.components.spec import SpecError, project_root
-
-    try:
-        root = project_root()
-    except SpecError:
-        root = Path(__file__).resolve().parents[2]
-    return root.parent / "shared" / "schemas"
+    return shared_folder("schemas")
 
 
 def default_cache_dir() -> Path:
-    configured = os.environ.get(CACHE_ENV)
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "park-stack" / "crds"
+    return user_cache_dir("crds", CACHE_ENV)
 
 
 def default_schema_dir() -> Path:
