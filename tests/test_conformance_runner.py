@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from park.conformance.checks import BY_NAME, SelectionError, select
-from park.conformance.context import RunContext, RunOptions
+from park.conformance.context import RunContext, RunOptions, workdir_prefix
 from park.conformance.evidence import write_evidence
 from park.conformance.model import Check, CheckFailed, NotApplicable, Passed, Status
 from park.conformance.requirements import REQUIREMENT_IDS
@@ -219,7 +219,8 @@ def test_run_ids_are_unique_and_name_everything():
     ids = {RunContext(RunOptions()).run_id for _ in range(50)}
     assert len(ids) == 50
     ctx = RunContext(RunOptions())
-    assert ctx.name == f"park-conf-{ctx.run_id}" and ctx.run_id in ctx.workdir.name
+    assert ctx.name == f"park-conf-{ctx.run_id}"
+    assert ctx.workdir.name.startswith(workdir_prefix(ctx.run_id)), "the scratch folder names the run"
     ctx.close()
     assert not ctx.workdir.exists()
 
