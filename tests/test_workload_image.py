@@ -280,8 +280,10 @@ def test_a_kind_stack_builds_one_cpu_image_for_the_host_and_loads_it():
 
 
 def test_make_image_runs_park_image_build_for_the_chosen_stack():
+    # Under `make test` the parent make's MAKEFLAGS / MAKELEVEL would add "Entering directory" lines.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     result = subprocess.run(["make", "-n", "-o", ".venv/.park-installed", "image", "image-push", "STACK=aws"],
-                            cwd=ROOT, capture_output=True, text=True, check=True)
+                            cwd=ROOT, capture_output=True, text=True, check=True, env=env)
     assert result.stdout.splitlines() == [".venv/bin/park image build aws", ".venv/bin/park image push aws"]
 
 
