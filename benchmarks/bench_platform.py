@@ -51,14 +51,13 @@ _PROGRAM = """
 import sys, json, runpy, yaml, pulumi
 sys.path.insert(0, {tests!r})
 from pulumi_mocks import install
+from schemas import provisionable_stack_config
 stack = {stack!r}
 install(stack=stack or "baseline")
 if stack:
     config = yaml.safe_load(open({root!r} + f"/stacks/Pulumi.{{stack}}.yaml"))["config"]
-    security = config.get("park:security") or {{}}
-    if stack != "kind" and not security.get("privateEndpoint") and not security.get("allowedCidrs"):
-        # what a team sets before `pulumi up` (the shipped aws stack leaves it to them)
-        config["park:security"] = {{**security, "allowedCidrs": ["198.18.0.1/32"]}}
+    # what a team sets before `pulumi up`: allowed CIDRs, a bucket and a project of its own (as the tests do)
+    config = provisionable_stack_config(config)
     pulumi.runtime.set_all_config({{k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}})
 
 @pulumi.runtime.test
