@@ -201,30 +201,27 @@ def cluster_autoscaler_image_tag(kubernetes_minor: str) -> str:
 #   aws eks describe-addon-versions --addon-name NAME --kubernetes-version 1.NN
 # and override one add-on for every minor with PARK_EKS_ADDON_<NAME> (e.g. PARK_EKS_ADDON_VPC_CNI).
 # vpc-cni enforces NetworkPolicy from v1.14.0-eksbuild.3 (enableNetworkPolicy); every pin here is later.
-_VPC_CNI = "v1.20.1-eksbuild.3"
-_POD_IDENTITY_AGENT = "v1.3.4-eksbuild.1"
-_EBS_CSI = "v1.44.0-eksbuild.1"
-_FSX_CSI = "v1.5.0-eksbuild.1"  # NOT FOUND in any source here: check it before enabling storage.sharedFilesystem
-EKS_ADDON_VERSIONS: dict[str, dict[str, str]] = {
-    "1.30": {"vpc-cni": _VPC_CNI, "kube-proxy": "v1.30.14-eksbuild.28", "coredns": "v1.11.4-eksbuild.33",
-             "eks-pod-identity-agent": _POD_IDENTITY_AGENT, "aws-ebs-csi-driver": _EBS_CSI,
-             "aws-fsx-csi-driver": _FSX_CSI},
-    "1.31": {"vpc-cni": _VPC_CNI, "kube-proxy": "v1.31.14-eksbuild.9", "coredns": "v1.11.4-eksbuild.33",
-             "eks-pod-identity-agent": _POD_IDENTITY_AGENT, "aws-ebs-csi-driver": _EBS_CSI,
-             "aws-fsx-csi-driver": _FSX_CSI},
-    "1.32": {"vpc-cni": _VPC_CNI, "kube-proxy": "v1.32.13-eksbuild.5", "coredns": "v1.11.4-eksbuild.33",
-             "eks-pod-identity-agent": _POD_IDENTITY_AGENT, "aws-ebs-csi-driver": _EBS_CSI,
-             "aws-fsx-csi-driver": _FSX_CSI},
-    "1.33": {"vpc-cni": _VPC_CNI, "kube-proxy": "v1.33.10-eksbuild.2", "coredns": "v1.13.2-eksbuild.4",
-             "eks-pod-identity-agent": _POD_IDENTITY_AGENT, "aws-ebs-csi-driver": _EBS_CSI,
-             "aws-fsx-csi-driver": _FSX_CSI},
-    "1.34": {"vpc-cni": _VPC_CNI, "kube-proxy": "v1.34.6-eksbuild.2", "coredns": "v1.13.2-eksbuild.4",
-             "eks-pod-identity-agent": _POD_IDENTITY_AGENT, "aws-ebs-csi-driver": _EBS_CSI,
-             "aws-fsx-csi-driver": _FSX_CSI},
-    "1.35": {"vpc-cni": _VPC_CNI, "kube-proxy": "v1.35.3-eksbuild.2", "coredns": "v1.13.2-eksbuild.4",
-             "eks-pod-identity-agent": _POD_IDENTITY_AGENT, "aws-ebs-csi-driver": _EBS_CSI,
-             "aws-fsx-csi-driver": _FSX_CSI},
+_EKS_ADDONS_ANY_MINOR = {
+    "vpc-cni": "v1.20.1-eksbuild.3",
+    "eks-pod-identity-agent": "v1.3.4-eksbuild.1",
+    "aws-ebs-csi-driver": "v1.44.0-eksbuild.1",
+    # NOT FOUND in any source here: check it before enabling storage.sharedFilesystem
+    "aws-fsx-csi-driver": "v1.5.0-eksbuild.1",
 }
+"""Add-ons pinned to one version for every supported minor (see the sources above)."""
+_EKS_ADDONS_BY_MINOR = {  # minor: (kube-proxy, coredns)
+    "1.30": ("v1.30.14-eksbuild.28", "v1.11.4-eksbuild.33"),
+    "1.31": ("v1.31.14-eksbuild.9", "v1.11.4-eksbuild.33"),
+    "1.32": ("v1.32.13-eksbuild.5", "v1.11.4-eksbuild.33"),
+    "1.33": ("v1.33.10-eksbuild.2", "v1.13.2-eksbuild.4"),
+    "1.34": ("v1.34.6-eksbuild.2", "v1.13.2-eksbuild.4"),
+    "1.35": ("v1.35.3-eksbuild.2", "v1.13.2-eksbuild.4"),
+}
+EKS_ADDON_VERSIONS: dict[str, dict[str, str]] = {
+    minor: {**_EKS_ADDONS_ANY_MINOR, "kube-proxy": kube_proxy, "coredns": coredns}
+    for minor, (kube_proxy, coredns) in _EKS_ADDONS_BY_MINOR.items()
+}
+"""Kubernetes minor -> EKS add-on name -> pinned version."""
 
 
 def eks_addon_version(addon: str, kubernetes_minor: str) -> str:
