@@ -1,0 +1,99 @@
+"""Sample manifests beside each reference workload, like KubeRay's ``ray-operator/config/samples``.
+
+Each workload folder holds the RayJob or RayService that ``park render kind --workloads`` writes for the
+shipped kind stack (``stacks/Pulumi.kind.yaml``), so a reader sees the whole custom resource next to the code
+it runs, and can ``kubectl apply`` it on a kind cluster set up as in docs/getting-started.md. The files are
+generated from the builders, never edited by hand; tests/test_workload_samples.py fails when they drift.
+
+Regenerate after changing a builder or the kind stack::
+
+    .venv/bin/python -m park.workloads.samples
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+from park.components.spec import load_stack_file, project_root
+from park.workloads import render_workloads
+from park.workloads.batch import manifest as batch_manifest
+from park.workloads.serve import manifest as serve_manifest
+from park.workloads.train import manifest as train_manifest
+
+SAMPLE_STACK = "kind"
+WORKLOADS_FOLDER = Path(__file__).resolve().parent
+FOLDERS = {
+    train_manifest.NAME: "train",
+    batch_manifest.NAME: "batch",
+    serve_manifest.NAME: "serve",
+}
+"""The folder of each workload's sample, keyed by the name its builder gives the custom resource."""
+
+HEADER = """\
+# {kind} {name}: the {folder} reference workload of the kind stack, exactly as
+# `park render kind --workloads` writes it. Generated from {builder} by
+# `python -m park.workloads.samples`; do not edit (tests/test_workload_samples.py compares).
+#
+# On a kind cluster set up as in docs/getting-started.md (the kind stack up with `pulumi up --stack kind`,
+# the workload image loaded with `park image load kind`{model_step}):
+#
+#   kubectl apply -f workloads/{folder}/{file}
+#   kubectl get workloads.kueue.x-k8s.io -n {namespace}     # Kueue admits it from LocalQueue {queue}
+"""
+
+
+class _BlockStrings(yaml.SafeDumper):
+    """Writes multi-line strings (the Serve config, shell commands) as literal blocks a reader can follow."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
+
+
+def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockStrings.add_representer(str, _str_representer)
+
+
+def sample_path(document: dict) -> Path:
+    """``workloads/<folder>/<kind lowercased>.kind.yaml`` for a rendered workload."""
+    name = document["metadata"]["name"]
+    if name not in FOLDERS:
+        raise KeyError(f"no sample folder for workload {name!r}: add it to park.workloads.samples.FOLDERS")
+    return WORKLOADS_FOLDER / FOLDERS[name] / f"{document['kind'].lower()}.{SAMPLE_STACK}.yaml"
+
+
+def sample_text(document: dict) -> str:
+    """The sample file of one rendered workload: a header saying how to use it, then the object."""
+    path = sample_path(document)
+    folder = FOLDERS[document["metadata"]["name"]]
+    builder = f"workloads/{folder}/manifest.py"
+    header = HEADER.format(
+        kind=document["kind"], name=document["metadata"]["name"], folder=folder, builder=builder,
+        file=path.name, namespace=document["metadata"]["namespace"],
+        queue=document["metadata"]["labels"]["kueue.x-k8s.io/queue-name"],
+        model_step=", the model built with `park tiny-model /mnt/park-storage/models/tiny-llama`"
+        if document["kind"] == "RayService" else "")
+    body = yaml.dump(document, Dumper=_BlockStrings, sort_keys=False, default_flow_style=False,
+                     width=1_000)  # one line per command, as a reader types it
+    return header + "---\n" + body
+
+
+def render_samples() -> dict[Path, str]:
+    """Every sample file's path and text, from the builders and the shipped kind stack."""
+    spec = load_stack_file(project_root() / "stacks" / f"Pulumi.{SAMPLE_STACK}.yaml")
+    return {sample_path(document): sample_text(document) for document in render_workloads(spec)}
+
+
+def main() -> None:
+    for path, text in render_samples().items():
+        path.write_text(text)
+        print(f"wrote {path.relative_to(project_root())}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
