@@ -12,24 +12,29 @@ Regenerate after changing a builder or the kind stack::
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
 import yaml
 from park.components.spec import load_stack_file, project_root
 from park.workloads import render_workloads
-from park.workloads.batch import manifest as batch_manifest
-from park.workloads.serve import manifest as serve_manifest
-from park.workloads.train import manifest as train_manifest
 
 SAMPLE_STACK = "kind"
 WORKLOADS_FOLDER = Path(__file__).resolve().parent
-FOLDERS = {
-    train_manifest.NAME: "train",
-    batch_manifest.NAME: "batch",
-    serve_manifest.NAME: "serve",
-}
-"""The folder of each workload's sample, keyed by the name its builder gives the custom resource."""
+
+
+def _workload_folders() -> dict[str, str]:
+    """The name each builder (``workloads/<folder>/manifest.py``, its ``NAME``) gives its custom resource ->
+    that folder; a new workload gets its sample without a change here."""
+    folders = {}
+    for manifest in sorted(WORKLOADS_FOLDER.glob("*/manifest.py")):
+        folder = manifest.parent.name
+        folders[importlib.import_module(f"park.workloads.{folder}.manifest").NAME] = folder
+    return folders
+
+
+FOLDERS = _workload_folders()
 
 HEADER = """\
 # {kind} {name}: the {folder} reference workload of the kind stack, exactly as
@@ -63,7 +68,7 @@ def sample_path(document: dict) -> Path:
     """``workloads/<folder>/<kind lowercased>.kind.yaml`` for a rendered workload."""
     name = document["metadata"]["name"]
     if name not in FOLDERS:
-        raise KeyError(f"no sample folder for workload {name!r}: add it to park.workloads.samples.FOLDERS")
+        raise KeyError(f"no sample folder for workload {name!r}: its builder module needs a NAME")
     return WORKLOADS_FOLDER / FOLDERS[name] / f"{document['kind'].lower()}.{SAMPLE_STACK}.yaml"
 
 
