@@ -10,13 +10,17 @@ or object group creating a ServiceMonitor waits for the Prometheus Operator CRDs
 
 from __future__ import annotations
 
+from typing import TypeVar, cast
+
 import pulumi
-from park.components.addons import ADDONS, AddonArgs, Kind, ManifestAddon
+from park.components.addons import ADDONS, AddonArgs, Kind, Kueue, ManifestAddon, Namespaces, Observability
 from park.components.clouds import ClusterHandle, load_adapter
-from park.components.manifests import ClusterFacts, kueue, observability
+from park.components.manifests import ClusterFacts
 from park.components.spec import StackSpec
 
-FIRST_ADDON = "namespaces"
+AddonT = TypeVar("AddonT", bound=ManifestAddon)
+
+FIRST_ADDON = Namespaces.NAME
 """The add-on every other one waits for. Not about CRDs, so not derived: it creates the namespaces the
 releases install into (``create_namespace=False``) with their Pod Security labels and NetworkPolicies, which
 must be in place before the first pod starts there."""
@@ -61,25 +65,26 @@ class Platform(pulumi.ComponentResource):
         facts = cluster_facts(self.handle)
 
         self.addons: dict[str, ManifestAddon] = {}
+        """Add-on name (``ManifestAddon.NAME``) -> component, in apply order; :meth:`addon` gives one typed."""
         crd_providers: dict[Kind, tuple[pulumi.Resource, ...]] = {}
-        for addon_name, addon_class in ADDONS.items():
-            first = [self.addons[FIRST_ADDON]] if addon_name != FIRST_ADDON else []
+        for addon_class in ADDONS:
+            first = [self.addons[FIRST_ADDON]] if addon_class.NAME != FIRST_ADDON else []
             waits_for = [*self.handle.depends_on, *first]
             addon = addon_class(
-                f"{name}-{addon_name}",
+                f"{name}-{addon_class.NAME}",
                 AddonArgs(spec=spec, provider=self.handle.provider, facts=facts, depends_on=waits_for,
                           crd_providers=dict(crd_providers)),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=waits_for))
             crd_providers.update(addon.crd_providers)
-            self.addons[addon_name] = addon
+            self.addons[addon_class.NAME] = addon
         check_addon_order(self.addons)
 
         self.kubeconfig = pulumi.Output.secret(self.handle.kubeconfig)
         self.cluster_name = self.handle.cluster_name
-        self.queue_names = pulumi.Output.from_input(kueue.queue_names(spec))
+        self.queue_names = self.addon(Kueue).queue_names
         self.storage_uri = self.handle.storage_uri
-        self.grafana_service = pulumi.Output.from_input(observability.grafana_address(spec))
-        self.prometheus_service = pulumi.Output.from_input(observability.prometheus_address(spec))
+        self.grafana_service = self.addon(Observability).grafana_service
+        self.prometheus_service = self.addon(Observability).prometheus_service
         self.register_outputs({
             "kubeconfig": self.kubeconfig,
             "clusterName": self.cluster_name,
@@ -88,3 +93,7 @@ class Platform(pulumi.ComponentResource):
             "grafanaService": self.grafana_service,
             "prometheusService": self.prometheus_service,
         })
+
+    def addon(self, addon_class: type[AddonT]) -> AddonT:
+        """The installed add-on of that class, typed: ``platform.addon(Kueue).queue_names``."""
+        return cast(AddonT, self.addons[addon_class.NAME])

@@ -92,7 +92,7 @@ def declare_platform(monkeypatch, stack: str, engine: Engine) -> tuple[Harness, 
 def addon_of(declared_name: str, platform_name: str) -> str:
     """``park-aws-kueue-objects`` -> ``kueue``."""
     rest = declared_name.removeprefix(f"{platform_name}-")
-    return next(a for a in ADDONS if rest == a or rest.startswith(f"{a}-"))
+    return next(a.NAME for a in ADDONS if rest == a.NAME or rest.startswith(f"{a.NAME}-"))
 
 
 @pytest.mark.parametrize("stack", sorted(SPECS))
@@ -169,7 +169,7 @@ def test_components_use_their_type_tokens_parents_and_the_cluster_provider(engin
 
     def check(platform_urn, declared):
         assert platform_urn.split("::")[2].endswith("park:index:Platform")
-        for addon in ADDONS.values():
+        for addon in ADDONS:
             (component,) = declared.of_type(addon.TYPE)
             assert "park:index:Platform$" in component.urn, f"{component.urn} is not a child of the Platform"
         provider = next(d for d in declared if d.type == "pulumi:providers:kubernetes")
@@ -218,13 +218,20 @@ def test_addon_alone_with_default_facts(engine):
 
 
 def test_namespaces_come_first():
-    assert next(iter(ADDONS)) == FIRST_ADDON == "namespaces"
+    assert ADDONS[0].NAME == FIRST_ADDON == "namespaces"
+
+
+def test_each_addon_applies_its_own_builder_in_the_builders_order():
+    """One table: each add-on class names its builder; ``BUILDERS`` (what ``park render`` writes) must list
+    the same builders in the same apply order, or render and ``pulumi up`` would disagree."""
+    assert [(a.NAME, a.build) for a in ADDONS] == list(BUILDERS.items())
 
 
 def test_an_addon_before_the_one_serving_its_custom_resources_is_refused(engine, monkeypatch):
     """KubeRay's chart renders a ServiceMonitor; declared before observability, it could not wait for the
     Prometheus Operator CRDs (``depends_on`` names resources already declared), so the Platform says so."""
-    reordered = {name: ADDONS[name] for name in ("namespaces", "kuberay", "observability")}
+    by_name = {addon.NAME: addon for addon in ADDONS}
+    reordered = tuple(by_name[name] for name in ("namespaces", "kuberay", "observability"))
     monkeypatch.setattr(platform_module, "ADDONS", reordered)
     with pytest.raises(RuntimeError, match="add-on kuberay creates .*ServiceMonitor.*move observability before kuberay"):
         declare_platform(monkeypatch, "kind", engine)

@@ -30,7 +30,19 @@ from park.components.charts import (
     custom_resource_kinds,
     render_release,
 )
-from park.components.manifests import BUILDERS, ClusterFacts, HelmRelease
+from park.components.manifests import (
+    AddonManifests,
+    Builder,
+    ClusterFacts,
+    HelmRelease,
+    autoscaler,
+    gpu,
+    kuberay,
+    kueue,
+    namespaces,
+    observability,
+    storage,
+)
 from park.components.spec import StackSpec
 
 HELM_TIMEOUT_SECONDS = 900
@@ -110,24 +122,30 @@ def _unique(resources: Iterable[pulumi.Resource]) -> list[pulumi.Resource]:
 
 class ManifestAddon(pulumi.ComponentResource):
     """Base of every add-on: the CRDs of its charts' ``crds/`` folders, its releases (each waiting for what
-    serves the custom resources it renders), then one ConfigGroup of objects depending on them."""
+    serves the custom resources it renders), then one ConfigGroup of objects depending on them.
+
+    A subclass names its builder (``build``, one of :data:`park.components.manifests.BUILDERS`) and turns
+    what it applied into its own typed outputs (:meth:`typed_outputs`)."""
 
     TYPE: ClassVar[str]
-    ADDON: ClassVar[str]
-    """Key of the add-on's builder in :data:`park.components.manifests.BUILDERS`."""
+    NAME: ClassVar[str]
+    """Suffix of the add-on's resource name in a Platform (``park-aws-kueue``); the builder's key."""
+    build: ClassVar[Builder]
+    """The pure function of (spec, facts) that says what this add-on applies."""
 
     release_names: pulumi.Output[list[str]]
+    """Helm release names, in install order."""
     object_count: pulumi.Output[int]
+    """How many of park-stack's own objects the add-on applies (after the releases)."""
 
     def __init__(self, name: str, args: AddonArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(self.TYPE, name, None, opts)
-        build = BUILDERS[self.ADDON]
         spec = args.spec
-        planned = build(spec, ClusterFacts.for_spec(spec))
+        planned = type(self).build(spec, ClusterFacts.for_spec(spec))
         try:
             rendered = [render_release(release, spec.kubernetes_version) for release in planned.releases]
         except ChartError as err:  # a chart that cannot be pulled or rendered: one line, no traceback
-            raise pulumi.RunError(f"add-on {self.ADDON}: {err}") from None
+            raise pulumi.RunError(f"add-on {self.NAME}: {err}") from None
         waits_for = list(args.depends_on)
         providers: dict[Kind, tuple[pulumi.Resource, ...]] = dict(args.crd_providers)
         self.crd_providers: dict[Kind, tuple[pulumi.Resource, ...]] = {}
@@ -167,7 +185,7 @@ class ManifestAddon(pulumi.ComponentResource):
             own = [self.crd_groups[release.name]] if release.name in self.crd_groups else []
             later = {kind for other in rendered[len(self.releases) + 1:] for kind in other.provided_kinds}
             if early := sorted(kinds_created(chart) & later - chart.provided_kinds):
-                raise RuntimeError(f"add-on {self.ADDON}: release {release.name} creates {early}, whose CRDs a "
+                raise RuntimeError(f"add-on {self.NAME}: release {release.name} creates {early}, whose CRDs a "
                                    f"release declared after it ships; declare that release first")
             installed = k8s.helm.v3.Release(
                 f"{name}-{release.name}", release_args(release, skip_crds=bool(chart.chart_crds)),
@@ -176,9 +194,9 @@ class ManifestAddon(pulumi.ComponentResource):
             provide(chart.provided_kinds, installed)
 
         def objects_for(facts: ClusterFacts) -> list[dict[str, Any]]:
-            built = build(spec, facts)
+            built = type(self).build(spec, facts)
             if built.releases != planned.releases:  # releases must not depend on facts: they are declared early
-                raise RuntimeError(f"add-on {self.ADDON}: Helm releases changed with the cluster facts")
+                raise RuntimeError(f"add-on {self.NAME}: Helm releases changed with the cluster facts")
             return [dict(obj) for obj in built.objects]
 
         facts = args.facts if args.facts is not None else ClusterFacts.for_spec(spec)
@@ -191,58 +209,140 @@ class ManifestAddon(pulumi.ComponentResource):
 
         self.release_names = pulumi.Output.from_input([release.name for release in planned.releases])
         self.object_count = objects.apply(len)
-        self.register_outputs({"releaseNames": self.release_names, "objectCount": self.object_count})
+        self.register_outputs({"releaseNames": self.release_names, "objectCount": self.object_count,
+                               **self.typed_outputs(spec, planned, objects)})
+
+    def typed_outputs(self, spec: StackSpec, planned: AddonManifests,
+                      objects: pulumi.Output[list[dict[str, Any]]]) -> dict[str, pulumi.Output[Any]]:
+        """Set this add-on's own outputs as attributes and return them by their exported (camelCase) names.
+        ``planned`` is the builder's output from the spec alone; ``objects`` what is applied (cluster facts in)."""
+        return {}
+
+
+def _names_of(kind: str, objects: Iterable[Mapping[str, Any]]) -> list[str]:
+    return [o["metadata"]["name"] for o in objects if o["kind"] == kind]
 
 
 class Namespaces(ManifestAddon):
-    """Namespaces with Pod Security labels, Ray service accounts, network policies, storage ConfigMaps."""
+    """Namespaces with Pod Security labels, Ray service accounts, network policies, storage ConfigMaps.
+    Every other add-on installs into these namespaces, so the Platform makes them all wait for this one."""
 
     TYPE = "park:addons:Namespaces"
-    ADDON = "namespaces"
+    NAME = "namespaces"
+    build = staticmethod(namespaces.build)
+
+    namespaces: pulumi.Output[list[str]]
+    """Every namespace created, platform namespaces first, then the teams'."""
+
+    def typed_outputs(self, spec, planned, objects):
+        self.namespaces = pulumi.Output.from_input(_names_of("Namespace", planned.objects))
+        return {"namespaces": self.namespaces}
 
 
 class Storage(ManifestAddon):
-    """kind: the host storage folder as PersistentVolumes and claims (nothing on clouds)."""
+    """kind: the host storage folder as PersistentVolumes and claims; every cloud: the shared filesystem
+    (FSx for Lustre, Filestore) as one volume and claim per team namespace, where the stack has one."""
 
     TYPE = "park:addons:Storage"
-    ADDON = "storage"
+    NAME = "storage"
+    build = staticmethod(storage.build)
+
+    claims: pulumi.Output[list[str]]
+    """``namespace/claim`` of every PersistentVolumeClaim, the cloud's shared filesystem address applied."""
+
+    def typed_outputs(self, spec, planned, objects):
+        self.claims = objects.apply(lambda objs: [f"{o['metadata']['namespace']}/{o['metadata']['name']}"
+                                                  for o in objs if o["kind"] == "PersistentVolumeClaim"])
+        return {"claims": self.claims}
 
 
 class Observability(ManifestAddon):
-    """kube-prometheus-stack, dcgm-exporter, Ray and Kueue monitors, Grafana dashboards."""
+    """kube-prometheus-stack, dcgm-exporter, Ray and Kueue monitors, Grafana dashboards. Its Prometheus
+    Operator CRDs serve the ServiceMonitors of later add-ons (KubeRay's chart renders one)."""
 
     TYPE = "park:addons:Observability"
-    ADDON = "observability"
+    NAME = "observability"
+    build = staticmethod(observability.build)
+
+    grafana_service: pulumi.Output[str | None]
+    """``namespace/service:port`` of Grafana, None when Grafana is off."""
+    prometheus_service: pulumi.Output[str | None]
+    """``namespace/service:port`` of Prometheus, None when Prometheus is off."""
+
+    def typed_outputs(self, spec, planned, objects):
+        self.grafana_service = pulumi.Output.from_input(observability.grafana_address(spec))
+        self.prometheus_service = pulumi.Output.from_input(observability.prometheus_address(spec))
+        return {"grafanaService": self.grafana_service, "prometheusService": self.prometheus_service}
 
 
 class Gpu(ManifestAddon):
     """The NVIDIA device plugin with per-pool time-slicing, where the cloud does not install one."""
 
     TYPE = "park:addons:Gpu"
-    ADDON = "gpu"
+    NAME = "gpu"
+    build = staticmethod(gpu.build)
+
+    time_sliced_pools: pulumi.Output[list[str]]
+    """Pools whose GPUs this device plugin time-slices; empty where no plugin is installed (kind, or GKE,
+    which time-slices through its own node pool setting)."""
+
+    def typed_outputs(self, spec, planned, objects):
+        pools = [p.name for p in gpu.sharing_pools(spec)] if planned.releases else []
+        self.time_sliced_pools = pulumi.Output.from_input(pools)
+        return {"timeSlicedPools": self.time_sliced_pools}
 
 
 class KubeRay(ManifestAddon):
-    """The KubeRay operator."""
+    """The KubeRay operator (RayJob, RayService and RayCluster CRDs)."""
 
     TYPE = "park:addons:KubeRay"
-    ADDON = "kuberay"
+    NAME = "kuberay"
+    build = staticmethod(kuberay.build)
+
+    operator_namespace: pulumi.Output[str]
+    """Where the operator runs."""
+
+    def typed_outputs(self, spec, planned, objects):
+        self.operator_namespace = pulumi.Output.from_input(kuberay.NAMESPACE)
+        return {"operatorNamespace": self.operator_namespace}
 
 
 class Kueue(ManifestAddon):
     """The Kueue controller, then flavors, cluster and local queues, priority classes."""
 
     TYPE = "park:addons:Kueue"
-    ADDON = "kueue"
+    NAME = "kueue"
+    build = staticmethod(kueue.build)
+
+    queue_names: pulumi.Output[dict[str, str]]
+    """Team -> the LocalQueue its workloads name."""
+    cluster_queues: pulumi.Output[list[str]]
+    """The ClusterQueues, one per team, in the stack's cohort."""
+
+    def typed_outputs(self, spec, planned, objects):
+        self.queue_names = pulumi.Output.from_input(kueue.queue_names(spec))
+        self.cluster_queues = pulumi.Output.from_input(_names_of("ClusterQueue", planned.objects))
+        return {"queueNames": self.queue_names, "clusterQueues": self.cluster_queues}
 
 
 class ClusterAutoscaler(ManifestAddon):
     """aws: the cluster autoscaler for the EKS managed node groups (nothing elsewhere)."""
 
     TYPE = "park:addons:ClusterAutoscaler"
-    ADDON = "autoscaler"
+    NAME = "autoscaler"
+    build = staticmethod(autoscaler.build)
+
+    service_account: pulumi.Output[str | None]
+    """``namespace/name`` the autoscaler runs as (its cloud identity trusts exactly this); None when the cloud
+    scales nodes itself."""
+
+    def typed_outputs(self, spec, planned, objects):
+        account = None
+        for release in planned.releases:  # the service account the chart creates, as its values name it
+            account = f"{release.namespace}/{release.values['rbac']['serviceAccount']['name']}"
+        self.service_account = pulumi.Output.from_input(account)
+        return {"serviceAccount": self.service_account}
 
 
-ADDONS: dict[str, type[ManifestAddon]] = {cls.ADDON: cls for cls in (Namespaces, Storage, Observability, Gpu,
-                                                                     KubeRay, Kueue, ClusterAutoscaler)}
-"""Add-on name -> component class, in apply order (same keys and order as the builders)."""
+ADDONS: tuple[type[ManifestAddon], ...] = (Namespaces, Storage, Observability, Gpu, KubeRay, Kueue, ClusterAutoscaler)
+"""Every add-on, in apply order (the order of :data:`park.components.manifests.BUILDERS`)."""
