@@ -82,6 +82,9 @@ class Declared:
     """Names of the resources named in its ``depends_on`` option (explicit ordering, not data flow)."""
     secret_inputs: frozenset[str] = frozenset()
     """Top-level input names that arrived as secrets (their values above are unwrapped)."""
+    parent: str = ""
+    """URN of its parent resource (recorded by :class:`Harness`; the mock monitor's URNs name only the
+    immediate parent's type, so a URN alone does not show the whole ancestry)."""
 
 
 class DeclaredList:
@@ -109,6 +112,14 @@ class DeclaredList:
 
     def named(self, name: str) -> list[Declared]:
         return [d for d in self if d.name == name]
+
+    def ancestors(self, resource: Declared) -> list[str]:
+        """URNs of its parent, grandparent... up to the first one outside this list (the harness)."""
+        by_urn = {d.urn: d for d in self}
+        chain = [resource.parent]
+        while chain[-1] in by_urn:
+            chain.append(by_urn[chain[-1]].parent)
+        return chain
 
     @property
     def types(self) -> set[str]:
@@ -180,12 +191,12 @@ class RecordingMocks(Mocks):
 
     # -- lookups --
 
-    def declared(self, urn: str, depends_on: tuple[str, ...] = ()) -> Declared:
+    def declared(self, urn: str, depends_on: tuple[str, ...] = (), parent: str = "") -> Declared:
         qualified_type, name = urn.split("::")[2:4]
         type_ = qualified_type.rsplit("$", 1)[-1]
         reg = self.registrations[(type_, name)]
         return Declared(
-            urn, type_, name, reg.id, reg.inputs, reg.provider, reg.state, depends_on, reg.secret_inputs
+            urn, type_, name, reg.id, reg.inputs, reg.provider, reg.state, depends_on, reg.secret_inputs, parent
         )
 
 
@@ -207,6 +218,7 @@ class Harness:
     resources: list[pulumi.Resource] = field(default_factory=list)
     names: dict[int, str] = field(default_factory=dict)
     dependencies: dict[int, list[Any]] = field(default_factory=dict)
+    parents: dict[int, pulumi.Resource | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.parent = pulumi.ComponentResource(
@@ -222,6 +234,7 @@ class Harness:
         self.dependencies[id(args.resource)] = (
             list(depends_on) if isinstance(depends_on, (list, tuple)) else []
         )
+        self.parents[id(args.resource)] = args.opts.parent if args.opts is not None else None
 
     def settled(self) -> pulumi.Output[DeclaredList]:
         """Resolves once every collected resource has been registered with the mock engine."""
@@ -230,9 +243,15 @@ class Harness:
         def depends_on(resource: pulumi.Resource) -> tuple[str, ...]:
             return tuple(self.names.get(id(d), repr(d)) for d in self.dependencies.get(id(resource), []))
 
-        return pulumi.Output.all(*[r.urn for r in declared]).apply(
+        def parent_urn(resource: pulumi.Resource) -> pulumi.Output[str]:
+            parent = self.parents.get(id(resource))
+            return parent.urn if parent is not None else pulumi.Output.from_input("")
+
+        count = len(declared)
+        return pulumi.Output.all(*[r.urn for r in declared], *[parent_urn(r) for r in declared]).apply(
             lambda urns: DeclaredList(
-                self.mocks.declared(urn, depends_on(r)) for urn, r in zip(urns, declared)
+                self.mocks.declared(urn, depends_on(r), parent)
+                for urn, parent, r in zip(urns[:count], urns[count:], declared)
             )
         )
 

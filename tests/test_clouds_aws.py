@@ -158,7 +158,11 @@ def test_every_resource_is_a_child_of_the_parent_and_uses_the_regional_provider(
         provider = declared.one(AWS_PROVIDER)
         assert provider.inputs["region"] == "us-west-2", f"{provider.urn} is not for the spec's region"
         for d in declared:
-            assert "test:index:Harness$" in d.urn, f"{d.urn} is not a child of the parent component"
+            types = [urn.split("::")[2].rsplit("$", 1)[-1] for urn in declared.ancestors(d)]
+            assert types[-1] == "test:index:Harness", f"{d.urn} is not under the parent component"
+            assert all(t.startswith("park:aws:") for t in types[:-1]), (
+                f"{d.urn} sits under {types}: only the adapter's components may stand between"
+            )
             assert d.name.startswith("park-aws-"), f"{d.urn} is not named after the component"
             if d.type.startswith("aws:"):
                 assert d.provider.startswith(provider.urn), f"{d.urn} does not use the explicit aws provider"

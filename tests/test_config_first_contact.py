@@ -197,8 +197,8 @@ def test_the_adapters_build_their_providers_from_the_park_keys():
 
     from park.components.clouds import aws, gcp
 
-    assert "region=spec.region" in inspect.getsource(aws._EksBuild.__init__)
-    gke = inspect.getsource(gcp._GkeBuild.__init__)
+    assert "region=spec.region" in inspect.getsource(aws.aws_provider)
+    gke = inspect.getsource(gcp.gcp_provider)
     assert "project=spec.project" in gke and "region=spec.region" in gke
 
 

@@ -1,7 +1,8 @@
 """The aws adapter: VPC, EKS cluster, managed node groups, S3 storage and Pod Identity for Ray.
 
-What it declares, all children of the ``parent`` the Platform hands in and all through an explicit
-``aws.Provider`` for ``spec.region``:
+What it declares, as components under the ``parent`` the Platform hands in (:class:`EksNetwork`,
+:class:`EksCluster` with one :class:`EksNodePool` per spec pool, :class:`EksStorage`), every cloud resource
+through one explicit ``aws.Provider`` for ``spec.region``:
 
 - network: a VPC with one private and one public subnet per zone, an internet gateway, one NAT gateway
   (in the first zone; cheaper than one per zone, at the price of cross-zone egress if that zone fails);
@@ -14,13 +15,15 @@ What it declares, all children of the ``parent`` the Platform hands in and all t
   the EBS CSI driver and the cluster autoscaler.
 
 The pure builders (subnet plan, IAM policy documents, kubeconfig, capacity checks) are module functions
-tested without mocks; :class:`AwsAdapter` only declares resources from them.
+tested without mocks; the components only declare resources from them, and :class:`AwsAdapter` wires them
+together by passing one component's outputs as the next one's arguments.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +40,8 @@ from park.components.clouds import (
 )
 from park.components.clouds.checks import MAX_ZONES, aws_problems as check, fsx_capacity_problem  # noqa: F401
 from park.components.clouds.checks import require_provisionable
-from park.components.spec import NodePool, StackSpec
+from park.components.clouds.component import CloudComponent
+from park.components.spec import NodePool, SharedFilesystem, StackSpec
 
 # --- pure facts --------------------------------------------------------------------------------------
 
@@ -270,161 +274,253 @@ def eks_kubeconfig(
 
 _SseByDefault = aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs
 
-# --- the adapter ---------------------------------------------------------------------------------------
+# --- the components: network, cluster (with its node pools), storage -------------------------------------
 
 
-class AwsAdapter:
-    name = "aws"
-    capabilities = CAPABILITIES["aws"]
+@dataclass(frozen=True)
+class EksNetworkArgs:
+    cluster_name: str
+    """Names the VPC, gateways and subnets (``Name`` tags) and tags the subnets for the cluster's load
+    balancers (``kubernetes.io/cluster/<name>: shared``)."""
+    zones: Sequence[str]
+    """One private /19 and one public /22 subnet per zone (repeats ignored, order kept; at most
+    :data:`MAX_ZONES`); the one NAT gateway sits in the first zone."""
 
-    def provision(self, name: str, spec: StackSpec, parent: pulumi.Resource) -> ClusterHandle:
-        require_provisionable(spec)
-        return _EksBuild(name, spec, parent).handle()
 
+class EksNetwork(CloudComponent):
+    """The VPC: private and public subnets per zone, an internet gateway, one NAT gateway for private egress."""
 
-class _EksBuild:
-    """Declares the resources of one EKS stack; one method per concern, in dependency order."""
+    vpc_id: pulumi.Output[str]
+    private_subnet_ids: list[pulumi.Output[str]]
+    """Per zone, in the order of ``args.zones``: where the nodes, the control plane's ENIs and FSx go."""
+    public_subnet_ids: list[pulumi.Output[str]]
+    """Per zone: the NAT gateway and internet-facing load balancers."""
 
-    def __init__(self, name: str, spec: StackSpec, parent: pulumi.Resource):
-        self.name, self.spec, self.parent = name, spec, parent
-        self.provider = aws.Provider(
-            f"{name}-aws",
-            region=spec.region,
-            default_tags=aws.ProviderDefaultTagsArgs(tags={"park-stack.io/cluster": spec.cluster_name}),
-            opts=pulumi.ResourceOptions(parent=parent),
-        )
-        self.partition = aws.get_partition_output(
-            opts=pulumi.InvokeOutputOptions(parent=parent, provider=self.provider)
-        ).partition
-
-    def opts(self, **kwargs: Any) -> pulumi.ResourceOptions:
-        return pulumi.ResourceOptions(parent=self.parent, provider=self.provider, **kwargs)
-
-    def managed_policy(self, policy_name: str) -> pulumi.Output[str]:
-        return self.partition.apply(lambda partition: f"arn:{partition}:iam::aws:policy/{policy_name}")
-
-    # -- network --
-
-    def network(self) -> None:
-        n, cluster = self.name, self.spec.cluster_name
-        self.vpc = aws.ec2.Vpc(
+    def __init__(self, name: str, args: EksNetworkArgs, prefix: str, provider: aws.Provider,
+                 moved_from: pulumi.Resource | None = None, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("park:aws:EksNetwork", name, prefix, provider, moved_from, opts)
+        n, cluster = prefix, args.cluster_name
+        vpc = aws.ec2.Vpc(
             f"{n}-vpc",
             cidr_block=VPC_CIDR,
             enable_dns_hostnames=True,
             enable_dns_support=True,
             tags={"Name": f"{cluster}-vpc"},
-            opts=self.opts(),
+            opts=self.child_opts(),
         )
         gateway = aws.ec2.InternetGateway(
-            f"{n}-igw", vpc_id=self.vpc.id, tags={"Name": f"{cluster}-igw"}, opts=self.opts()
+            f"{n}-igw", vpc_id=vpc.id, tags={"Name": f"{cluster}-igw"}, opts=self.child_opts()
         )
         public_routes = aws.ec2.RouteTable(
             f"{n}-public",
-            vpc_id=self.vpc.id,
+            vpc_id=vpc.id,
             tags={"Name": f"{cluster}-public"},
             routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=gateway.id)],
-            opts=self.opts(),
+            opts=self.child_opts(),
         )
-        self.public_subnets: list[aws.ec2.Subnet] = []
-        self.private_subnets: list[aws.ec2.Subnet] = []
+        plan = subnet_plan(list(args.zones))
+        public_subnets: list[aws.ec2.Subnet] = []
+        private_subnets: list[aws.ec2.Subnet] = []
         cluster_tag = f"kubernetes.io/cluster/{cluster}"
-        for plan in subnet_plan(self.spec.zones):
+        for zone in plan:
             public = aws.ec2.Subnet(
-                f"{n}-public-{plan.zone}",
-                vpc_id=self.vpc.id,
-                availability_zone=plan.zone,
-                cidr_block=plan.public_cidr,
+                f"{n}-public-{zone.zone}",
+                vpc_id=vpc.id,
+                availability_zone=zone.zone,
+                cidr_block=zone.public_cidr,
                 map_public_ip_on_launch=False,
                 tags={
-                    "Name": f"{cluster}-public-{plan.zone}",
+                    "Name": f"{cluster}-public-{zone.zone}",
                     "kubernetes.io/role/elb": "1",
                     cluster_tag: "shared",
                 },
-                opts=self.opts(),
+                opts=self.child_opts(),
             )
             aws.ec2.RouteTableAssociation(
-                f"{n}-public-{plan.zone}",
+                f"{n}-public-{zone.zone}",
                 subnet_id=public.id,
                 route_table_id=public_routes.id,
-                opts=self.opts(),
+                opts=self.child_opts(),
             )
             private = aws.ec2.Subnet(
-                f"{n}-private-{plan.zone}",
-                vpc_id=self.vpc.id,
-                availability_zone=plan.zone,
-                cidr_block=plan.private_cidr,
+                f"{n}-private-{zone.zone}",
+                vpc_id=vpc.id,
+                availability_zone=zone.zone,
+                cidr_block=zone.private_cidr,
                 tags={
-                    "Name": f"{cluster}-private-{plan.zone}",
+                    "Name": f"{cluster}-private-{zone.zone}",
                     "kubernetes.io/role/internal-elb": "1",
                     cluster_tag: "shared",
                 },
-                opts=self.opts(),
+                opts=self.child_opts(),
             )
-            self.public_subnets.append(public)
-            self.private_subnets.append(private)
+            public_subnets.append(public)
+            private_subnets.append(private)
         nat_address = aws.ec2.Eip(
-            f"{n}-nat", domain="vpc", tags={"Name": f"{cluster}-nat"}, opts=self.opts(depends_on=[gateway])
+            f"{n}-nat", domain="vpc", tags={"Name": f"{cluster}-nat"}, opts=self.child_opts(depends_on=[gateway])
         )
         nat = aws.ec2.NatGateway(
             f"{n}-nat",
             allocation_id=nat_address.id,
-            subnet_id=self.public_subnets[0].id,
+            subnet_id=public_subnets[0].id,
             connectivity_type="public",
             tags={"Name": f"{cluster}-nat"},
-            opts=self.opts(),
+            opts=self.child_opts(),
         )
         private_routes = aws.ec2.RouteTable(
             f"{n}-private",
-            vpc_id=self.vpc.id,
+            vpc_id=vpc.id,
             tags={"Name": f"{cluster}-private"},
             routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", nat_gateway_id=nat.id)],
-            opts=self.opts(),
+            opts=self.child_opts(),
         )
-        for subnet, plan in zip(self.private_subnets, subnet_plan(self.spec.zones)):
+        for subnet, zone in zip(private_subnets, plan, strict=True):
             aws.ec2.RouteTableAssociation(
-                f"{n}-private-{plan.zone}",
+                f"{n}-private-{zone.zone}",
                 subnet_id=subnet.id,
                 route_table_id=private_routes.id,
-                opts=self.opts(),
+                opts=self.child_opts(),
             )
+        self.vpc_id = vpc.id
+        self.private_subnet_ids = [s.id for s in private_subnets]
+        self.public_subnet_ids = [s.id for s in public_subnets]
+        self.register_outputs({"vpcId": self.vpc_id, "privateSubnetIds": self.private_subnet_ids,
+                               "publicSubnetIds": self.public_subnet_ids})
 
-    # -- cluster --
 
-    def role(
-        self, suffix: str, trust_policy: pulumi.Input[str], policies: tuple[str, ...] = ()
-    ) -> tuple[aws.iam.Role, list[pulumi.Resource]]:
-        """An IAM role with AWS-managed policies attached; returns the role and everything that must exist
-        before a service can use it (the role and its attachments)."""
-        role = aws.iam.Role(
-            f"{self.name}-{suffix}",
-            assume_role_policy=trust_policy,
-            description=f"park-stack {self.spec.cluster_name}: {suffix}",
-            opts=self.opts(),
-        )
-        ready: list[pulumi.Resource] = [role]
-        for policy in policies:
-            ready.append(
-                aws.iam.RolePolicyAttachment(
-                    f"{self.name}-{suffix}-{policy.rsplit('/', 1)[-1]}",
-                    role=role.name,
-                    policy_arn=self.managed_policy(policy),
-                    opts=self.opts(),
-                )
+def iam_role(owner: CloudComponent, suffix: str, cluster_name: str, trust_policy: pulumi.Input[str],
+             managed_policy_arns: Sequence[tuple[str, pulumi.Input[str]]] = ()) -> tuple[aws.iam.Role, list[pulumi.Resource]]:
+    """An IAM role ``{prefix}-{suffix}`` of ``owner`` with AWS-managed policies (``(short name, ARN)``)
+    attached; returns the role and what must exist before a service can use it (role and attachments)."""
+    role = aws.iam.Role(
+        f"{owner.prefix}-{suffix}",
+        assume_role_policy=trust_policy,
+        description=f"park-stack {cluster_name}: {suffix}",
+        opts=owner.child_opts(),
+    )
+    ready: list[pulumi.Resource] = [role]
+    for short_name, arn in managed_policy_arns:
+        ready.append(
+            aws.iam.RolePolicyAttachment(
+                f"{owner.prefix}-{suffix}-{short_name}",
+                role=role.name,
+                policy_arn=arn,
+                opts=owner.child_opts(),
             )
-        return role, ready
-
-    def cluster(self) -> None:
-        security = self.spec.security
-        cluster_role, cluster_role_ready = self.role(
-            "cluster", json.dumps(service_trust_policy("eks.amazonaws.com")), ("AmazonEKSClusterPolicy",)
         )
-        self.eks = aws.eks.Cluster(
-            f"{self.name}-eks",
-            name=self.spec.cluster_name,
-            version=self.spec.kubernetes_version,
+    return role, ready
+
+
+def pod_identity_role(owner: CloudComponent, suffix: str, cluster_name: str, cluster_arn: pulumi.Input[str],
+                      service_accounts: list[tuple[str, str]]) -> aws.iam.Role:
+    """An IAM role only the listed service accounts of this cluster may assume through EKS Pod Identity."""
+    trust = pulumi.Output.from_input(cluster_arn).apply(
+        lambda arn: json.dumps(pod_identity_trust_policy(arn, service_accounts)))
+    role, _ = iam_role(owner, suffix, cluster_name, trust)
+    return role
+
+
+@dataclass(frozen=True)
+class EksNodePoolArgs:
+    cluster_name: pulumi.Input[str]
+    """The EKS cluster the group joins (its output, so the group waits for the control plane)."""
+    node_role_arn: pulumi.Input[str]
+    """The instance role every node runs as."""
+    subnet_ids: Sequence[pulumi.Input[str]]
+    """Private subnets only: nodes get no public addresses."""
+    pool: NodePool
+    """The spec's pool: sizes, disk, spot, GPUs (which pick the AMI type)."""
+    instance_type: str
+    """From the catalog (``spec.instance_type(pool)``)."""
+    labels: Mapping[str, str]
+    """Node labels, including ``park-stack.io/pool`` (``spec.node_labels(pool)``)."""
+    taints: Sequence[Mapping[str, str]]
+    """With EKS effect names (:func:`eks_taints`)."""
+    depends_on: Sequence[pulumi.Resource] = ()
+    """What the nodes need before they can become Ready: the CNI, kube-proxy and Pod Identity agent
+    add-ons and the instance role's policies. Default: nothing."""
+
+
+class EksNodePool(CloudComponent):
+    """One managed node group for one spec pool; the cluster autoscaler owns its size once it exists."""
+
+    node_group_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: EksNodePoolArgs, prefix: str, provider: aws.Provider,
+                 moved_from: pulumi.Resource | None = None, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("park:aws:EksNodePool", name, prefix, provider, moved_from, opts)
+        pool = args.pool
+        self.node_group = aws.eks.NodeGroup(
+            f"{prefix}-{pool.name}",
+            cluster_name=args.cluster_name,
+            node_role_arn=args.node_role_arn,
+            subnet_ids=list(args.subnet_ids),
+            instance_types=[args.instance_type],
+            ami_type=ami_type(pool),
+            capacity_type=capacity_type(pool),
+            disk_size=pool.disk_gib,
+            scaling_config=aws.eks.NodeGroupScalingConfigArgs(
+                min_size=pool.min_nodes, max_size=pool.max_nodes, desired_size=pool.min_nodes
+            ),
+            update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+            labels=dict(args.labels),
+            taints=[aws.eks.NodeGroupTaintArgs(**t) for t in args.taints],
+            tags={"park-stack.io/pool": pool.name},
+            # the cluster autoscaler owns the desired size once the group exists
+            opts=self.child_opts(depends_on=list(args.depends_on), ignore_changes=["scalingConfig.desiredSize"]),
+        )
+        self.node_group_name = self.node_group.node_group_name
+        self.register_outputs({"nodeGroupName": self.node_group_name})
+
+
+@dataclass(frozen=True)
+class EksClusterArgs:
+    spec: StackSpec
+    """Cluster name, Kubernetes version, endpoint security (``security.privateEndpoint`` and
+    ``security.allowedCidrs``, which a private endpoint ignores) and the node pools."""
+    private_subnet_ids: Sequence[pulumi.Input[str]]
+    """From :class:`EksNetwork`: the nodes' subnets, and the control plane's with the public ones."""
+    public_subnet_ids: Sequence[pulumi.Input[str]]
+    fsx_csi_driver: bool = False
+    """Add the FSx for Lustre CSI driver add-on (the stack has a shared filesystem). Default: off."""
+
+
+class EksCluster(CloudComponent):
+    """EKS: the control plane, the managed add-ons around the node pools (one :class:`EksNodePool` each),
+    Pod Identity roles of the EBS CSI driver and the cluster autoscaler, and a Kubernetes provider."""
+
+    cluster_name: pulumi.Output[str]
+    cluster_arn: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    """Secret; gets tokens from ``aws eks get-token``."""
+    autoscaler_role_arn: pulumi.Output[str]
+    provider: k8s.Provider
+    """Server-side apply, through :attr:`kubeconfig`."""
+    node_pools: list[EksNodePool]
+    ready: list[pulumi.Resource]
+    """What workloads on the cluster wait for: the node groups and the add-ons that need nodes."""
+
+    def __init__(self, name: str, args: EksClusterArgs, prefix: str, provider: aws.Provider,
+                 moved_from: pulumi.Resource | None = None, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("park:aws:EksCluster", name, prefix, provider, moved_from, opts)
+        spec, security = args.spec, args.spec.security
+        partition = aws.get_partition_output(
+            opts=pulumi.InvokeOutputOptions(parent=self, provider=provider)).partition
+
+        def managed(*policies: str) -> list[tuple[str, pulumi.Output[str]]]:
+            return [(p.rsplit("/", 1)[-1], partition.apply(lambda part, p=p: f"arn:{part}:iam::aws:policy/{p}"))
+                    for p in policies]
+
+        cluster_role, cluster_role_ready = iam_role(
+            self, "cluster", spec.cluster_name, json.dumps(service_trust_policy("eks.amazonaws.com")),
+            managed("AmazonEKSClusterPolicy"))
+        eks = aws.eks.Cluster(
+            f"{prefix}-eks",
+            name=spec.cluster_name,
+            version=spec.kubernetes_version,
             role_arn=cluster_role.arn,
             vpc_config=aws.eks.ClusterVpcConfigArgs(
-                subnet_ids=[s.id for s in self.private_subnets + self.public_subnets],
+                subnet_ids=[*args.private_subnet_ids, *args.public_subnet_ids],
                 endpoint_private_access=True,
                 endpoint_public_access=not security.private_endpoint,
                 public_access_cidrs=None if security.private_endpoint else list(security.allowed_cidrs),
@@ -435,134 +531,171 @@ class _EksBuild:
             enabled_cluster_log_types=list(CONTROL_PLANE_LOG_TYPES),
             # vpc-cni, kube-proxy and coredns come as managed add-ons below, not as unmanaged leftovers
             bootstrap_self_managed_addons=False,
-            opts=self.opts(depends_on=cluster_role_ready),
+            opts=self.child_opts(depends_on=cluster_role_ready),
         )
 
-    def addon(
-        self,
-        addon_name: str,
-        depends_on: list[pulumi.Resource],
-        pod_identity: list[aws.eks.AddonPodIdentityAssociationArgs] | None = None,
-    ) -> aws.eks.Addon:
-        # Pinned per Kubernetes minor: EKS's default version moves, and with it a later `pulumi up`.
-        configuration = ADDON_CONFIGURATION.get(addon_name)
-        return aws.eks.Addon(
-            f"{self.name}-{addon_name}",
-            cluster_name=self.eks.name,
-            addon_name=addon_name,
-            addon_version=versions.eks_addon_version(addon_name, self.spec.kubernetes_version),
-            configuration_values=json.dumps(configuration) if configuration else None,
-            resolve_conflicts_on_create="OVERWRITE",
-            resolve_conflicts_on_update="OVERWRITE",
-            pod_identity_associations=pod_identity,
-            opts=self.opts(depends_on=depends_on),
-        )
-
-    def node_groups(self) -> None:
-        node_role, node_role_ready = self.role(
-            "nodes",
-            json.dumps(service_trust_policy("ec2.amazonaws.com")),
-            ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly"),
-        )
-        early_addons = [self.addon(a, [self.eks]) for a in ADDONS_BEFORE_NODES]
-        self.groups: list[aws.eks.NodeGroup] = []
-        for pool in self.spec.node_pools:
-            self.groups.append(
-                aws.eks.NodeGroup(
-                    f"{self.name}-{pool.name}",
-                    cluster_name=self.eks.name,
-                    node_role_arn=node_role.arn,
-                    subnet_ids=[s.id for s in self.private_subnets],
-                    instance_types=[self.spec.instance_type(pool)],
-                    ami_type=ami_type(pool),
-                    capacity_type=capacity_type(pool),
-                    disk_size=pool.disk_gib,
-                    scaling_config=aws.eks.NodeGroupScalingConfigArgs(
-                        min_size=pool.min_nodes, max_size=pool.max_nodes, desired_size=pool.min_nodes
-                    ),
-                    update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
-                    labels=self.spec.node_labels(pool),
-                    taints=[aws.eks.NodeGroupTaintArgs(**t) for t in eks_taints(self.spec, pool)],
-                    tags={"park-stack.io/pool": pool.name},
-                    # the cluster autoscaler owns the desired size once the group exists
-                    opts=self.opts(
-                        depends_on=[*early_addons, *node_role_ready],
-                        ignore_changes=["scalingConfig.desiredSize"],
-                    ),
-                )
+        def addon(addon_name: str, depends_on: list[pulumi.Resource],
+                  pod_identity: list[aws.eks.AddonPodIdentityAssociationArgs] | None = None) -> aws.eks.Addon:
+            # Pinned per Kubernetes minor: EKS's default version moves, and with it a later `pulumi up`.
+            configuration = ADDON_CONFIGURATION.get(addon_name)
+            return aws.eks.Addon(
+                f"{prefix}-{addon_name}",
+                cluster_name=eks.name,
+                addon_name=addon_name,
+                addon_version=versions.eks_addon_version(addon_name, spec.kubernetes_version),
+                configuration_values=json.dumps(configuration) if configuration else None,
+                resolve_conflicts_on_create="OVERWRITE",
+                resolve_conflicts_on_update="OVERWRITE",
+                pod_identity_associations=pod_identity,
+                opts=self.child_opts(depends_on=depends_on),
             )
 
-    def pod_identity_role(self, suffix: str, service_accounts: list[tuple[str, str]]) -> aws.iam.Role:
-        trust = self.eks.arn.apply(lambda arn: json.dumps(pod_identity_trust_policy(arn, service_accounts)))
-        role, _ = self.role(suffix, trust)
-        return role
+        # Nodes: the DaemonSets they need to become Ready first, then one node group per pool.
+        node_role, node_role_ready = iam_role(
+            self, "nodes", spec.cluster_name, json.dumps(service_trust_policy("ec2.amazonaws.com")),
+            managed("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly"))
+        early_addons = [addon(a, [eks]) for a in ADDONS_BEFORE_NODES]
+        self.node_pools = [
+            EksNodePool(
+                f"{prefix}-{pool.name}",
+                EksNodePoolArgs(
+                    cluster_name=eks.name, node_role_arn=node_role.arn, subnet_ids=args.private_subnet_ids,
+                    pool=pool, instance_type=spec.instance_type(pool), labels=spec.node_labels(pool),
+                    taints=eks_taints(spec, pool), depends_on=[*early_addons, *node_role_ready]),
+                prefix, provider, moved_from, pulumi.ResourceOptions(parent=self))
+            for pool in spec.node_pools
+        ]
+        groups: list[pulumi.Resource] = [p.node_group for p in self.node_pools]
 
-    def late_addons(self) -> None:
-        ebs_role = self.pod_identity_role("ebs-csi", [EBS_CSI_SERVICE_ACCOUNT])
+        # Add-ons that schedule pods: once there are nodes.
+        ebs_role = pod_identity_role(self, "ebs-csi", spec.cluster_name, eks.arn, [EBS_CSI_SERVICE_ACCOUNT])
         aws.iam.RolePolicyAttachment(
-            f"{self.name}-ebs-csi-policy",
+            f"{prefix}-ebs-csi-policy",
             role=ebs_role.name,
-            policy_arn=self.managed_policy("service-role/AmazonEBSCSIDriverPolicy"),
-            opts=self.opts(),
+            policy_arn=managed("service-role/AmazonEBSCSIDriverPolicy")[0][1],
+            opts=self.child_opts(),
         )
-        self.late: list[pulumi.Resource] = [self.addon("coredns", self.groups)]
-        self.late.append(
-            self.addon(
-                "aws-ebs-csi-driver",
-                self.groups,
-                pod_identity=[
-                    aws.eks.AddonPodIdentityAssociationArgs(
-                        role_arn=ebs_role.arn, service_account=EBS_CSI_SERVICE_ACCOUNT[1]
-                    )
-                ],
-            )
-        )
+        late: list[pulumi.Resource] = [addon("coredns", groups)]
+        late.append(addon(
+            "aws-ebs-csi-driver", groups,
+            pod_identity=[aws.eks.AddonPodIdentityAssociationArgs(
+                role_arn=ebs_role.arn, service_account=EBS_CSI_SERVICE_ACCOUNT[1])]))
 
-    def autoscaler_identity(self) -> None:
+        # The cluster autoscaler (installed by the add-on of that name) resizes only this cluster's groups.
         namespace, service_account = CLUSTER_AUTOSCALER_SERVICE_ACCOUNT
-        self.autoscaler_role = self.pod_identity_role(
-            "cluster-autoscaler", [CLUSTER_AUTOSCALER_SERVICE_ACCOUNT]
-        )
+        autoscaler_role = pod_identity_role(self, "cluster-autoscaler", spec.cluster_name, eks.arn,
+                                            [CLUSTER_AUTOSCALER_SERVICE_ACCOUNT])
         aws.iam.RolePolicy(
-            f"{self.name}-cluster-autoscaler",
-            role=self.autoscaler_role.name,
-            policy=json.dumps(cluster_autoscaler_policy(self.spec.cluster_name)),
-            opts=self.opts(),
+            f"{prefix}-cluster-autoscaler",
+            role=autoscaler_role.name,
+            policy=json.dumps(cluster_autoscaler_policy(spec.cluster_name)),
+            opts=self.child_opts(),
         )
         aws.eks.PodIdentityAssociation(
-            f"{self.name}-cluster-autoscaler",
-            cluster_name=self.eks.name,
+            f"{prefix}-cluster-autoscaler",
+            cluster_name=eks.name,
             namespace=namespace,
             service_account=service_account,
-            role_arn=self.autoscaler_role.arn,
-            opts=self.opts(),
+            role_arn=autoscaler_role.arn,
+            opts=self.child_opts(),
         )
+        if args.fsx_csi_driver:
+            late.append(addon(FSX_CSI_ADDON, groups))
 
-    # -- storage and identity --
-
-    def bucket(self) -> None:
-        n, days = self.name, self.spec.storage.retention_days
-        self.s3 = aws.s3.Bucket(
-            f"{n}-bucket", bucket=self.spec.bucket_name, force_destroy=False, opts=self.opts()
+        region = spec.region
+        self.kubeconfig = pulumi.Output.secret(
+            pulumi.Output.all(eks.name, eks.endpoint, eks.certificate_authority.data).apply(
+                lambda v: json.dumps(eks_kubeconfig(v[0], v[1], v[2], region)))
         )
+        self.provider = k8s.Provider(f"{prefix}-k8s", kubeconfig=self.kubeconfig, enable_server_side_apply=True,
+                                     opts=self.provider_opts())
+        self.cluster_name = eks.name
+        self.cluster_arn = eks.arn
+        self.autoscaler_role_arn = autoscaler_role.arn
+        self.ready = [*groups, *late]
+        self.register_outputs({"clusterName": self.cluster_name, "clusterArn": self.cluster_arn,
+                               "kubeconfig": self.kubeconfig, "clusterAutoscalerRoleArn": self.autoscaler_role_arn})
+
+
+@dataclass(frozen=True)
+class EksStorageArgs:
+    bucket_name: str
+    """The S3 bucket (``spec.bucket_name``); global, so one of the team's own."""
+    retention_days: int
+    """Noncurrent versions and ``scratch/`` objects expire after this many days."""
+    cluster_name: str
+    """``spec.cluster_name``: in the roles' descriptions."""
+    eks_cluster_name: pulumi.Input[str]
+    """The EKS cluster (its output) whose Ray service accounts get the bucket (Pod Identity associations)."""
+    cluster_arn: pulumi.Input[str]
+    """Scopes the Ray role's trust to this cluster's session tags."""
+    ray_service_accounts: Sequence[tuple[str, str]]
+    """(namespace, name) of every Ray service account that may use the bucket; nothing else may."""
+    vpc_id: pulumi.Input[str]
+    """Where FSx for Lustre lives (its security group admits only the VPC's CIDR)."""
+    filesystem_subnet_id: pulumi.Input[str]
+    """One private subnet for FSx for Lustre (a file system lives in one zone)."""
+    shared_filesystem: SharedFilesystem | None = None
+    """``storage.sharedFilesystem``: FSx for Lustre of that size, or none. Default: none."""
+
+
+class EksStorage(CloudComponent):
+    """The stack's S3 bucket (private, encrypted, versioned, expiring), the Ray role that alone may use it,
+    and an optional FSx for Lustre file system."""
+
+    bucket_arn: pulumi.Output[str]
+    ray_role_arn: pulumi.Output[str]
+    shared_filesystem: pulumi.Output[dict[str, str]] | None
+    """Where FSx for Lustre is (``ClusterHandle.shared_filesystem``); None without one."""
+
+    def __init__(self, name: str, args: EksStorageArgs, prefix: str, provider: aws.Provider,
+                 moved_from: pulumi.Resource | None = None, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("park:aws:EksStorage", name, prefix, provider, moved_from, opts)
+        bucket = self._bucket(args)
+        accounts = list(args.ray_service_accounts)
+        ray_role = pod_identity_role(self, "ray", args.cluster_name, args.cluster_arn, accounts)
+        aws.iam.RolePolicy(
+            f"{prefix}-ray-bucket",
+            role=ray_role.name,
+            policy=bucket.arn.apply(lambda arn: json.dumps(ray_bucket_policy(arn))),
+            opts=self.child_opts(),
+        )
+        for namespace, service_account in accounts:
+            aws.eks.PodIdentityAssociation(
+                f"{prefix}-ray-{namespace}",
+                cluster_name=args.eks_cluster_name,
+                namespace=namespace,
+                service_account=service_account,
+                role_arn=ray_role.arn,
+                opts=self.child_opts(),
+            )
+        self.shared_filesystem = self._lustre(args) if args.shared_filesystem is not None else None
+        self.bucket_arn = bucket.arn
+        self.ray_role_arn = ray_role.arn
+        self.register_outputs({"bucketArn": self.bucket_arn, "rayRoleArn": self.ray_role_arn,
+                               "sharedFilesystem": self.shared_filesystem})
+
+    def _bucket(self, args: EksStorageArgs) -> aws.s3.Bucket:
+        n, days = self.prefix, args.retention_days
+        bucket = aws.s3.Bucket(f"{n}-bucket", bucket=args.bucket_name, force_destroy=False, opts=self.child_opts())
         aws.s3.BucketOwnershipControls(
             f"{n}-bucket",
-            bucket=self.s3.id,
+            bucket=bucket.id,
             rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-            opts=self.opts(),
+            opts=self.child_opts(),
         )
         aws.s3.BucketPublicAccessBlock(
             f"{n}-bucket",
-            bucket=self.s3.id,
+            bucket=bucket.id,
             block_public_acls=True,
             block_public_policy=True,
             ignore_public_acls=True,
             restrict_public_buckets=True,
-            opts=self.opts(),
+            opts=self.child_opts(),
         )
         aws.s3.BucketServerSideEncryptionConfiguration(
             f"{n}-bucket",
-            bucket=self.s3.id,
+            bucket=bucket.id,
             rules=[
                 aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
                     # the AWS-managed aws/s3 key: no key policy to keep, usable by every principal S3 lets in
@@ -570,17 +703,17 @@ class _EksBuild:
                     bucket_key_enabled=True,
                 )
             ],
-            opts=self.opts(),
+            opts=self.child_opts(),
         )
         versioning = aws.s3.BucketVersioning(
             f"{n}-bucket",
-            bucket=self.s3.id,
+            bucket=bucket.id,
             versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
-            opts=self.opts(),
+            opts=self.child_opts(),
         )
         aws.s3.BucketLifecycleConfiguration(
             f"{n}-bucket",
-            bucket=self.s3.id,
+            bucket=bucket.id,
             rules=[
                 aws.s3.BucketLifecycleConfigurationRuleArgs(
                     id="expire-noncurrent-versions",
@@ -604,114 +737,99 @@ class _EksBuild:
                     expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=days),
                 ),
             ],
-            opts=self.opts(depends_on=[versioning]),
+            opts=self.child_opts(depends_on=[versioning]),
         )
         aws.s3.BucketPolicy(
             f"{n}-bucket",
-            bucket=self.s3.id,
-            policy=self.s3.arn.apply(lambda arn: json.dumps(deny_insecure_transport_policy(arn))),
-            opts=self.opts(),
+            bucket=bucket.id,
+            policy=bucket.arn.apply(lambda arn: json.dumps(deny_insecure_transport_policy(arn))),
+            opts=self.child_opts(),
         )
+        return bucket
 
-    def ray_identity(self) -> None:
-        accounts = ray_service_accounts(self.spec)
-        self.ray_role = self.pod_identity_role("ray", accounts)
-        aws.iam.RolePolicy(
-            f"{self.name}-ray-bucket",
-            role=self.ray_role.name,
-            policy=self.s3.arn.apply(lambda arn: json.dumps(ray_bucket_policy(arn))),
-            opts=self.opts(),
-        )
-        for namespace, service_account in accounts:
-            aws.eks.PodIdentityAssociation(
-                f"{self.name}-ray-{namespace}",
-                cluster_name=self.eks.name,
-                namespace=namespace,
-                service_account=service_account,
-                role_arn=self.ray_role.arn,
-                opts=self.opts(),
-            )
-
-    def shared_filesystem(self) -> pulumi.Output[dict[str, str]] | None:
-        shared = self.spec.storage.shared_filesystem
-        if shared is None:
-            return None
-        n = self.name
+    def _lustre(self, args: EksStorageArgs) -> pulumi.Output[dict[str, str]]:
+        n, shared = self.prefix, args.shared_filesystem
+        assert shared is not None
         lustre = aws.ec2.SecurityGroup(
             f"{n}-lustre",
-            vpc_id=self.vpc.id,
+            vpc_id=args.vpc_id,
             description="FSx for Lustre traffic from inside the VPC",
             ingress=[
-                aws.ec2.SecurityGroupIngressArgs(
-                    protocol="tcp", from_port=lo, to_port=hi, cidr_blocks=[VPC_CIDR]
-                )
+                aws.ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=lo, to_port=hi, cidr_blocks=[VPC_CIDR])
                 for lo, hi in LUSTRE_PORTS
             ],
-            egress=[
-                aws.ec2.SecurityGroupEgressArgs(protocol="-1", from_port=0, to_port=0, cidr_blocks=[VPC_CIDR])
-            ],
-            opts=self.opts(),
+            egress=[aws.ec2.SecurityGroupEgressArgs(protocol="-1", from_port=0, to_port=0, cidr_blocks=[VPC_CIDR])],
+            opts=self.child_opts(),
         )
         filesystem = aws.fsx.LustreFileSystem(
             f"{n}-lustre",
-            subnet_ids=self.private_subnets[0].id,
+            subnet_ids=args.filesystem_subnet_id,
             security_group_ids=[lustre.id],
             storage_capacity=shared.capacity_gib,
             deployment_type=FSX_DEPLOYMENT_TYPE,
             per_unit_storage_throughput=FSX_THROUGHPUT_MB_PER_TIB,
             data_compression_type="LZ4",
             file_system_type_version=versions.FSX_LUSTRE_VERSION,
-            opts=self.opts(),
+            opts=self.child_opts(),
         )
-        self.late.append(self.addon(FSX_CSI_ADDON, self.groups))
         return pulumi.Output.all(filesystem.id, filesystem.dns_name, filesystem.mount_name).apply(
-            lambda v: {
-                "kind": "fsx-lustre",
-                "fileSystemId": v[0],
-                "dnsName": v[1],
-                "mountName": v[2],
-                "mountPath": shared.mount_path,
-            }
+            lambda v: {"kind": "fsx-lustre", "fileSystemId": v[0], "dnsName": v[1], "mountName": v[2],
+                       "mountPath": shared.mount_path}
         )
 
-    # -- the handle --
 
-    def handle(self) -> ClusterHandle:
-        self.network()
-        self.cluster()
-        self.node_groups()
-        self.late_addons()
-        self.autoscaler_identity()
-        self.bucket()
-        self.ray_identity()
-        shared = self.shared_filesystem()
-        region = self.spec.region
-        kubeconfig = pulumi.Output.secret(
-            pulumi.Output.all(
-                self.eks.name,
-                self.eks.endpoint,
-                self.eks.certificate_authority.data,
-            ).apply(lambda v: json.dumps(eks_kubeconfig(v[0], v[1], v[2], region)))
-        )
-        provider = k8s.Provider(
-            f"{self.name}-k8s",
-            kubeconfig=kubeconfig,
-            enable_server_side_apply=True,
-            opts=pulumi.ResourceOptions(parent=self.parent),
-        )
+# --- the adapter ---------------------------------------------------------------------------------------
+
+
+def aws_provider(name: str, spec: StackSpec, parent: pulumi.Resource) -> aws.Provider:
+    """The one aws provider of the stack: the spec's region (never the ambient one), tags naming the cluster."""
+    return aws.Provider(
+        f"{name}-aws",
+        region=spec.region,
+        default_tags=aws.ProviderDefaultTagsArgs(tags={"park-stack.io/cluster": spec.cluster_name}),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+class AwsAdapter:
+    name = "aws"
+    capabilities = CAPABILITIES["aws"]
+
+    def provision(self, name: str, spec: StackSpec, parent: pulumi.Resource) -> ClusterHandle:
+        """Network, then the cluster in it, then storage the cluster's Ray service accounts may use: each
+        a component under ``parent``, each taking what it needs from the one before as arguments."""
+        require_provisionable(spec)
+        provider = aws_provider(name, spec, parent)
+        under_parent = pulumi.ResourceOptions(parent=parent)
+        network = EksNetwork(f"{name}-network", EksNetworkArgs(cluster_name=spec.cluster_name, zones=spec.zones),
+                             name, provider, parent, under_parent)
+        cluster = EksCluster(
+            f"{name}-cluster",
+            EksClusterArgs(spec=spec, private_subnet_ids=network.private_subnet_ids,
+                           public_subnet_ids=network.public_subnet_ids,
+                           fsx_csi_driver=spec.storage.shared_filesystem is not None),
+            name, provider, parent, under_parent)
+        storage = EksStorage(
+            f"{name}-storage",
+            EksStorageArgs(bucket_name=spec.bucket_name, retention_days=spec.storage.retention_days,
+                           cluster_name=spec.cluster_name, eks_cluster_name=cluster.cluster_name,
+                           cluster_arn=cluster.cluster_arn, ray_service_accounts=ray_service_accounts(spec),
+                           vpc_id=network.vpc_id, filesystem_subnet_id=network.private_subnet_ids[0],
+                           shared_filesystem=spec.storage.shared_filesystem),
+            name, provider, parent, under_parent)
         return ClusterHandle(
-            provider=provider,
-            kubeconfig=kubeconfig,
-            cluster_name=self.eks.name,
-            storage_uri=pulumi.Output.from_input(self.spec.storage_uri),
-            ray_service_account_annotations=pulumi.Output.from_input(ray_identity_annotations(self.spec)),
-            depends_on=[*self.groups, *self.late],
-            shared_filesystem=shared,
+            provider=cluster.provider,
+            kubeconfig=cluster.kubeconfig,
+            cluster_name=cluster.cluster_name,
+            storage_uri=pulumi.Output.from_input(spec.storage_uri),
+            ray_service_account_annotations=pulumi.Output.from_input(ray_identity_annotations(spec)),
+            depends_on=cluster.ready,
+            shared_filesystem=storage.shared_filesystem,
             outputs={
-                "vpcId": self.vpc.id,
-                "clusterArn": self.eks.arn,
-                "rayRoleArn": self.ray_role.arn,
-                "clusterAutoscalerRoleArn": self.autoscaler_role.arn,
+                "vpcId": network.vpc_id,
+                "clusterArn": cluster.cluster_arn,
+                "rayRoleArn": storage.ray_role_arn,
+                "clusterAutoscalerRoleArn": cluster.autoscaler_role_arn,
                 "clusterAutoscalerServiceAccount": pulumi.Output.from_input(
                     "/".join(CLUSTER_AUTOSCALER_SERVICE_ACCOUNT)
                 ),
