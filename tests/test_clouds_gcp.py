@@ -150,7 +150,11 @@ def test_every_resource_is_a_child_of_the_parent_and_uses_the_project_provider(m
             "us-central1",
         ), f"{provider.urn} is not for the spec's project and region"
         for d in declared:
-            assert "test:index:Harness$" in d.urn, f"{d.urn} is not a child of the parent component"
+            types = [urn.split("::")[2].rsplit("$", 1)[-1] for urn in declared.ancestors(d)]
+            assert types[-1] == "test:index:Harness", f"{d.urn} is not under the parent component"
+            assert all(t.startswith("park:gcp:") for t in types[:-1]), (
+                f"{d.urn} sits under {types}: only the adapter's components may stand between"
+            )
             assert d.name.startswith("park-gcp-"), f"{d.urn} is not named after the component"
             if d.type.startswith("gcp:"):
                 assert d.provider.startswith(provider.urn), f"{d.urn} does not use the explicit gcp provider"

@@ -1,7 +1,8 @@
 """The gcp adapter: VPC-native private GKE, node pools with GPUs, GCS storage and Workload Identity for Ray.
 
-What it declares, all children of the ``parent`` the Platform hands in and all through an explicit
-``gcp.Provider`` for ``spec.project`` / ``spec.region``:
+What it declares, as components under the ``parent`` the Platform hands in (:class:`GcpProjectApis`,
+:class:`GkeNetwork`, :class:`GkeCluster` with one :class:`GkeNodePool` per spec pool, :class:`GkeStorage`),
+every cloud resource through one explicit ``gcp.Provider`` for ``spec.project`` / ``spec.region``:
 
 - the Google APIs the stack uses (enabled, never disabled on destroy);
 - network: a custom-mode VPC, one subnet with secondary ranges for pods and services, Cloud NAT so
@@ -24,6 +25,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -38,6 +41,7 @@ from park.components.clouds import (
 )
 from park.components.clouds.checks import account_id, filestore_capacity_problem, gcp_problems as check  # noqa: F401
 from park.components.clouds.checks import require_provisionable
+from park.components.clouds.component import CloudComponent
 from park.components.spec import GPU_TAINT, NodePool, StackSpec
 
 # --- pure facts --------------------------------------------------------------------------------------
@@ -135,106 +139,222 @@ def gke_kubeconfig(cluster_name: str, endpoint: str, cluster_ca_certificate: str
     }
 
 
-# --- the adapter ---------------------------------------------------------------------------------------
+# --- the components: project APIs, network, cluster (with its node pools), storage ----------------------
 
 
-class GcpAdapter:
-    name = "gcp"
-    capabilities = CAPABILITIES["gcp"]
+class GcpProjectApis(CloudComponent):
+    """The Google APIs the stack uses, enabled and never disabled on destroy (other things may use them)."""
 
-    def provision(self, name: str, spec: StackSpec, parent: pulumi.Resource) -> ClusterHandle:
-        require_provisionable(spec)
-        return _GkeBuild(name, spec, parent).handle()
+    services: list[gcp.projects.Service]
+    """What every resource calling one of these APIs waits for."""
 
-
-class _GkeBuild:
-    """Declares the resources of one GKE stack; one method per concern, in dependency order."""
-
-    def __init__(self, name: str, spec: StackSpec, parent: pulumi.Resource):
-        self.name, self.spec, self.parent = name, spec, parent
-        self.provider = gcp.Provider(
-            f"{name}-gcp",
-            project=spec.project,
-            region=spec.region,
-            default_labels={"park-stack-cluster": spec.cluster_name},
-            opts=pulumi.ResourceOptions(parent=parent),
-        )
-
-    def opts(self, **kwargs: Any) -> pulumi.ResourceOptions:
-        return pulumi.ResourceOptions(parent=self.parent, provider=self.provider, **kwargs)
-
-    def apis(self) -> None:
-        services = [*REQUIRED_APIS, *([FILESTORE_API] if self.spec.storage.shared_filesystem else [])]
-        self.enabled_apis: list[pulumi.Resource] = [
+    def __init__(self, name: str, apis: Sequence[str], prefix: str, provider: gcp.Provider,
+                 moved_from: pulumi.Resource | None = None, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("park:gcp:ProjectApis", name, prefix, provider, moved_from, opts)
+        self.services = [
             gcp.projects.Service(
-                f"{self.name}-api-{service.split('.')[0]}",
+                f"{prefix}-api-{service.split('.')[0]}",
                 service=service,
                 disable_on_destroy=False,
-                opts=self.opts(),
+                opts=self.child_opts(),
             )
-            for service in services
+            for service in apis
         ]
+        self.register_outputs({"enabledApis": [s.service for s in self.services]})
 
-    def network(self) -> None:
-        n = self.name
-        self.vpc = gcp.compute.Network(
+
+@dataclass(frozen=True)
+class GkeNetworkArgs:
+    region: str
+    """Region of the nodes' subnet and of the Cloud NAT router."""
+    depends_on: Sequence[pulumi.Resource] = ()
+    """The enabled Compute API (:class:`GcpProjectApis`). Default: nothing."""
+
+
+class GkeNetwork(CloudComponent):
+    """A custom-mode VPC, one subnet with secondary ranges for pods and services, Cloud NAT for egress."""
+
+    network_id: pulumi.Output[str]
+    network_name: pulumi.Output[str]
+    subnetwork_id: pulumi.Output[str]
+
+    def __init__(self, name: str, args: GkeNetworkArgs, prefix: str, provider: gcp.Provider,
+                 moved_from: pulumi.Resource | None = None, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("park:gcp:GkeNetwork", name, prefix, provider, moved_from, opts)
+        n = prefix
+        vpc = gcp.compute.Network(
             f"{n}-vpc",
             auto_create_subnetworks=False,
             routing_mode="REGIONAL",
-            opts=self.opts(depends_on=self.enabled_apis),
+            opts=self.child_opts(depends_on=list(args.depends_on)),
         )
-        self.subnet = gcp.compute.Subnetwork(
+        subnet = gcp.compute.Subnetwork(
             f"{n}-nodes",
-            network=self.vpc.id,
-            region=self.spec.region,
+            network=vpc.id,
+            region=args.region,
             ip_cidr_range=NODES_CIDR,
             private_ip_google_access=True,
             secondary_ip_ranges=[
                 gcp.compute.SubnetworkSecondaryIpRangeArgs(range_name=r, ip_cidr_range=cidr)
                 for r, cidr in (PODS_RANGE, SERVICES_RANGE)
             ],
-            opts=self.opts(),
+            opts=self.child_opts(),
         )
-        router = gcp.compute.Router(
-            f"{n}-router", network=self.vpc.id, region=self.spec.region, opts=self.opts()
-        )
+        router = gcp.compute.Router(f"{n}-router", network=vpc.id, region=args.region, opts=self.child_opts())
         gcp.compute.RouterNat(
             f"{n}-nat",
             router=router.name,
-            region=self.spec.region,
+            region=args.region,
             nat_ip_allocate_option="AUTO_ONLY",
             source_subnetwork_ip_ranges_to_nat="ALL_SUBNETWORKS_ALL_IP_RANGES",
             log_config=gcp.compute.RouterNatLogConfigArgs(enable=True, filter="ERRORS_ONLY"),
-            opts=self.opts(),
+            opts=self.child_opts(),
         )
+        self.network_id, self.network_name, self.subnetwork_id = vpc.id, vpc.name, subnet.id
+        self.register_outputs({"networkId": self.network_id, "networkName": self.network_name,
+                               "subnetworkId": self.subnetwork_id})
 
-    def node_service_account(self) -> None:
-        self.node_sa = gcp.serviceaccount.Account(
-            f"{self.name}-nodes",
-            account_id=account_id(self.spec.cluster_name, "nodes"),
-            display_name=f"park-stack {self.spec.cluster_name} GKE nodes",
-            opts=self.opts(depends_on=self.enabled_apis),
+
+def gke_node_config(spec: StackSpec, pool: NodePool,
+                    service_account: pulumi.Input[str]) -> gcp.container.NodePoolNodeConfigArgs:
+    """A pool's nodes: machine type and GPUs from the catalog (GKE installs the driver and time-slices),
+    labels and taints from the spec, the least-privilege node service account, shielded VMs."""
+    offering = spec.offering(pool)
+    accelerators = None
+    if offering is not None:
+        sharing = None
+        if pool.gpu_sharing is not None:
+            sharing = gcp.container.NodePoolNodeConfigGuestAcceleratorGpuSharingConfigArgs(
+                gpu_sharing_strategy="TIME_SHARING", max_shared_clients_per_gpu=pool.gpu_sharing.replicas
+            )
+        accelerators = [
+            gcp.container.NodePoolNodeConfigGuestAcceleratorArgs(
+                type=offering.guest_accelerator_type,
+                count=offering.gpus_per_node,
+                gpu_driver_installation_config=(
+                    gcp.container.NodePoolNodeConfigGuestAcceleratorGpuDriverInstallationConfigArgs(
+                        gpu_driver_version=GPU_DRIVER_VERSION
+                    )
+                ),
+                gpu_sharing_config=sharing,
+            )
+        ]
+    return gcp.container.NodePoolNodeConfigArgs(
+        machine_type=spec.instance_type(pool),
+        disk_size_gb=pool.disk_gib,
+        disk_type="pd-balanced",
+        spot=pool.spot,
+        guest_accelerators=accelerators,
+        labels=spec.node_labels(pool),
+        taints=[gcp.container.NodePoolNodeConfigTaintArgs(**t) for t in gke_taints(spec, pool)],
+        service_account=service_account,
+        oauth_scopes=OAUTH_SCOPES,
+        workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(
+            mode=WORKLOAD_METADATA_MODE
+        ),
+        shielded_instance_config=gcp.container.NodePoolNodeConfigShieldedInstanceConfigArgs(
+            enable_secure_boot=True, enable_integrity_monitoring=True
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class GkeNodePoolArgs:
+    cluster_name: pulumi.Input[str]
+    """The GKE cluster (its output, so the pool waits for it)."""
+    location: str
+    """The cluster's region: a regional pool, sized per zone."""
+    pool: NodePool
+    """The spec's pool: sizes, spot, GPUs (spot or GPU pools take capacity in any zone that has it)."""
+    initial_node_count: int
+    """Nodes per zone at creation (:func:`initial_nodes_per_zone`); the autoscaler owns the size after."""
+    node_config: gcp.container.NodePoolNodeConfigArgs
+    """From :func:`gke_node_config`."""
+
+
+class GkeNodePool(CloudComponent):
+    """One autoscaled, auto-repaired, auto-upgraded GKE node pool for one spec pool."""
+
+    node_pool_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: GkeNodePoolArgs, prefix: str, provider: gcp.Provider,
+                 moved_from: pulumi.Resource | None = None, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("park:gcp:GkeNodePool", name, prefix, provider, moved_from, opts)
+        pool = args.pool
+        self.node_pool = gcp.container.NodePool(
+            f"{prefix}-{pool.name}",
+            cluster=args.cluster_name,
+            location=args.location,
+            initial_node_count=args.initial_node_count,
+            autoscaling=gcp.container.NodePoolAutoscalingArgs(
+                total_min_node_count=pool.min_nodes,
+                total_max_node_count=pool.max_nodes,
+                # spot and GPU capacity is scarce: take it in whichever zone has it
+                location_policy="ANY" if pool.spot or pool.has_gpus else "BALANCED",
+            ),
+            management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=True),
+            node_config=args.node_config,
+            # the autoscaler owns the size after creation
+            opts=self.child_opts(ignore_changes=["initialNodeCount"]),
         )
-        self.node_sa_roles = [
+        self.node_pool_name = self.node_pool.name
+        self.register_outputs({"nodePoolName": self.node_pool_name})
+
+
+@dataclass(frozen=True)
+class GkeClusterArgs:
+    spec: StackSpec
+    """Cluster name, project, region and zones, Kubernetes version, endpoint security
+    (``security.privateEndpoint``; ``security.allowedCidrs`` become master authorized networks) and pools."""
+    network_id: pulumi.Input[str]
+    """From :class:`GkeNetwork`."""
+    subnetwork_id: pulumi.Input[str]
+    """From :class:`GkeNetwork`: its secondary ranges hold pods and services."""
+    depends_on: Sequence[pulumi.Resource] = ()
+    """The enabled Container and IAM APIs (:class:`GcpProjectApis`). Default: nothing."""
+
+
+class GkeCluster(CloudComponent):
+    """Regional, VPC-native, private GKE without its default pool, one :class:`GkeNodePool` per spec pool
+    running as a least-privilege node service account, and a Kubernetes provider."""
+
+    cluster_name: pulumi.Output[str]
+    node_service_account: pulumi.Output[str]
+    """Email of the nodes' Google service account."""
+    kubeconfig: pulumi.Output[str]
+    """Secret; gets tokens from ``gke-gcloud-auth-plugin``."""
+    provider: k8s.Provider
+    node_pools: list[GkeNodePool]
+    cluster: gcp.container.Cluster
+    """Workload Identity's pool ``PROJECT.svc.id.goog`` exists only once this does."""
+
+    def __init__(self, name: str, args: GkeClusterArgs, prefix: str, provider: gcp.Provider,
+                 moved_from: pulumi.Resource | None = None, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("park:gcp:GkeCluster", name, prefix, provider, moved_from, opts)
+        spec, security = args.spec, args.spec.security
+        node_sa = gcp.serviceaccount.Account(
+            f"{prefix}-nodes",
+            account_id=account_id(spec.cluster_name, "nodes"),
+            display_name=f"park-stack {spec.cluster_name} GKE nodes",
+            opts=self.child_opts(depends_on=list(args.depends_on)),
+        )
+        node_sa_roles = [
             gcp.projects.IAMMember(
-                f"{self.name}-nodes-{role.split('/')[-1]}",
-                project=self.spec.project,
+                f"{prefix}-nodes-{role.split('/')[-1]}",
+                project=spec.project,
                 role=role,
-                member=self.node_sa.email.apply(lambda email: f"serviceAccount:{email}"),
-                opts=self.opts(),
+                member=node_sa.email.apply(lambda email: f"serviceAccount:{email}"),
+                opts=self.child_opts(),
             )
             for role in NODE_ROLES
         ]
-
-    def cluster(self) -> None:
-        security = self.spec.security
-        self.gke = gcp.container.Cluster(
-            f"{self.name}-gke",
-            name=self.spec.cluster_name,
-            location=self.spec.region,
-            node_locations=list(dict.fromkeys(self.spec.zones)) or None,
-            network=self.vpc.id,
-            subnetwork=self.subnet.id,
+        gke = gcp.container.Cluster(
+            f"{prefix}-gke",
+            name=spec.cluster_name,
+            location=spec.region,
+            node_locations=list(dict.fromkeys(spec.zones)) or None,
+            network=args.network_id,
+            subnetwork=args.subnetwork_id,
             networking_mode="VPC_NATIVE",
             datapath_provider=DATAPATH_PROVIDER,
             ip_allocation_policy=gcp.container.ClusterIpAllocationPolicyArgs(
@@ -243,9 +363,7 @@ class _GkeBuild:
             # GKE insists on creating a default pool; it is deleted at once and replaced by the spec's pools.
             remove_default_node_pool=True,
             initial_node_count=1,
-            node_config=gcp.container.ClusterNodeConfigArgs(
-                service_account=self.node_sa.email, oauth_scopes=OAUTH_SCOPES
-            ),
+            node_config=gcp.container.ClusterNodeConfigArgs(service_account=node_sa.email, oauth_scopes=OAUTH_SCOPES),
             private_cluster_config=gcp.container.ClusterPrivateClusterConfigArgs(
                 enable_private_nodes=True, enable_private_endpoint=security.private_endpoint
             ),
@@ -258,82 +376,68 @@ class _GkeBuild:
                 ]
             ),
             workload_identity_config=gcp.container.ClusterWorkloadIdentityConfigArgs(
-                workload_pool=workload_pool(self.spec)
+                workload_pool=workload_pool(spec)
             ),
             release_channel=gcp.container.ClusterReleaseChannelArgs(channel=RELEASE_CHANNEL),
-            min_master_version=self.spec.kubernetes_version,
-            resource_labels={"park-stack-cluster": self.spec.cluster_name},
+            min_master_version=spec.kubernetes_version,
+            resource_labels={"park-stack-cluster": spec.cluster_name},
             # like EKS: `pulumi destroy` removes the cluster without a separate unlock step
             deletion_protection=False,
-            opts=self.opts(depends_on=[*self.enabled_apis, *self.node_sa_roles]),
+            opts=self.child_opts(depends_on=[*args.depends_on, *node_sa_roles]),
         )
-
-    def node_config(self, pool: NodePool) -> gcp.container.NodePoolNodeConfigArgs:
-        offering = self.spec.offering(pool)
-        accelerators = None
-        if offering is not None:
-            sharing = None
-            if pool.gpu_sharing is not None:
-                sharing = gcp.container.NodePoolNodeConfigGuestAcceleratorGpuSharingConfigArgs(
-                    gpu_sharing_strategy="TIME_SHARING", max_shared_clients_per_gpu=pool.gpu_sharing.replicas
-                )
-            accelerators = [
-                gcp.container.NodePoolNodeConfigGuestAcceleratorArgs(
-                    type=offering.guest_accelerator_type,
-                    count=offering.gpus_per_node,
-                    gpu_driver_installation_config=(
-                        gcp.container.NodePoolNodeConfigGuestAcceleratorGpuDriverInstallationConfigArgs(
-                            gpu_driver_version=GPU_DRIVER_VERSION
-                        )
-                    ),
-                    gpu_sharing_config=sharing,
-                )
-            ]
-        return gcp.container.NodePoolNodeConfigArgs(
-            machine_type=self.spec.instance_type(pool),
-            disk_size_gb=pool.disk_gib,
-            disk_type="pd-balanced",
-            spot=pool.spot,
-            guest_accelerators=accelerators,
-            labels=self.spec.node_labels(pool),
-            taints=[gcp.container.NodePoolNodeConfigTaintArgs(**t) for t in gke_taints(self.spec, pool)],
-            service_account=self.node_sa.email,
-            oauth_scopes=OAUTH_SCOPES,
-            workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(
-                mode=WORKLOAD_METADATA_MODE
-            ),
-            shielded_instance_config=gcp.container.NodePoolNodeConfigShieldedInstanceConfigArgs(
-                enable_secure_boot=True, enable_integrity_monitoring=True
-            ),
-        )
-
-    def node_pools(self) -> None:
-        self.pools = [
-            gcp.container.NodePool(
-                f"{self.name}-{pool.name}",
-                cluster=self.gke.name,
-                location=self.spec.region,
-                initial_node_count=initial_nodes_per_zone(self.spec, pool),
-                autoscaling=gcp.container.NodePoolAutoscalingArgs(
-                    total_min_node_count=pool.min_nodes,
-                    total_max_node_count=pool.max_nodes,
-                    # spot and GPU capacity is scarce: take it in whichever zone has it
-                    location_policy="ANY" if pool.spot or pool.has_gpus else "BALANCED",
-                ),
-                management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=True),
-                node_config=self.node_config(pool),
-                # the autoscaler owns the size after creation
-                opts=self.opts(ignore_changes=["initialNodeCount"]),
-            )
-            for pool in self.spec.node_pools
+        self.node_pools = [
+            GkeNodePool(
+                f"{prefix}-{pool.name}",
+                GkeNodePoolArgs(cluster_name=gke.name, location=spec.region, pool=pool,
+                                initial_node_count=initial_nodes_per_zone(spec, pool),
+                                node_config=gke_node_config(spec, pool, node_sa.email)),
+                prefix, provider, moved_from, pulumi.ResourceOptions(parent=self))
+            for pool in spec.node_pools
         ]
+        self.kubeconfig = pulumi.Output.secret(
+            pulumi.Output.all(gke.name, gke.endpoint, gke.master_auth.cluster_ca_certificate).apply(
+                lambda v: json.dumps(gke_kubeconfig(v[0], v[1], v[2])))
+        )
+        self.provider = k8s.Provider(f"{prefix}-k8s", kubeconfig=self.kubeconfig, enable_server_side_apply=True,
+                                     opts=self.provider_opts())
+        self.cluster = gke
+        self.cluster_name = gke.name
+        self.node_service_account = node_sa.email
+        self.register_outputs({"clusterName": self.cluster_name, "kubeconfig": self.kubeconfig,
+                               "nodeServiceAccount": self.node_service_account})
 
-    def bucket(self) -> None:
-        days = self.spec.storage.retention_days
-        self.gcs = gcp.storage.Bucket(
-            f"{self.name}-bucket",
-            name=self.spec.bucket_name,
-            location=self.spec.region.upper(),
+
+@dataclass(frozen=True)
+class GkeStorageArgs:
+    spec: StackSpec
+    """Bucket name, region and retention (``storage.*``), the Ray service accounts of the team namespaces,
+    the optional shared filesystem (Filestore in the first zone)."""
+    network_name: pulumi.Input[str]
+    """From :class:`GkeNetwork`: Filestore peers with it."""
+    cluster: pulumi.Resource
+    """The GKE cluster: Workload Identity bindings wait for it (the identity pool exists only with it)."""
+    depends_on: Sequence[pulumi.Resource] = ()
+    """The enabled Storage, IAM and Filestore APIs (:class:`GcpProjectApis`). Default: nothing."""
+
+
+class GkeStorage(CloudComponent):
+    """The stack's GCS bucket (private, versioned, expiring), the Ray Google service account that alone may
+    use it (impersonated through Workload Identity), and an optional Filestore instance."""
+
+    ray_service_account: pulumi.Output[str]
+    """Email of the Google service account the Ray Kubernetes service accounts act as."""
+    shared_filesystem: pulumi.Output[dict[str, str]] | None
+    """Where Filestore is (``ClusterHandle.shared_filesystem``); None without one."""
+
+    def __init__(self, name: str, args: GkeStorageArgs, prefix: str, provider: gcp.Provider,
+                 moved_from: pulumi.Resource | None = None, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("park:gcp:GkeStorage", name, prefix, provider, moved_from, opts)
+        spec, apis = args.spec, list(args.depends_on)
+        days = spec.storage.retention_days
+        bucket = gcp.storage.Bucket(
+            f"{prefix}-bucket",
+            name=spec.bucket_name,
+            location=spec.region.upper(),
             uniform_bucket_level_access=True,
             public_access_prevention="enforced",
             versioning=gcp.storage.BucketVersioningArgs(enabled=True),
@@ -356,53 +460,51 @@ class _GkeBuild:
                 ),
             ],
             force_destroy=False,
-            opts=self.opts(depends_on=self.enabled_apis),
+            opts=self.child_opts(depends_on=apis),
         )
-
-    def ray_identity(self) -> None:
-        email = gcp_ray_service_account_email(self.spec)
-        self.ray_sa = gcp.serviceaccount.Account(
-            f"{self.name}-ray",
+        email = gcp_ray_service_account_email(spec)
+        ray_sa = gcp.serviceaccount.Account(
+            f"{prefix}-ray",
             account_id=email.split("@")[0],
-            display_name=f"park-stack {self.spec.cluster_name} Ray workloads",
-            opts=self.opts(depends_on=self.enabled_apis),
+            display_name=f"park-stack {spec.cluster_name} Ray workloads",
+            opts=self.child_opts(depends_on=apis),
         )
         gcp.storage.BucketIAMMember(
-            f"{self.name}-ray-bucket",
-            bucket=self.gcs.name,
+            f"{prefix}-ray-bucket",
+            bucket=bucket.name,
             role=RAY_BUCKET_ROLE,
-            member=self.ray_sa.email.apply(lambda e: f"serviceAccount:{e}"),
-            opts=self.opts(),
+            member=ray_sa.email.apply(lambda e: f"serviceAccount:{e}"),
+            opts=self.child_opts(),
         )
-        for (namespace, _), member in zip(
-            ray_service_accounts(self.spec), workload_identity_members(self.spec)
-        ):
+        for (namespace, _), member in zip(ray_service_accounts(spec), workload_identity_members(spec), strict=True):
             # the identity pool PROJECT.svc.id.goog exists only once a cluster with Workload Identity does
             gcp.serviceaccount.IAMMember(
-                f"{self.name}-ray-{namespace}",
-                service_account_id=self.ray_sa.name,
+                f"{prefix}-ray-{namespace}",
+                service_account_id=ray_sa.name,
                 role=WORKLOAD_IDENTITY_ROLE,
                 member=member,
-                opts=self.opts(depends_on=[self.gke]),
+                opts=self.child_opts(depends_on=[args.cluster]),
             )
+        self.shared_filesystem = self._filestore(args) if spec.storage.shared_filesystem is not None else None
+        self.ray_service_account = ray_sa.email
+        self.register_outputs({"bucketName": bucket.name, "rayServiceAccount": self.ray_service_account,
+                               "sharedFilesystem": self.shared_filesystem})
 
-    def shared_filesystem(self) -> pulumi.Output[dict[str, str]] | None:
-        shared = self.spec.storage.shared_filesystem
-        if shared is None:
-            return None
+    def _filestore(self, args: GkeStorageArgs) -> pulumi.Output[dict[str, str]]:
+        spec = args.spec
+        shared = spec.storage.shared_filesystem
+        assert shared is not None
         instance = gcp.filestore.Instance(
-            f"{self.name}-filestore",
+            f"{self.prefix}-filestore",
             tier=FILESTORE_TIER,
-            location=self.spec.zones[0],
-            file_shares=gcp.filestore.InstanceFileSharesArgs(
-                name=FILESTORE_SHARE, capacity_gb=shared.capacity_gib
-            ),
+            location=spec.zones[0],
+            file_shares=gcp.filestore.InstanceFileSharesArgs(name=FILESTORE_SHARE, capacity_gb=shared.capacity_gib),
             networks=[
                 gcp.filestore.InstanceNetworkArgs(
-                    network=self.vpc.name, modes=["MODE_IPV4"], connect_mode="DIRECT_PEERING"
+                    network=args.network_name, modes=["MODE_IPV4"], connect_mode="DIRECT_PEERING"
                 )
             ],
-            opts=self.opts(depends_on=self.enabled_apis),
+            opts=self.child_opts(depends_on=list(args.depends_on)),
         )
         return instance.networks.apply(
             lambda networks: {
@@ -413,40 +515,58 @@ class _GkeBuild:
             }
         )
 
-    def handle(self) -> ClusterHandle:
-        self.apis()
-        self.network()
-        self.node_service_account()
-        self.cluster()
-        self.node_pools()
-        self.bucket()
-        self.ray_identity()
-        shared = self.shared_filesystem()
-        kubeconfig = pulumi.Output.secret(
-            pulumi.Output.all(
-                self.gke.name,
-                self.gke.endpoint,
-                self.gke.master_auth.cluster_ca_certificate,
-            ).apply(lambda v: json.dumps(gke_kubeconfig(v[0], v[1], v[2])))
-        )
-        provider = k8s.Provider(
-            f"{self.name}-k8s",
-            kubeconfig=kubeconfig,
-            enable_server_side_apply=True,
-            opts=pulumi.ResourceOptions(parent=self.parent),
-        )
+
+# --- the adapter ---------------------------------------------------------------------------------------
+
+
+def gcp_provider(name: str, spec: StackSpec, parent: pulumi.Resource) -> gcp.Provider:
+    """The one gcp provider of the stack: the spec's project and region (never the ambient ones)."""
+    return gcp.Provider(
+        f"{name}-gcp",
+        project=spec.project,
+        region=spec.region,
+        default_labels={"park-stack-cluster": spec.cluster_name},
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+class GcpAdapter:
+    name = "gcp"
+    capabilities = CAPABILITIES["gcp"]
+
+    def provision(self, name: str, spec: StackSpec, parent: pulumi.Resource) -> ClusterHandle:
+        """APIs, network, the cluster in it, storage its Ray service accounts may use: each a component
+        under ``parent``, each taking what it needs from the ones before as arguments."""
+        require_provisionable(spec)
+        provider = gcp_provider(name, spec, parent)
+        under_parent = pulumi.ResourceOptions(parent=parent)
+        apis = GcpProjectApis(
+            f"{name}-apis", [*REQUIRED_APIS, *([FILESTORE_API] if spec.storage.shared_filesystem else [])],
+            name, provider, parent, under_parent)
+        network = GkeNetwork(f"{name}-network", GkeNetworkArgs(region=spec.region, depends_on=apis.services),
+                             name, provider, parent, under_parent)
+        cluster = GkeCluster(
+            f"{name}-cluster",
+            GkeClusterArgs(spec=spec, network_id=network.network_id, subnetwork_id=network.subnetwork_id,
+                           depends_on=apis.services),
+            name, provider, parent, under_parent)
+        storage = GkeStorage(
+            f"{name}-storage",
+            GkeStorageArgs(spec=spec, network_name=network.network_name, cluster=cluster.cluster,
+                           depends_on=apis.services),
+            name, provider, parent, under_parent)
         return ClusterHandle(
-            provider=provider,
-            kubeconfig=kubeconfig,
-            cluster_name=self.gke.name,
-            storage_uri=pulumi.Output.from_input(self.spec.storage_uri),
-            ray_service_account_annotations=pulumi.Output.from_input(ray_identity_annotations(self.spec)),
-            depends_on=list(self.pools),
-            shared_filesystem=shared,
+            provider=cluster.provider,
+            kubeconfig=cluster.kubeconfig,
+            cluster_name=cluster.cluster_name,
+            storage_uri=pulumi.Output.from_input(spec.storage_uri),
+            ray_service_account_annotations=pulumi.Output.from_input(ray_identity_annotations(spec)),
+            depends_on=[p.node_pool for p in cluster.node_pools],
+            shared_filesystem=storage.shared_filesystem,
             outputs={
-                "network": self.vpc.name,
-                "rayServiceAccount": self.ray_sa.email,
-                "nodeServiceAccount": self.node_sa.email,
+                "network": network.network_name,
+                "rayServiceAccount": storage.ray_service_account,
+                "nodeServiceAccount": cluster.node_service_account,
             },
         )
 
