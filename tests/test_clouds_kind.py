@@ -205,7 +205,7 @@ def test_handle_uses_the_existing_context_and_declares_no_cloud(mocks, kubeconfi
             f"{provider.urn} context {provider.inputs['context']}"
         )
         assert provider.inputs["enableServerSideApply"] == "true", f"{provider.urn} without server-side apply"
-        assert [d.type for d in declared] == ["pulumi:providers:kubernetes"], (
+        assert [d.type for d in declared] == ["park:kind:KindCluster", "pulumi:providers:kubernetes"], (
             f"kind declared {declared.types}"
         )
         config = yaml.safe_load(kubeconfig)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import pulumi_kubernetes as k8s
 import yaml
 from park.components import versions
 from park.components.clouds import CAPABILITIES, ClusterHandle, ray_identity_annotations
+from park.components.clouds.component import CloudComponent
 from park.components.spec import Problem, SpecError, StackSpec
 
 KIND_API_VERSION = "kind.x-k8s.io/v1alpha4"
@@ -99,6 +101,35 @@ def kubeconfig_for_context(context: str, files: list[Path]) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
+@dataclass(frozen=True)
+class KindClusterArgs:
+    cluster_name: str
+    """``spec.cluster_name``: what ``kind create cluster`` names the cluster."""
+    context: str
+    """The kubeconfig context kind writes (``kind-<clusterName>``); the provider uses it."""
+    kubeconfig: str
+    """That context alone as a kubeconfig (:func:`kubeconfig_for_context`), ``""`` before the cluster exists."""
+
+
+class KindCluster(CloudComponent):
+    """A kind cluster the user created (``park kind-config``, then ``kind create cluster``), reached through
+    its kubeconfig context: only a Kubernetes provider is declared."""
+
+    cluster_name: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    """Secret: client keys of the local cluster."""
+    provider: k8s.Provider
+
+    def __init__(self, name: str, args: KindClusterArgs, prefix: str, moved_from: pulumi.Resource | None = None,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("park:kind:KindCluster", name, prefix, None, moved_from, opts)
+        self.provider = k8s.Provider(f"{prefix}-k8s", context=args.context, enable_server_side_apply=True,
+                                     opts=self.provider_opts())
+        self.cluster_name = pulumi.Output.from_input(args.cluster_name)
+        self.kubeconfig = pulumi.Output.secret(args.kubeconfig)
+        self.register_outputs({"clusterName": self.cluster_name, "kubeconfig": self.kubeconfig})
+
+
 class KindAdapter:
     name = "kind"
     capabilities = CAPABILITIES["kind"]
@@ -110,16 +141,14 @@ class KindAdapter:
                 f"no kubeconfig context {spec.context_name!r} yet; create the cluster first: "
                 f"park kind-config STACK --out kind.yaml && kind create cluster --config kind.yaml"
             )
-        provider = k8s.Provider(
-            f"{name}-k8s",
-            context=spec.context_name,
-            enable_server_side_apply=True,
-            opts=pulumi.ResourceOptions(parent=parent),
-        )
+        cluster = KindCluster(
+            f"{name}-cluster",
+            KindClusterArgs(cluster_name=spec.cluster_name, context=spec.context_name, kubeconfig=kubeconfig),
+            name, parent, pulumi.ResourceOptions(parent=parent))
         return ClusterHandle(
-            provider=provider,
-            kubeconfig=pulumi.Output.secret(kubeconfig),
-            cluster_name=pulumi.Output.from_input(spec.cluster_name),
+            provider=cluster.provider,
+            kubeconfig=cluster.kubeconfig,
+            cluster_name=cluster.cluster_name,
             storage_uri=pulumi.Output.from_input(spec.storage_uri),
             ray_service_account_annotations=pulumi.Output.from_input(ray_identity_annotations(spec)),
             depends_on=[],
