@@ -15,6 +15,9 @@ install hooks are kept in place, pre-install before the release's objects and po
 their ``helm.sh/hook`` annotations (kubectl applies them as ordinary objects; Argo CD maps them to its own
 sync hooks). No Pulumi, no cluster, no cloud needed: cloud-side facts come from the spec
 (``ClusterFacts.for_spec``); charts come from ``--charts DIR`` / ``$PARK_CHART_DIR`` or their repositories.
+
+It sits in the CLI layer, beside ``park.cli``, because it combines the components' manifests with the reference
+workloads: ``park.components`` never imports ``park.workloads`` (.importlinter).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
+
 from park.components.charts import ChartError, ChartSource, RenderedRelease, render_release
 from park.components.manifests import build_all
 from park.components.spec import (
@@ -77,9 +81,11 @@ def to_yaml(document: dict[str, Any]) -> str:
 
 
 def workload_documents(spec: StackSpec, team: str | None = None, priority: str | None = None) -> list[dict[str, Any]]:
-    """The reference workloads' RayJobs / RayService (``park.workloads.render_workloads``), imported lazily."""
+    """The reference workloads' RayJobs / RayService (``park.workloads.render_workloads``), imported lazily:
+    the builders reach pyarrow through ``park.workloads.storage``, which ``park render`` without ``--workloads``
+    does not need."""
     try:
-        from park.workloads import render_workloads
+        from park.workloads import render_workloads  # optional extra: workloads (pyarrow)
     except ImportError as err:
         raise RenderError(f"--workloads: park.workloads.render_workloads is not available ({err})") from None
     return list(render_workloads(spec, team=team, priority=priority))

@@ -18,7 +18,6 @@ from park.components.charts import ChartError, ChartSource, render_release, unre
 from park.components.manifests import build_all, observability
 from park.components.manifests.common import HelmRelease
 from park.components.manifests.schemas import index_crds, validate_against_crd, validate_custom_resource
-from park.components.render import render_documents
 from schemas import (
     assert_valid_core_object,
     describe,
@@ -27,6 +26,8 @@ from schemas import (
     require_schema_dir,
     shipped_specs,
 )
+
+from park.render import render_documents
 
 SPECS = shipped_specs()
 CASES = [(stack, workloads) for stack in sorted(SPECS) for workloads in (False, True)]

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 from park.components.manifests import all_documents
-from park.components.render import RECORD_FILE, OutFolderError, file_names, render_documents, write_directory
 from schemas import require_chart_dir, shipped_specs
 from typer.testing import CliRunner
 
 from park.cli import app
+from park.render import RECORD_FILE, OutFolderError, file_names, render_documents, write_directory
 
 SPECS = shipped_specs()
 RUNNER = CliRunner()

@@ -84,7 +84,7 @@ def object_id(doc: dict[str, Any]) -> str:
 def origins(spec) -> dict[str, str]:
     """Object id -> ``chart:<chart>`` for everything a Helm release of the stack renders (subcharts count
     as their parent chart), from the releases themselves rather than from labels the charts may not set."""
-    from park.components.render import rendered_releases
+    from park.render import rendered_releases
 
     return {object_id(obj): f"chart:{rendered.release.chart.name}" for rendered in rendered_releases(spec)
             for obj in (*rendered.crds, *rendered.install_objects())}
@@ -153,8 +153,9 @@ CANARY_POD = {
 def rendered() -> dict[str, tuple[list[dict[str, Any]], dict[str, str]]]:
     """Per shipped stack: what `park render STACK --workloads` writes (charts from ../shared/charts), and
     which of those objects a chart rendered."""
-    from park.components.render import render_documents
     from park.components.spec import load_stack_file, resolve_stack_file
+
+    from park.render import render_documents
 
     out = {}
     for stack in STACKS:
