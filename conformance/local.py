@@ -1,42 +1,25 @@
-"""The local target: the checks that apply without a cluster, run for real on this machine.
+"""This machine as a conformance target: what every local check works with. The checks themselves live with
+their layer in :mod:`park.conformance.layers`; :class:`~park.conformance.targets.LocalTarget` adds the lookup.
 
-Host prerequisites are read through pytest-testinfra's ``local://`` backend. A Ray head started by this
-run (:mod:`park.conformance.local_ray`) stands in for KubeRay: the train and batch workloads run as the
-exact entrypoints of the RayJobs the project renders, submitted through the Ray Jobs API, and the serve
-workload's Serve config is deployed through Serve's REST deploy API, then asked for an OpenAI chat
-completion. Each check then verifies the outcome on its own (reads the training summary and checkpoints,
-compares the batch output ids with the input ids, parses the chat answer) instead of trusting a job status.
-
-Cluster-only checks (nodes, Kueue, KubeRay, Prometheus...) are not applicable here.
+A Ray head started by this run (:mod:`park.conformance.local_ray`) stands in for KubeRay: the workloads run
+as the exact entrypoints of the RayJobs the project renders, submitted through the Ray Jobs API
+(:meth:`LocalMachine.run_job`), with the stack's storage moved into the run's scratch folder. GPUs are found
+once, through pytest-testinfra's ``local://`` backend.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
-import secrets
+import os
 import shlex
-import shutil
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import yaml
 from park.components.spec import StackSpec, load_stack_file, resolve_stack_file
 from park.conformance.context import RunContext
-from park.conformance.local_ray import LocalRayHead, RayStartError, local_environment
-from park.conformance.model import Check, CheckFailed, NotApplicable, Passed
+from park.conformance.local_ray import LocalRayHead, RayStartError
+from park.conformance.model import CheckFailed
 
-MIN_PYTHON = (3, 11)
-MIN_SHM_GIB = 1.0
-"""Ray's object store and PyTorch's data loaders live in /dev/shm; Docker's default 64 MiB is too small."""
-MIN_DISK_GIB = 5.0
-MIN_MEMORY_GIB = 6.0
-"""vLLM's CPU engine (1 GiB KV cache), two Ray Train workers and the Ray head side by side."""
-MIN_CPUS = 2
 POLL_S = 1.0
 LOG_TAIL_LINES = 12
 
@@ -93,22 +76,8 @@ def rayjob_as_job(rayjob: dict) -> tuple[str, dict]:
     return entrypoint, runtime_env
 
 
-LOCAL_CHECKS: dict[str, str] = {
-    "infrastructure.host": "check_host",
-    "accelerators.gpu-visible": "check_gpu_visible",
-    "operators.ray-head": "check_ray_head",
-    "storage.read-write": "check_storage",
-    "workloads.train": "check_train",
-    "workloads.batch": "check_batch",
-    "workloads.serve": "check_serve",
-    "observability.ray-metrics": "check_ray_metrics",
-}
-"""Check name -> the method of the target that proves it; every other check is not applicable here."""
-
-
-class LocalTarget:
-    name = "local"
-    platform_under_test = False
+class LocalMachine:
+    """The stack spec (storage in the run's scratch folder), the run's Ray head, and this host's GPUs."""
 
     def __init__(self, ctx: RunContext, spec: StackSpec, stack_path: str | None = None):
         self.ctx = ctx
@@ -118,34 +87,6 @@ class LocalTarget:
         self._head: LocalRayHead | None = None
         self._head_error: str | None = None
         self._gpus: list[str] | None = None
-
-    # -- Target protocol --
-
-    def implementation(self, check: Check) -> Callable[[RunContext], Passed] | None:
-        method = LOCAL_CHECKS.get(check.name)
-        return getattr(self, method) if method else None
-
-    def not_applicable_reason(self, check: Check) -> str:
-        return (
-            "needs a Kubernetes cluster; the local target has none (run park conformance --target "
-            "kubernetes against one)"
-        )
-
-    def describe(self) -> dict[str, Any]:
-        import ray
-
-        self.gpus()
-        facts = {
-            "ray_version": ray.__version__,
-            "stack": self.stack_path or "(none)",
-            "accelerator": self.accelerator_summary(),
-        }
-        if self._head is not None and self._head.ports:
-            facts["ray_dashboard"] = self._head.dashboard_url
-        facts.update({k: v for k, v in self.ctx.facts.items() if k not in facts})
-        return facts
-
-    # -- shared resources --
 
     @property
     def spec(self) -> StackSpec:
@@ -162,7 +103,7 @@ class LocalTarget:
             if self.ctx.options.gpu == "off":
                 self._gpus = []
             else:
-                import testinfra
+                import testinfra  # the conformance extra: imported when a check asks for GPUs
 
                 host = testinfra.get_host("local://")
                 if not host.exists("nvidia-smi"):
@@ -201,7 +142,7 @@ class LocalTarget:
         if self._head_error is not None:
             raise CheckFailed(self._head_error)
         if self._head is None:
-            cpus = self.ctx.facts.get("cpus") or _cpu_count()
+            cpus = self.ctx.facts.get("cpus") or len(os.sched_getaffinity(0))
             num_gpus = 0 if self.ctx.options.gpu == "off" else None
             head = LocalRayHead(self.ctx.workdir / "ray", num_cpus=int(cpus), num_gpus=num_gpus)
             self._head = head
@@ -230,7 +171,7 @@ class LocalTarget:
 
         Returns (status, message, logs). A job still running at ``timeout_s`` is stopped and fails the check.
         """
-        from ray.job_submission import JobStatus, JobSubmissionClient
+        from ray.job_submission import JobStatus, JobSubmissionClient  # Ray is the workloads extra
 
         client = JobSubmissionClient(self.head().dashboard_url)
         submission_id = f"{self.ctx.name}-{label}"
@@ -269,193 +210,6 @@ class LocalTarget:
             )
         return status.value, message, logs
 
-    def _time_left(self, check_budget: float) -> float:
-        return max(1.0, min(check_budget, self.ctx.remaining_s()))
-
-    # -- checks --
-
-    def check_host(self, ctx: RunContext) -> Passed:
-        import testinfra
-
-        host = testinfra.get_host("local://")
-        python = shutil.which("python", path=local_environment()["PATH"]) or sys.executable
-        problems: list[str] = []
-        facts: dict[str, Any] = {"python_path": python}
-
-        probe = host.run(
-            f"{shlex.quote(python)} -c "
-            + shlex.quote(
-                "import json, sys, ray, park.workloads; "
-                "print(json.dumps([list(sys.version_info[:3]), ray.__version__]))"
-            )
-        )
-        if probe.rc != 0:
-            problems.append(
-                f"{python} cannot import ray and park.workloads (the Ray jobs run with it): "
-                f"{tail(probe.stderr, 3)}"
-            )
-        else:
-            version, ray_version = json.loads(probe.stdout.strip().splitlines()[-1])
-            facts["python"] = ".".join(map(str, version))
-            facts["ray"] = ray_version
-            if tuple(version[:2]) < MIN_PYTHON:
-                problems.append(f"Python {facts['python']} is older than {'.'.join(map(str, MIN_PYTHON))}")
-
-        shm = host.mount_point("/dev/shm")
-        if not shm.exists:
-            problems.append("/dev/shm is not mounted; Ray's object store needs it (docker run --shm-size=2g)")
-        else:
-            facts["shm_filesystem"] = shm.filesystem
-            facts["shm_gib"] = _df_avail_gib(host, "/dev/shm")
-            if shm.filesystem != "tmpfs":
-                problems.append(f"/dev/shm is {shm.filesystem}, not tmpfs (memory-backed)")
-            if facts["shm_gib"] < MIN_SHM_GIB:
-                problems.append(
-                    f"/dev/shm has {facts['shm_gib']:.2f} GiB free, below {MIN_SHM_GIB:g} GiB "
-                    f"(docker run --shm-size=2g, or a Memory emptyDir in a pod)"
-                )
-        facts["disk_gib"] = _df_avail_gib(host, str(ctx.workdir))
-        if facts["disk_gib"] < MIN_DISK_GIB:
-            problems.append(
-                f"{facts['disk_gib']:.1f} GiB free under {ctx.workdir}, below {MIN_DISK_GIB:g} GiB "
-                f"(set TMPDIR to a bigger disk)"
-            )
-        meminfo = host.file("/proc/meminfo").content_string
-        available_kib = int(re.search(r"^MemAvailable:\s+(\d+)", meminfo, re.MULTILINE).group(1))
-        facts["memory_available_gib"] = round(available_kib / 2**20, 2)
-        if facts["memory_available_gib"] < MIN_MEMORY_GIB:
-            problems.append(
-                f"{facts['memory_available_gib']:.1f} GiB memory available, below {MIN_MEMORY_GIB:g} GiB"
-            )
-        facts["cpus"] = int(host.check_output("nproc"))
-        if facts["cpus"] < MIN_CPUS:
-            problems.append(f"{facts['cpus']} CPU(s) usable, below {MIN_CPUS} (Ray Train runs two workers)")
-        ctx.facts["cpus"] = facts["cpus"]
-        if problems:
-            raise CheckFailed("; ".join(problems), facts)
-        return Passed(
-            f"Python {facts.get('python')} with Ray {facts.get('ray')}; /dev/shm {facts['shm_gib']:.1f} "
-            f"GiB tmpfs; {facts['disk_gib']:.0f} GiB disk and {facts['memory_available_gib']:.1f} GiB "
-            f"memory free; {facts['cpus']} CPUs",
-            facts,
-        )
-
-    def check_gpu_visible(self, ctx: RunContext) -> Passed:
-        gpus = self.gpus()
-        if not gpus:
-            why = ctx.facts.get("gpu_detection", "no GPU listed")
-            if ctx.options.gpu == "require":
-                raise CheckFailed(
-                    f"--gpu require, but this host shows no NVIDIA GPU ({why}); install the NVIDIA "
-                    f"driver or run with --gpu auto to accept the CPU fallback"
-                )
-            raise NotApplicable(
-                f"no NVIDIA GPU on this host ({why}); the workloads fall back to CPU "
-                f"(--gpu require makes this a failure)"
-            )
-        return Passed(f"{len(gpus)} GPU(s) visible to workloads: {'; '.join(gpus)}", {"gpus": gpus})
-
-    def check_ray_head(self, ctx: RunContext) -> Passed:
-        import httpx
-        from ray.job_submission import JobSubmissionClient
-
-        head = self.head()
-        deadline = time.monotonic() + 30
-        nodes: list[dict] = []
-        while time.monotonic() < deadline:
-            answer = httpx.get(
-                f"{head.dashboard_url}/api/v0/nodes", params={"detail": "1"}, timeout=10
-            ).json()
-            nodes = [n for n in answer["data"]["result"]["result"] if n.get("state") == "ALIVE"]
-            if nodes:
-                break
-            time.sleep(POLL_S)
-        if not nodes:
-            raise CheckFailed(
-                f"the Ray head answers at {head.dashboard_url} but no node registered as ALIVE "
-                f"within 30 s; see {head.temp_dir}/session_latest/logs/raylet.err"
-            )
-        resources = nodes[0].get("resources_total", {})
-        jobs = JobSubmissionClient(head.dashboard_url).list_jobs()
-        serve = httpx.get(f"{head.dashboard_url}/api/serve/applications/", timeout=10)
-        if serve.status_code != 200:
-            raise CheckFailed(
-                f"the Serve REST API at {head.dashboard_url}/api/serve/applications/ answered "
-                f"{serve.status_code}: {serve.text[:200]}"
-            )
-        version = httpx.get(f"{head.dashboard_url}/api/version", timeout=10).json()
-        ctx.facts["ray_head_start_s"] = round(head.started_in_s or 0, 2)
-        details = {
-            "dashboard": head.dashboard_url,
-            "ports": head.ports,
-            "temp_dir": str(head.temp_dir),
-            "resources": resources,
-            "ray_version": version.get("ray_version"),
-            "jobs_listed": len(jobs),
-        }
-        return Passed(
-            f"Ray {version.get('ray_version')} head up in {head.started_in_s:.1f} s; {len(nodes)} node "
-            f"alive with {resources.get('CPU', 0):g} CPU and {resources.get('GPU', 0):g} GPU; Jobs and "
-            f"Serve APIs answer",
-            details,
-        )
-
-    def check_storage(self, ctx: RunContext) -> Passed:
-        from park.workloads import storage
-
-        nonce = f"{ctx.name} {secrets.token_hex(16)}"
-        uri = storage.join(self.spec.storage_uri, "conformance", ctx.run_id, "storage-probe.txt")
-        entrypoint = shlex.join(
-            ["python", "-m", "park.conformance.probe", "storage-roundtrip", "--uri", uri, "--nonce", nonce]
-        )
-        status, message, logs = self.run_job("storage", entrypoint, {}, self._time_left(120))
-        from park.conformance.probe import parse_result
-
-        reported = parse_result(logs)
-        if status != "SUCCEEDED" or reported is None:
-            raise CheckFailed(
-                f"the storage probe job {status}: {message or 'no result printed'}; last output: {tail(logs)}"
-            )
-        back = storage.read_text(uri)  # read back here, outside Ray, the way a reader of results would
-        if back != nonce:
-            raise CheckFailed(
-                f"{uri} holds {len(back)} bytes that differ from the {len(nonce)} written by the Ray "
-                f"worker on {reported['host']}"
-            )
-        digest = hashlib.sha256(back.encode()).hexdigest()
-        return Passed(
-            f"a Ray worker wrote {uri} and it reads back byte for byte here (sha256 {digest[:12]}…)",
-            {"uri": uri, "sha256": digest, "worker_host": reported["host"]},
-        )
-
-    def check_train(self, ctx: RunContext) -> Passed:
-        from park.conformance import workload_checks
-
-        return workload_checks.local_train(self, ctx)
-
-    def check_batch(self, ctx: RunContext) -> Passed:
-        from park.conformance import workload_checks
-
-        return workload_checks.local_batch(self, ctx)
-
-    def check_serve(self, ctx: RunContext) -> Passed:
-        from park.conformance import workload_checks
-
-        return workload_checks.local_serve(self, ctx)
-
-    def check_ray_metrics(self, ctx: RunContext) -> Passed:
-        from park.conformance import workload_checks
-
-        return workload_checks.local_ray_metrics(self, ctx)
-
-
-def _cpu_count() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))
-
-
-def _df_avail_gib(host, path: str) -> float:
-    """Free space (GiB) of the filesystem holding ``path``, from POSIX ``df -Pk``."""
-    output = host.check_output(f"df -Pk {shlex.quote(path)}")
-    return round(int(output.splitlines()[-1].split()[3]) / 2**20, 2)
+    def time_left(self, budget: float) -> float:
+        """``budget`` seconds, or what is left of the run's ``--timeout`` if less (at least one)."""
+        return max(1.0, min(budget, self.ctx.remaining_s()))

@@ -1,9 +1,10 @@
 """What a kubernetes conformance run would submit, which pools that makes the autoscaler grow, and what the
 added nodes cost per hour: printed before a run starts, and alone by ``park conformance --dry-run``.
 
-The objects come from the kubernetes target's own builders (:meth:`KubernetesTarget.planned_objects`), so the
-plan shows exactly what a run would create. The node count is an estimate from the stack, not from the
-cluster: each pool is taken to run its ``minNodes`` when the run starts, with a node's allocatable room as
+The objects come from the cluster checks' own builders (``creates=`` of each check in
+:mod:`park.conformance.layers`, through :meth:`~park.conformance.targets.KubernetesTarget.planned_objects`),
+so the plan shows exactly what a run would create. The node count is an estimate from the stack, not from
+the cluster: each pool is taken to run its ``minNodes`` when the run starts, with a node's allocatable room as
 the workload builders size pods (:func:`~park.workloads.cluster.node_allocatable`, GPUs x time-slices), and
 the checks' pods are packed one check at a time, first fit by decreasing size, since every check deletes
 what it made when it ends. A pool whose busiest check needs more nodes than ``minNodes`` scales up by the
@@ -15,12 +16,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 
 from kubernetes.utils.quantity import parse_quantity
 from park.components import cost
-from park.components.spec import GPU_RESOURCE, POOL_LABEL, NodePool, StackSpec
+from park.components.spec import (
+    GPU_RESOURCE,
+    POOL_LABEL,
+    NodePool,
+    SpecError,
+    StackSpec,
+    load_stack_file,
+    project_root,
+    resolve_stack_file,
+)
 from park.conformance.checks import CHECKS, Selection
+from park.conformance.context import OverrideError, RunContext, check_overrides
 from park.conformance.model import Check, NotApplicable
+from park.conformance.targets import LOCAL_CHECKS, KubernetesTarget
+from park.workloads.cluster import node_allocatable
 
 RUN, SKIPPED, NOT_APPLICABLE, DESELECTED = "run", "skipped", "not applicable", "deselected"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -335,8 +349,6 @@ def planned_object(check: str, obj: dict, note: str = "") -> PlannedObject:
 
 def nodes_needed(spec: StackSpec, pool: NodePool, pods: list[tuple[str, PodGroup]]) -> tuple[int, list[str]]:
     """Nodes of ``pool`` that hold ``pods`` (first fit by decreasing size), and the pods no node can hold."""
-    from park.workloads.cluster import node_allocatable
-
     cpus, mem_gib = node_allocatable(spec, pool)
     room = (Decimal(str(cpus)), Decimal(str(mem_gib)) * 2**30, spec.gpu_slots_per_node(pool))
     singles = [(what, g) for what, g in pods for _ in range(g.count)]
@@ -417,7 +429,7 @@ def _planned_check(target, check: Check, selection: Selection, destructive: bool
 
 def build_plan(target, selection: Selection, *, destructive: bool | None = None) -> Plan:
     """The plan of a run of ``selection`` on the kubernetes ``target`` (live or
-    :meth:`~park.conformance.kube.KubernetesTarget.offline`); ``destructive`` defaults to the run's option."""
+    :meth:`~park.conformance.targets.KubernetesTarget.offline`); ``destructive`` defaults to the run's option."""
     options = target.ctx.options
     destructive = options.destructive if destructive is None else destructive
     checks = [_planned_check(target, check, selection, destructive) for check in CHECKS]
@@ -452,10 +464,6 @@ def build_plan(target, selection: Selection, *, destructive: bool | None = None)
 
 def _shown(path) -> str:
     """A shipped stack as ``stacks/Pulumi.<name>.yaml``, the same on every clone; other files as given."""
-    from pathlib import Path
-
-    from park.components.spec import project_root
-
     try:
         return str(Path(path).resolve().relative_to(project_root()))
     except ValueError:
@@ -465,13 +473,7 @@ def _shown(path) -> str:
 def dry_run(options, selection: Selection) -> tuple[int, list[str]]:
     """``park conformance --dry-run``: (exit code, lines to print). Loads the stack and builds the objects;
     contacts no cluster."""
-    from park.components.spec import SpecError, load_stack_file, resolve_stack_file
-    from park.conformance.context import OverrideError, RunContext, check_overrides
-    from park.conformance.kube import KubernetesTarget
-
     if options.target != "kubernetes":
-        from park.conformance.local import LOCAL_CHECKS
-
         names = ", ".join(c.name for c in selection.checks if c.name in LOCAL_CHECKS)
         return 0, [
             (

@@ -18,11 +18,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from park.conformance.checks import Selection, select
-from park.conformance.context import RunContext, RunOptions
+from park.components.spec import SpecError
+from park.conformance.checks import CHECKS, Selection, select
+from park.conformance.context import OverrideError, RunContext, RunOptions, check_overrides
 from park.conformance.evidence import Verdict, attach_log, write_evidence
+from park.conformance.kube import TargetUnavailable
+from park.conformance.local import LocalSetupError, load_local_spec
 from park.conformance.model import DESELECTED, CheckResult, Status
 from park.conformance.runner import Interrupted, Listener, Runner, Target
+from park.conformance.targets import KubernetesTarget, LocalTarget
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -33,21 +37,14 @@ class SetupError(ValueError):
 
 def build_target(ctx: RunContext) -> Target:
     """The target named by the options; raises SetupError with an actionable message."""
-    from park.components.spec import SpecError
-    from park.conformance.context import OverrideError, check_overrides
-
     try:
         if ctx.options.target == "local":
-            from park.conformance.local import LocalSetupError, LocalTarget, load_local_spec
-
             try:
                 spec, path = load_local_spec(ctx.options.stack)
             except LocalSetupError as err:
                 raise SetupError(str(err)) from None
             check_overrides(ctx.options, spec)
             return LocalTarget(ctx, spec, path)
-        from park.conformance.kube import KubernetesTarget, TargetUnavailable
-
         try:
             return KubernetesTarget.connect(ctx)
         except TargetUnavailable as err:
@@ -169,11 +166,9 @@ def run(
 def announce_plan(ctx: RunContext, target: Target, selection: Selection, on_plan) -> None:
     """Say before the first check which pools a cluster run scales and what that costs per hour. A plan that
     cannot be made is logged, never a reason not to run."""
-    from park.conformance.kube import KubernetesTarget
-
     if not isinstance(target, KubernetesTarget):
         return
-    from park.conformance.plan import build_plan
+    from park.conformance.plan import build_plan  # imports the kubernetes client (conformance extra)
 
     try:
         plan = build_plan(target, selection)
@@ -212,8 +207,6 @@ def _describe(target: Target | None, ctx: RunContext) -> dict:
 
 
 def _unrun(selection: Selection, reason: str) -> list[CheckResult]:
-    from park.conformance.checks import CHECKS
-
     results = []
     for check in CHECKS:
         result = CheckResult(check, status=Status.SKIPPED)

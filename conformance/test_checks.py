@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 from park.conformance.checks import CHECKS
-from park.conformance.local import LOCAL_CHECKS
 from park.conformance.model import Check, Status
+from park.conformance.targets import LOCAL_CHECKS
 
 
 def _marks(check: Check) -> list:

@@ -20,10 +20,13 @@ from park.components.spec import load_stack_file, resolve_stack_file
 from park.conformance import judgements as judge
 from park.conformance.checks import BY_NAME, select
 from park.conformance.context import RunContext, RunOptions
-from park.conformance.kube import KubernetesTarget, TargetUnavailable
+from park.conformance.kube import TargetUnavailable
 from park.conformance.kube_api import KubeApi, KubeError, collection_path
+from park.conformance.layers import accelerators, scheduling, workloads
+from park.conformance.layers.storage import cluster_storage
 from park.conformance.model import CheckFailed, NotApplicable, Status
 from park.conformance.runner import Runner
+from park.conformance.targets import KubernetesTarget
 
 FIXTURES = Path(__file__).parent / "fixtures" / "k8s"
 
@@ -203,7 +206,7 @@ def test_time_sliced_gpus_must_be_advertised_times_the_replicas(aws_spec):
 
 
 def test_crds_must_be_established_and_serve_the_pinned_version():
-    from park.conformance.kube import KUBERAY_CRDS, KUEUE_CRDS
+    from park.conformance.layers.operators import KUBERAY_CRDS, KUEUE_CRDS
 
     crds = fixture("crds.json")
     assert judge.judge_crds(crds, {**KUBERAY_CRDS, **KUEUE_CRDS}).ok
@@ -337,7 +340,7 @@ def test_a_probe_pod_is_deleted_when_its_check_ends_unless_keep(aws_spec, monkey
     listing = "GPU 0: NVIDIA L4 (UUID: GPU-6a1f3c2e-91b4-4c70-8d2a-0f5e7b9c1d30)\n"
     host = SimpleNamespace(run=lambda command: SimpleNamespace(rc=0, stdout=listing, stderr=""))
     monkeypatch.setattr(target, "run_pod", lambda pod, timeout_s=0: host)
-    passed = target.check_gpu_visible(target.ctx)
+    passed = accelerators.cluster_gpu_visible(target, target.ctx)
     assert "on pool l4-shared sees exactly one" in passed.summary
     deleted = ("DELETE", f"/api/v1/namespaces/research/pods/{target.object_name('gpu')}")
     assert (deleted in [r[:2] for r in pool.requests]) is not keep
@@ -346,7 +349,7 @@ def test_a_probe_pod_is_deleted_when_its_check_ends_unless_keep(aws_spec, monkey
 def test_gpu_checks_are_not_applicable_on_a_cpu_stack(kind_spec):
     target, _ = make_target(kind_spec)
     with pytest.raises(NotApplicable, match="has no GPU pool"):
-        target.check_gpu_visible(target.ctx)
+        accelerators.cluster_gpu_visible(target, target.ctx)
 
 
 def test_objects_the_target_creates_are_valid_and_carry_the_run_id(aws_spec):
@@ -359,11 +362,11 @@ def test_objects_the_target_creates_are_valid_and_carry_the_run_id(aws_spec):
     assert gpu_pod["spec"]["tolerations"] == [
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
     ]
-    job = target.labelled(target._job("admit", "100m", "128Mi", priority="low"))
+    job = target.labelled(scheduling.job(target, "admit", "100m", "128Mi", priority="low"))
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "research-queue"
     # pinned: unpinned, Kueue gave the Job the queue's first flavor with room, the 8-GPU spot pool
     assert job["spec"]["template"]["spec"]["nodeSelector"] == {"park-stack.io/pool": "system"}
-    rayjob = target.labelled(target._tiny_rayjob("gang-fit", workers=2))
+    rayjob = target.labelled(scheduling.tiny_rayjob(target, "gang-fit", workers=2))
     submitter = rayjob["spec"]["submitterPodTemplate"]["spec"]
     assert submitter["nodeSelector"] == {"park-stack.io/pool": "l4-shared"}
     assert submitter["containers"][0]["name"] == "ray-job-submitter"  # KubeRay fills in its command
@@ -434,7 +437,7 @@ def test_train_on_a_cluster_submits_the_rendered_rayjob_and_rereads_the_summary(
     target, pool = make_target(kind_spec_with_storage)
     pool.routes.update(workload_routes(target, "train", "RayJob"))
     write_train_summary(target, 0.6221)
-    passed = target.check_train(target.ctx)
+    passed = workloads.cluster_train(target, target.ctx)
     assert "admitted by Kueue and completed; final accuracy 0.622 >= 0.5" in passed.summary
     method, path, _ = next(r for r in pool.requests if r[0] == "POST")
     assert (method, path) == ("POST", "/apis/ray.io/v1/namespaces/research/rayjobs")
@@ -454,7 +457,7 @@ def test_train_on_a_cluster_fails_below_the_bar_even_when_the_job_succeeded(kind
     pool.routes.update(workload_routes(target, "train", "RayJob"))
     write_train_summary(target, 0.31)
     with pytest.raises(CheckFailed, match=r"final accuracy 0.3100 is below the bar 0.5"):
-        target.check_train(target.ctx)
+        workloads.cluster_train(target, target.ctx)
 
 
 def test_serve_on_a_cluster_asks_the_rayservice_for_a_chat_completion(kind_spec):
@@ -467,7 +470,7 @@ def test_serve_on_a_cluster_asks_the_rayservice_for_a_chat_completion(kind_spec)
         200,
         fixture("chat-completion.json"),
     )
-    passed = target.check_serve(target.ctx)
+    passed = workloads.cluster_serve(target, target.ctx)
     assert passed.summary.endswith("chat completion from tiny-llama: 'Paris is the capital of robots'")
     submitted = json.loads(pool.bodies[0])
     assert submitted["metadata"]["namespace"] == "serving"
@@ -485,14 +488,16 @@ def test_team_and_priority_overrides_move_a_workload_and_its_checks_to_that_team
     assert (target.team.name, target.namespace) == ("serving", "serving")
     pool.routes.update(workload_routes(target, "train", "RayJob", namespace="serving"))
     write_train_summary(target, 0.6221)
-    target.check_train(target.ctx)
+    workloads.cluster_train(target, target.ctx)
     submitted = json.loads(pool.bodies[0])
     assert submitted["metadata"]["namespace"] == "serving"
     assert submitted["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "serving-queue"
     assert submitted["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "low"
     reads = {path for method, path, _ in pool.requests if method == "GET"}
     assert "/apis/kueue.x-k8s.io/v1beta2/namespaces/serving/workloads" in reads
-    job = target._job("admit", "100m", "128Mi")  # the scheduling checks follow --team / --priority too
+    job = scheduling.job(
+        target, "admit", "100m", "128Mi"
+    )  # the scheduling checks follow --team / --priority too
     assert job["metadata"]["namespace"] == "serving"
     assert job["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "low"
 
@@ -514,7 +519,7 @@ def test_storage_on_a_cluster_runs_a_probe_pod_as_the_ray_service_account(kind_s
             ("GET", f"/api/v1/namespaces/research/pods/{name}/log"): (200, log),
         }
     )
-    passed = target.check_storage(target.ctx)
+    passed = cluster_storage(target, target.ctx)
     assert passed.summary.startswith(
         "a pod running as research/park-ray wrote file:///mnt/park-storage/conformance/"
     )
@@ -572,8 +577,7 @@ def test_connect_needs_a_stack_and_a_kubeconfig(tmp_path):
 
 
 def test_every_check_is_implemented_by_at_least_one_target():
-    from park.conformance.kube import KUBERNETES_CHECKS
-    from park.conformance.local import LOCAL_CHECKS
+    from park.conformance.targets import KUBERNETES_CHECKS, LOCAL_CHECKS
 
     assert set(BY_NAME) == set(LOCAL_CHECKS) | set(KUBERNETES_CHECKS)
 
@@ -690,7 +694,7 @@ def test_gpu_isolation_passes_on_each_cloud_as_its_gpu_nodes_are_configured(stac
     result says what is not guaranteed; on gcp not even NVIDIA_VISIBLE_DEVICES=all reaches a GPU. Before, the
     aws probe kept the CUDA image's NVIDIA_VISIBLE_DEVICES=all and failed asking for settings nothing sets."""
     target, created = gpu_target(stack, monkeypatch)
-    passed = target.check_gpu_isolation(target.ctx)
+    passed = accelerators.cluster_gpu_isolation(target, target.ctx)
     env = created[0]["spec"]["containers"][0]["env"]
     if stack == "aws":
         assert env == [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"}]
@@ -711,14 +715,14 @@ def test_gpu_isolation_fails_where_a_node_breaks_what_its_cloud_guarantees(monke
         match=r"set NVIDIA_VISIBLE_DEVICES=all can reach 2 GPU\(s\): the gcp GPU "
         r"nodes are declared to hand out GPUs only through the device plugin",
     ):
-        target.check_gpu_isolation(target.ctx)
+        accelerators.cluster_gpu_isolation(target, target.ctx)
     target, _ = gpu_target("aws", monkeypatch, leaks_without_asking=True)
     with pytest.raises(
         CheckFailed,
         match=r"set NVIDIA_VISIBLE_DEVICES=void can reach 2 GPU\(s\): something "
         r"besides the device plugin \(deviceListStrategy envvar\)",
     ):
-        target.check_gpu_isolation(target.ctx)
+        accelerators.cluster_gpu_isolation(target, target.ctx)
 
 
 @pytest.mark.parametrize("stack", SHIPPED_STACKS)
@@ -731,7 +735,7 @@ def test_gpu_isolation_demands_what_the_device_plugin_values_and_cloud_capabilit
     from park.components.clouds import CAPABILITIES
     from park.components.manifests import gpu
     from park.components.manifests.common import ClusterFacts
-    from park.conformance.kube import gpu_isolation
+    from park.conformance.layers.accelerators import gpu_isolation
 
     spec = load_stack_file(resolve_stack_file(stack))
     isolation = gpu_isolation(spec)
@@ -836,7 +840,7 @@ def test_preemption_deletes_its_jobs_and_frees_the_quota_when_it_passes(kind_spe
     """Before, the low-priority Job (sleep 900) stayed, was re-admitted once the high one ended, and held 80%
     of the team's quota while the workload checks waited behind it."""
     target, cluster = preemption_target(kind_spec, preempts=True)
-    passed = target.check_preemption(target.ctx)
+    passed = scheduling.cluster_preemption(target, target.ctx)
     assert "preempted a low-priority Job" in passed.summary
     assert cluster.jobs == {}, f"Jobs left behind: {sorted(cluster.jobs)}"
     assert not [w for w in cluster.workloads() if judge.holds_quota(w)]
@@ -852,6 +856,6 @@ def test_preemption_deletes_its_jobs_and_frees_the_quota_when_it_fails(kind_spec
     monkeypatch.setattr("park.conformance.kube.POLL_S", 0.01)
     target, cluster = preemption_target(kind_spec, preempts=False, timeout_s=1)
     with pytest.raises(CheckFailed, match="preemption of the low-priority Job not reached"):
-        target.check_preemption(target.ctx)
+        scheduling.cluster_preemption(target, target.ctx)
     assert cluster.jobs == {}, f"Jobs left behind: {sorted(cluster.jobs)}"
     assert not [w for w in cluster.workloads() if judge.holds_quota(w)]

@@ -22,7 +22,7 @@ import psutil
 import pytest
 from park.conformance.cli import INJECT_BATCH_ENV, INJECT_TRAIN_ENV
 from park.conformance.context import workdir_prefix
-from park.conformance.local import LOCAL_CHECKS
+from park.conformance.targets import LOCAL_CHECKS
 
 pytestmark = [pytest.mark.ray, pytest.mark.vllm]
 

@@ -25,8 +25,9 @@ from park.components.spec import (
 )
 from park.conformance.checks import select
 from park.conformance.context import RunContext, RunOptions
-from park.conformance.kube import KubernetesTarget
+from park.conformance.layers import scheduling, workloads
 from park.conformance.plan import build_plan, pod_groups
+from park.conformance.targets import KubernetesTarget
 from park.workloads import cluster, render_workloads
 from schemas import assert_valid_custom_resource, shipped_specs
 from test_admissibility import PodSet, Queues, admit
@@ -151,12 +152,12 @@ def test_train_and_batch_ask_for_at_most_one_gpu_on_the_smallest_gpu_pool(stack)
     """Before, the conformance RayJobs were the reference ones: two worker pods of a whole 8-GPU spot node."""
     spec = SPECS[stack]
     target = offline_target(spec)
-    for rayjob in (target.train_rayjob(), target.batch_rayjob()):
+    for rayjob in (workloads.train_rayjob(target), workloads.batch_rayjob(target)):
         assert gpus_asked(rayjob) <= 1, rayjob["metadata"]["name"]
         (group,) = worker_groups(rayjob)
         assert group["template"]["spec"]["nodeSelector"][POOL_LABEL] in smallest_gpu_pools(spec)
         assert_valid_custom_resource(rayjob)
-    assert "--num-workers 1 " in target.train_rayjob()["spec"]["entrypoint"]
+    assert "--num-workers 1 " in workloads.train_rayjob(target)["spec"]["entrypoint"]
 
 
 def test_the_gpu_cap_holds_where_the_smallest_gpu_node_has_several():
@@ -168,7 +169,7 @@ def test_the_gpu_cap_holds_where_the_smallest_gpu_node_has_several():
 
     spec = variant("gcp", four_l4s)
     target = offline_target(spec)
-    assert gpus_asked(target.train_rayjob()) == 1
+    assert gpus_asked(workloads.train_rayjob(target)) == 1
     reference = render_workloads(spec)[0]
     assert gpus_asked(reference) > 1, "the reference size should still take whole nodes"
 
@@ -251,10 +252,10 @@ def test_the_run_s_ray_workloads_fit_their_team_queues(stack):
     target = offline_target(spec)
     queues = Queues.of(all_documents(spec))
     for obj in (
-        target.train_rayjob(),
-        target.batch_rayjob(),
-        target.serve_rayservice(),
-        target.gang_rayjobs()[1],
+        workloads.train_rayjob(target),
+        workloads.batch_rayjob(target),
+        workloads.serve_rayservice(target),
+        scheduling.gang_rayjobs(target)[1],
     ):
         admit(queues, obj)
         admit(queues, obj, at_ceiling=True)
@@ -325,14 +326,16 @@ def test_a_cluster_run_announces_the_plan_before_its_first_check(monkeypatch, tm
 
 
 def test_every_check_that_creates_something_is_planned():
-    """A check whose method creates objects (``create``, ``run_pod``, ``_run_rayjob``) but that planned_objects does
-    not know would make the plan leave out what it starts."""
+    """A check whose function creates objects (``create``, ``run_pod``, ``run_rayjob``) but that planned_objects
+    does not know would make the plan leave out what it starts."""
     import inspect
 
-    from park.conformance.kube import KUBERNETES_CHECKS
+    from park.conformance.targets import KUBERNETES_CHECKS
 
     target = offline_target(SPECS["aws"], destructive=True)
-    for name, method in KUBERNETES_CHECKS.items():
-        source = inspect.getsource(getattr(KubernetesTarget, method))
-        creates = any(call in source for call in ("self.create(", "self.run_pod(", "self._run_rayjob("))
+    for name, function in KUBERNETES_CHECKS.items():
+        source = inspect.getsource(function)
+        creates = any(
+            call in source for call in ("cluster.create(", "cluster.run_pod(", "run_rayjob(cluster")
+        )
         assert bool(target.planned_objects(name)) == creates, name

@@ -1,0 +1,647 @@
+"""Workloads: each reference workload runs as the project renders it, and what it produced is verified
+independently of the job's own verdict.
+
+- train: the RayJob (locally its entrypoint through the Jobs API); then ``summary.json`` (and locally the
+  newest checkpoint) is read from storage: the accuracy must reach the bar, the checkpoint must load and
+  agree with the summary.
+- batch: the RayJob; then the output Parquet is read and its ids compared with the input's: every input row
+  exactly once, nothing else.
+- serve: locally the Serve config deployed through Serve's REST API, on clusters the RayService; then an
+  OpenAI chat completion is asked for and its answer parsed.
+
+On clusters the RayJobs run at ``size="conformance"`` through Kueue; the runner may lack bucket credentials,
+so an unreadable output leaves the verdict to the job. Failures name what was seen and where the evidence is
+(storage paths stay readable after the run with ``--keep``; the job logs are in e2e.log).
+
+Adding a workload check: a function per target here, marked ``@checks.local`` / ``@checks.cluster`` (with
+``creates=`` the builder of what it submits, for the plan), and its entry in ``checks.py``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import re
+import shlex
+import time
+import types
+from collections import Counter
+from typing import Any
+
+import httpx
+from park.components.spec import ServedModel
+from park.conformance import judgements as judge
+from park.conformance.context import RunContext
+from park.conformance.kube import KubeCluster, judged, wait_until
+from park.conformance.layers.table import CheckTable
+from park.conformance.local import LocalMachine, flag_value, rayjob_as_job, tail
+from park.conformance.local_ray import free_ports
+from park.conformance.model import CheckFailed, Passed
+
+checks = CheckTable("workloads")
+
+BATCH_ROWS = 2000
+"""Rows the batch check pushes through (the workload's default is 10,000; 2,000 keep the local verdict quick
+while still spreading over several blocks and actor batches)."""
+SERVE_READY_S = 420.0
+"""vLLM's CPU engine starts in ~30 s on an idle 2-core machine; a busy one needs several times that."""
+CHAT_MAX_TOKENS = 8
+CHAT_PROMPT = "What is the capital of France?"
+
+
+def _workload_module(name: str):
+    """Import a workload module, turning its absence into a failure that says what is missing."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        raise CheckFailed(
+            f"{name} is not available ({err}); this park-stack build ships without that workload"
+        ) from None
+
+
+def _left_at(ctx: RunContext, what: str, uri: str) -> str:
+    """Where a failed workload's output is, and whether it outlives the run (local storage is in the run's
+    scratch folder, removed at the end unless --keep)."""
+    if ctx.options.keep:
+        return f"{what} kept at {uri}"
+    return f"{what} at {uri} (removed with the run's scratch folder; rerun with --keep to inspect them)"
+
+
+def run_rayjob(cluster: KubeCluster, rayjob: dict, budget: float) -> tuple[dict, str]:
+    """Create the RayJob, wait until it finished, note whether Kueue admitted it; (live object, submitter
+    output)."""
+    cluster.create(rayjob)
+    name, namespace = rayjob["metadata"]["name"], rayjob["metadata"]["namespace"]
+    cluster.ctx.facts[f"{name}.team"] = cluster.team_of(rayjob).name
+
+    def finished() -> tuple[bool, str]:
+        live = cluster.api.get("ray.io/v1", "RayJob", name, namespace) or {}
+        return judge.rayjob_outcome(live)
+
+    wait_until(finished, cluster.time_left(budget), f"RayJob {namespace}/{name} finished", poll_s=5)
+    live = cluster.api.get("ray.io/v1", "RayJob", name, namespace) or {}
+    workload = cluster.workload_of("RayJob", name, namespace)
+    cluster.ctx.facts[f"{name}.admitted_by_kueue"] = judge.admitted(workload) or bool(
+        workload and judge.condition(workload, "Finished")
+    )
+    submitter = cluster.api.list("v1", "Pod", namespace, f"job-name={name}").get("items", [])
+    logs = cluster.api.pod_log(namespace, submitter[-1]["metadata"]["name"]) if submitter else ""
+    cluster.ctx.log.info(
+        "RayJob %s: %s; submitter output:\n%s",
+        name,
+        judge.rayjob_outcome(live)[1],
+        "\n".join(f"    | {line}" for line in logs.splitlines()),
+    )
+    return live, logs
+
+
+# --- workloads.train ------------------------------------------------------------------------------------
+
+
+@checks.local("workloads.train")
+def local_train(machine: LocalMachine, ctx: RunContext) -> Passed:
+    from park.workloads import storage  # pyarrow is the workloads extra
+
+    machine.require_gpu_if_asked()
+    manifest = _workload_module("park.workloads.train.manifest")
+    bar = ctx.options.injections.train_min_accuracy
+    if bar is None:
+        bar = manifest.DEFAULT_MIN_ACCURACY
+    run_name = f"{ctx.name}-train"
+    rayjob = manifest.build_rayjob(
+        machine.spec,
+        team=ctx.options.team,
+        priority=ctx.options.priority,
+        run_name=run_name,
+        min_accuracy=bar,
+        name=run_name,
+    )
+    entrypoint, runtime_env = rayjob_as_job(rayjob)
+    argv = shlex.split(entrypoint)
+    storage_uri = flag_value(argv, "--storage-uri")
+    if storage_uri is None:
+        raise CheckFailed(f"the training RayJob's entrypoint has no --storage-uri: {entrypoint}")
+    run_uri = storage.join(storage_uri, run_name)
+    status, message, logs = machine.run_job("train", entrypoint, runtime_env, machine.time_left(540))
+
+    summary_uri = storage.join(run_uri, "summary.json")
+    summary = json.loads(storage.read_text(summary_uri)) if storage.exists(summary_uri) else None
+    accuracy = summary.get("final_accuracy") if summary else None
+    details: dict[str, Any] = {
+        "entrypoint": entrypoint,
+        "job_status": status,
+        "run_uri": run_uri,
+        "min_accuracy": bar,
+        "final_accuracy": accuracy,
+    }
+    if summary is None:
+        raise CheckFailed(
+            f"training job {status} and left no summary at {summary_uri}: {message}; last output: {tail(logs)}",
+            details,
+        )
+    details.update(
+        {
+            "device": summary.get("device"),
+            "epochs": len(summary.get("epochs", [])),
+            "accuracies": summary.get("accuracies"),
+            "checkpoints": summary.get("checkpoints"),
+            "num_workers": summary.get("num_workers"),
+            "train_wall_s": summary.get("wall_seconds"),
+        }
+    )
+    if accuracy is None or accuracy < bar:
+        shown = "none" if accuracy is None else f"{accuracy:.4f}"
+        raise CheckFailed(
+            f"final test accuracy {shown} is below the bar {bar:g} after "
+            f"{details['epochs']} epoch(s) on {summary.get('device')} (job {status}); "
+            f"{_left_at(ctx, 'checkpoints', run_uri)}",
+            details,
+        )
+    if status != "SUCCEEDED":
+        raise CheckFailed(
+            f"training job {status} although its summary reports accuracy {accuracy:.4f}: "
+            f"{message}; last output: {tail(logs)}",
+            details,
+        )
+    if ctx.options.gpu == "require" and summary.get("device") != "cuda":
+        raise CheckFailed(
+            f"training ran on {summary.get('device')} although --gpu require (the Ray cluster "
+            f"offers fewer GPUs than the {summary.get('num_workers')} training workers)",
+            details,
+        )
+    checkpoint = _verify_latest_checkpoint(summary, accuracy)
+    details["latest_checkpoint"] = checkpoint
+    if summary.get("device") == "cpu":
+        ctx.facts["cpu_fallback"] = "the workloads ran on CPU (no GPU)"
+    return Passed(
+        f"final accuracy {accuracy:.3f} >= bar {bar:g} after {details['epochs']} epochs on "
+        f"{summary.get('device')} ({summary.get('num_workers')} Ray Train workers); newest checkpoint "
+        f"{checkpoint['name']} loads ({checkpoint['tensors']} tensors) and records the same accuracy",
+        details,
+    )
+
+
+def _verify_latest_checkpoint(summary: dict, accuracy: float) -> dict[str, Any]:
+    """Load the newest checkpoint's state and history; they must agree with the summary."""
+    # torch and pyarrow (park.workloads.train.loop, park.workloads.storage) are the workloads extra.
+    import torch
+    from park.workloads import storage
+    from park.workloads.train import loop
+
+    checkpoints = sorted(summary.get("checkpoints") or [])
+    if not checkpoints:
+        raise CheckFailed(f"training reports no checkpoint under {summary.get('run_uri')}")
+    newest = checkpoints[-1]
+    filesystem, path = storage.resolve(storage.join(newest, loop.STATE_FILE))
+    try:
+        with filesystem.open_input_file(path) as stream:
+            state = torch.load(io.BytesIO(stream.read()), map_location="cpu", weights_only=True)
+        history = json.loads(storage.read_text(storage.join(newest, loop.HISTORY_FILE)))
+    except (OSError, RuntimeError, ValueError) as err:
+        raise CheckFailed(f"the newest checkpoint {newest} does not load: {err}") from None
+    recorded = (history.get("accuracies") or [None])[-1]
+    if recorded is None or abs(recorded - accuracy) > 1e-6:
+        raise CheckFailed(
+            f"the newest checkpoint {newest} records accuracy {recorded}, but the summary says "
+            f"{accuracy}: checkpoint and summary disagree"
+        )
+    return {
+        "name": newest.rstrip("/").rsplit("/", 1)[-1],
+        "uri": newest,
+        "tensors": len(state.get("model", {})),
+        "epoch": state.get("epoch"),
+    }
+
+
+def train_bar(cluster: KubeCluster) -> float:
+    from park.workloads.train.manifest import DEFAULT_MIN_ACCURACY  # pyarrow: the workloads extra
+
+    bar = cluster.ctx.options.injections.train_min_accuracy
+    return DEFAULT_MIN_ACCURACY if bar is None else bar
+
+
+def train_rayjob(cluster: KubeCluster) -> dict:
+    """The training RayJob at the conformance size, under this run's name."""
+    from park.workloads.train.manifest import build_rayjob  # pyarrow: the workloads extra
+
+    name = cluster.object_name("train")
+    return build_rayjob(
+        cluster.spec,
+        **cluster.workload_placement(),
+        run_name=name,
+        min_accuracy=train_bar(cluster),
+        name=name,
+        size="conformance",
+    )
+
+
+@checks.cluster("workloads.train", creates=lambda cluster: [train_rayjob(cluster)])
+def cluster_train(cluster: KubeCluster, ctx: RunContext) -> Passed:
+    # pyarrow (park.workloads.storage, under the train manifest too) is the workloads extra.
+    from park.workloads import storage
+    from park.workloads.train.manifest import CHECKPOINT_FOLDER
+
+    bar = train_bar(cluster)
+    name = cluster.object_name("train")
+    rayjob = train_rayjob(cluster)
+    run_uri = storage.join(cluster.spec.storage_uri, CHECKPOINT_FOLDER, name)
+    cluster.remove_at_cleanup(run_uri)
+    live, logs = run_rayjob(cluster, rayjob, 3000)
+    summary_uri = storage.join(run_uri, "summary.json")
+    try:
+        summary = json.loads(storage.read_text(summary_uri))
+    except Exception as err:  # noqa: BLE001 - the runner may lack bucket credentials; the job log has its verdict
+        summary = None
+        ctx.log.warning("cannot read %s from here: %s", summary_uri, err)
+    accuracy = summary.get("final_accuracy") if summary else None
+    if not judge.rayjob_succeeded(live):
+        raise CheckFailed(
+            f"RayJob {name} did not succeed ({judge.rayjob_outcome(live)[1]}); accuracy "
+            f"{accuracy} vs bar {bar}; submitter output: {logs[-400:]}"
+        )
+    if accuracy is not None and accuracy < bar:
+        raise CheckFailed(f"final accuracy {accuracy:.4f} is below the bar {bar} ({summary_uri})")
+    shown = (
+        f"{accuracy:.3f}" if accuracy is not None else "(summary unreadable from here; job log says PASSED)"
+    )
+    return Passed(
+        f"RayJob {name} admitted by Kueue and completed; final accuracy {shown} >= {bar}",
+        {"summary_uri": summary_uri, "final_accuracy": accuracy},
+    )
+
+
+# --- workloads.batch ------------------------------------------------------------------------------------
+
+
+def parquet_table(uri: str, columns: list[str]):
+    """Columns of every Parquet file under a folder URI, read here with pyarrow (not through the workload)."""
+    # pyarrow (also under park.workloads.storage) is the workloads extra.
+    import pyarrow.dataset as pads
+    from park.workloads import storage
+
+    if not storage.exists(uri):
+        raise FileNotFoundError(uri)
+    filesystem, path = storage.resolve(uri)
+    dataset = pads.dataset(
+        path, filesystem=filesystem, format="parquet", exclude_invalid_files=False, ignore_prefixes=[".", "_"]
+    )
+    return dataset.to_table(columns=columns)
+
+
+def parquet_column(uri: str, column: str) -> list[str]:
+    return [str(v) for v in parquet_table(uri, [column]).column(column).to_pylist()]
+
+
+def compare_ids(input_ids: list[str], output_ids: list[str]) -> dict[str, Any]:
+    """Exactly once: no input id missing, none twice, none that was not in the input (a few examples each)."""
+    expected, seen = set(input_ids), Counter(output_ids)
+    missing = sorted(expected - seen.keys())
+    unexpected = sorted(seen.keys() - expected)
+    duplicated = sorted(i for i, n in seen.items() if n > 1)
+    return {
+        "rows_in": len(input_ids),
+        "rows_out": len(output_ids),
+        "missing": len(missing),
+        "duplicated": len(duplicated),
+        "unexpected": len(unexpected),
+        "examples": {"missing": missing[:3], "duplicated": duplicated[:3], "unexpected": unexpected[:3]},
+        "exact": not (missing or unexpected or duplicated) and len(expected) == len(input_ids) > 0,
+    }
+
+
+@checks.local("workloads.batch")
+def local_batch(machine: LocalMachine, ctx: RunContext) -> Passed:
+    from park.workloads import storage  # pyarrow is the workloads extra
+
+    machine.require_gpu_if_asked()
+    manifest = _workload_module("park.workloads.batch.manifest")
+    name = f"{ctx.name}-batch"
+    rayjob = manifest.build_rayjob(
+        machine.spec,
+        team=ctx.options.team,
+        priority=ctx.options.priority,
+        rows=BATCH_ROWS,
+        output_folder=f"batch/{name}",
+        name=name,
+    )
+    entrypoint, runtime_env = rayjob_as_job(rayjob)
+    drop = ctx.options.injections.batch_drop_rows
+    if drop:  # test only: the workload's own fault switch, so the check below must notice lost rows
+        entrypoint = f"{entrypoint} --drop-rows-for-testing {int(drop)}"
+    argv = shlex.split(entrypoint)
+    input_uri, output_uri = flag_value(argv, "--input-uri"), flag_value(argv, "--output-uri")
+    if input_uri is None or output_uri is None:
+        raise CheckFailed(f"the batch RayJob's entrypoint lacks --input-uri or --output-uri: {entrypoint}")
+    status, message, logs = machine.run_job("batch", entrypoint, runtime_env, machine.time_left(540))
+
+    data_uri = storage.join(output_uri, "data")
+    details: dict[str, Any] = {
+        "entrypoint": entrypoint,
+        "job_status": status,
+        "input_uri": input_uri,
+        "data_uri": data_uri,
+    }
+    try:
+        input_ids = parquet_column(input_uri, "id")
+    except FileNotFoundError:
+        raise CheckFailed(
+            f"batch job {status} and left no input Parquet at {input_uri}: {message}; last output: {tail(logs)}",
+            details,
+        ) from None
+    try:
+        output = parquet_table(data_uri, ["id", "image_label", "image_score"])
+    except FileNotFoundError:
+        raise CheckFailed(
+            f"batch job {status} and wrote no output Parquet at {data_uri}: {message}; last output: {tail(logs)}",
+            details,
+        ) from None
+    comparison = compare_ids(input_ids, [str(i) for i in output.column("id").to_pylist()])
+    details.update(comparison)
+    if not comparison["exact"]:
+        examples = comparison["examples"]
+        shown = "; ".join(f"{kind}: {', '.join(ids)}" for kind, ids in examples.items() if ids)
+        raise CheckFailed(
+            f"output is not exactly the input rows: {comparison['missing']} of "
+            f"{comparison['rows_in']} input ids missing, {comparison['duplicated']} duplicated, "
+            f"{comparison['unexpected']} unexpected ({shown}); job {status}; "
+            f"{_left_at(ctx, 'partial output', data_uri)}",
+            details,
+        )
+    labels = output.column("image_label").to_pylist()
+    scores = output.column("image_score").to_pylist()
+    unlabelled = sum(
+        1
+        for label, score in zip(labels, scores, strict=True)
+        if not label or score is None or not 0.0 <= score <= 1.0
+    )
+    if unlabelled:
+        raise CheckFailed(
+            f"{unlabelled} of {len(labels)} output rows carry no valid image_label/image_score", details
+        )
+    if status != "SUCCEEDED":
+        raise CheckFailed(
+            f"batch job {status} although its output holds every input row: {message}; last output: {tail(logs)}",
+            details,
+        )
+    summary_uri = storage.join(output_uri, "summary.json")
+    summary = json.loads(storage.read_text(summary_uri)) if storage.exists(summary_uri) else {}
+    details.update(
+        {
+            "device": summary.get("device"),
+            "rows_per_second": summary.get("rows_per_second"),
+            "label_counts": dict(Counter(labels)),
+        }
+    )
+    if ctx.options.gpu == "require" and summary.get("device") != "cuda":
+        raise CheckFailed(f"batch inference ran on {summary.get('device')} although --gpu require", details)
+    return Passed(
+        f"{comparison['rows_out']} output rows = the {comparison['rows_in']} input ids exactly once, "
+        f"every row labelled; read back from {data_uri} ({summary.get('rows_per_second')} rows/s on "
+        f"{summary.get('device')})",
+        details,
+    )
+
+
+def batch_rayjob(cluster: KubeCluster) -> dict:
+    """The batch RayJob at the conformance size, writing to this run's folder (plus the injected fault)."""
+    from park.workloads.batch.manifest import build_rayjob  # pyarrow: the workloads extra
+
+    name = cluster.object_name("batch")
+    rayjob = build_rayjob(
+        cluster.spec,
+        **cluster.workload_placement(),
+        rows=BATCH_ROWS,
+        output_folder=f"batch/{name}",
+        name=name,
+        size="conformance",
+    )
+    drop = cluster.ctx.options.injections.batch_drop_rows
+    if drop:
+        argv = shlex.split(rayjob["spec"]["entrypoint"]) + ["--drop-rows-for-testing", str(int(drop))]
+        rayjob["spec"]["entrypoint"] = shlex.join(argv)
+    return rayjob
+
+
+@checks.cluster("workloads.batch", creates=lambda cluster: [batch_rayjob(cluster)])
+def cluster_batch(cluster: KubeCluster, ctx: RunContext) -> Passed:
+    from park.workloads import storage  # pyarrow is the workloads extra
+
+    name = cluster.object_name("batch")
+    rayjob = batch_rayjob(cluster)
+    argv = shlex.split(rayjob["spec"]["entrypoint"])
+    input_uri = argv[argv.index("--input-uri") + 1]
+    output_uri = argv[argv.index("--output-uri") + 1]
+    data_uri = storage.join(output_uri, "data")
+    cluster.remove_at_cleanup(output_uri)  # the shared input folder stays: later runs reuse it
+    live, logs = run_rayjob(cluster, rayjob, 1800)
+    try:
+        comparison = compare_ids(parquet_column(input_uri, "id"), parquet_column(data_uri, "id"))
+    except Exception as err:  # noqa: BLE001 - the runner may lack bucket credentials
+        comparison = None
+        ctx.log.warning("cannot read %s / %s from here: %s", input_uri, data_uri, err)
+    if comparison is not None and not comparison["exact"]:
+        raise CheckFailed(
+            f"output is not exactly the input rows: {comparison['missing']} missing, "
+            f"{comparison['duplicated']} duplicated, {comparison['unexpected']} unexpected of "
+            f"{comparison['rows_in']} ({data_uri})",
+            comparison,
+        )
+    if not judge.rayjob_succeeded(live):
+        raise CheckFailed(
+            f"RayJob {name} did not succeed ({judge.rayjob_outcome(live)[1]}); submitter output: {logs[-400:]}"
+        )
+    shown = (
+        f"{comparison['rows_out']} output ids = {comparison['rows_in']} input ids"
+        if comparison
+        else "output unreadable from here; the job verified its own ids"
+    )
+    return Passed(f"RayJob {name} admitted by Kueue and completed; {shown}", comparison or {})
+
+
+# --- workloads.serve ------------------------------------------------------------------------------------
+
+
+def serve_module():
+    """The serve workload's builders: ``serve_config`` (config module) and ``build_rayservice`` (manifest)."""
+    config = _workload_module("park.workloads.serve.config")
+    manifest = _workload_module("park.workloads.serve.manifest")
+    return types.SimpleNamespace(
+        serve_config=config.serve_config,
+        build_rayservice=manifest.build_rayservice,
+        config=config,
+        manifest=manifest,
+    )
+
+
+def _model_name_for(path: str) -> str:
+    """A valid served-model id from a folder name (``/models/Qwen2.5-0.5B`` -> ``Qwen2.5-0.5B``)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", path.rstrip("/").rsplit("/", 1)[-1]).strip("-.") or "model"
+    return name[:128]
+
+
+@checks.local("workloads.serve")
+def local_serve(machine: LocalMachine, ctx: RunContext) -> Passed:
+    machine.require_gpu_if_asked()
+    app = _workload_module("park.workloads.serve.app")
+    if ctx.options.model:
+        try:
+            folder = app.check_local_model(ctx.options.model.removeprefix("file://"))
+        except app.ServeArgsError as err:
+            raise CheckFailed(
+                f"--model {ctx.options.model}: {err}; pass a folder holding a Hugging Face model "
+                f"(config.json, weights, tokenizer), or leave --model out to serve a fresh tiny "
+                f"Llama"
+            ) from None
+        model = ServedModel(
+            name=_model_name_for(str(folder)), source=str(folder), gpu_fraction=machine.served_model_gpus()
+        )
+        built = False
+    else:
+        # transformers (also under park.workloads.serve.tiny) is the workloads extra.
+        from park.workloads.serve.tiny import build_tiny_llama
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # keep the run's output to one line per check
+        started = time.monotonic()
+        folder = build_tiny_llama(ctx.workdir / "models" / "tiny-llama")
+        ctx.log.info("built the tiny Llama in %.1f s at %s", time.monotonic() - started, folder)
+        name = machine.spec.models[0].name if machine.spec.models else "tiny-llama"
+        model = ServedModel(name=name, source=str(folder), gpu_fraction=machine.served_model_gpus())
+        built = True
+    spec = machine.spec.model_copy(update={"models": [model]})
+    serve = serve_module()
+    config = serve.serve_config(spec)
+    port = free_ports(1)[0]
+    config = {**config, "proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": port}}
+    head = machine.head()
+    ctx.log.info("deploying Serve config: %s", json.dumps(config))
+    answer = httpx.put(f"{head.dashboard_url}/api/serve/applications/", json=config, timeout=60)
+    if answer.status_code != 200:
+        raise CheckFailed(f"Serve refused the config ({answer.status_code}): {answer.text[:500]}")
+    machine.ctx.on_cleanup(
+        "delete the Serve applications",
+        lambda: httpx.delete(f"{head.dashboard_url}/api/serve/applications/", timeout=30),
+    )
+    names = [a["name"] for a in config["applications"]]
+    deploy_s = _wait_serve_running(head.dashboard_url, names, machine.time_left(SERVE_READY_S), ctx)
+    ctx.facts["serve_application"] = names[0]
+    route = config["applications"][0].get("route_prefix", "/").rstrip("/")
+    base = f"http://127.0.0.1:{port}{route}"
+    listed = httpx.get(f"{base}/v1/models", timeout=30).json()
+    if model.name not in [m.get("id") for m in listed.get("data", [])]:
+        raise CheckFailed(f"/v1/models does not list {model.name!r}: {listed}")
+    request = {
+        "model": model.name,
+        "temperature": 0,
+        "max_tokens": CHAT_MAX_TOKENS,
+        "messages": [{"role": "user", "content": CHAT_PROMPT}],
+    }
+    started = time.monotonic()
+    response = httpx.post(f"{base}/v1/chat/completions", json=request, timeout=120)
+    latency = time.monotonic() - started
+    if response.status_code != 200:
+        raise CheckFailed(f"POST /v1/chat/completions answered {response.status_code}: {response.text[:400]}")
+    verdict = judge.judge_chat_completion(response.json(), model.name)
+    details = {
+        "model": model.name,
+        "model_path": str(folder),
+        "deploy_s": round(deploy_s, 1),
+        "first_answer_s": round(latency, 2),
+        **verdict.facts,
+    }
+    if not verdict.ok:
+        raise CheckFailed("; ".join(verdict.problems), details)
+    oracle = ""
+    if built:
+        expected = _greedy_reference(folder, request["messages"], CHAT_MAX_TOKENS)
+        details["reference_text"] = expected
+        if verdict.facts["content"] != expected:
+            raise CheckFailed(
+                f"the served tiny Llama answered {verdict.facts['content']!r}, but greedy decoding of "
+                f"the same model with transformers gives {expected!r}: the served model or its chat "
+                f"template is not the one built for this run",
+                details,
+            )
+        oracle = "; identical to transformers' greedy output of the same model"
+    return Passed(
+        f"{model.name} deployed on Serve in {deploy_s:.0f} s; /v1/chat/completions answered "
+        f"{verdict.facts['content']!r} ({verdict.facts['usage'].get('completion_tokens')} tokens, "
+        f"{latency:.1f} s){oracle}",
+        details,
+    )
+
+
+def _wait_serve_running(dashboard: str, names: list[str], timeout_s: float, ctx: RunContext) -> float:
+    """Seconds until every application is RUNNING; DEPLOY_FAILED fails at once with Serve's message."""
+    started = time.monotonic()
+    statuses: dict[str, Any] = {}
+    while time.monotonic() - started < timeout_s:
+        details = httpx.get(f"{dashboard}/api/serve/applications/", timeout=30).json()
+        statuses = {name: details.get("applications", {}).get(name, {}) for name in names}
+        failed = {n: a for n, a in statuses.items() if a.get("status") in ("DEPLOY_FAILED", "UNHEALTHY")}
+        if failed:
+            name, app = next(iter(failed.items()))
+            raise CheckFailed(
+                f"Serve application {name!r} is {app['status']}: {app.get('message', '')[:800]}"
+            )
+        if statuses and all(a.get("status") == "RUNNING" for a in statuses.values()):
+            return time.monotonic() - started
+        time.sleep(2)
+    shown = {n: (a.get("status"), a.get("message", "")[:200]) for n, a in statuses.items()}
+    raise CheckFailed(f"Serve applications not RUNNING within {timeout_s:.0f} s: {shown}")
+
+
+def _greedy_reference(folder, messages: list[dict], max_tokens: int) -> str:
+    """What greedy decoding of the model gives with transformers: the oracle for the served answer."""
+    # torch and transformers are the workloads extra.
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    prompt = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    with torch.inference_mode():
+        output = model.generate(**prompt, max_new_tokens=max_tokens, do_sample=False)
+    return tokenizer.decode(output[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+def serve_rayservice(cluster: KubeCluster) -> dict:
+    """The serving RayService as rendered (its serving pool, its models' minimum replicas)."""
+    return serve_module().build_rayservice(
+        cluster.spec, **cluster.workload_placement(), name=cluster.object_name("serve")
+    )
+
+
+@checks.cluster("workloads.serve", creates=lambda cluster: [serve_rayservice(cluster)])
+def cluster_serve(cluster: KubeCluster, ctx: RunContext) -> Passed:
+    name = cluster.object_name("serve")
+    rayservice = serve_rayservice(cluster)
+    namespace = rayservice["metadata"]["namespace"]
+    cluster.ctx.facts[f"{name}.team"] = cluster.team_of(rayservice).name
+    cluster.create(rayservice)
+
+    def ready() -> tuple[bool, str]:
+        return judge.rayservice_ready(cluster.api.get("ray.io/v1", "RayService", name, namespace) or {})
+
+    wait_until(ready, cluster.time_left(1500), f"RayService {namespace}/{name} Ready", poll_s=10)
+    model = cluster.spec.models[0].name if cluster.spec.models else "default"
+    answer = cluster.api.service_proxy(
+        "POST",
+        namespace,
+        f"{name}-serve-svc",
+        8000,
+        "v1/chat/completions",
+        body={
+            "model": model,
+            "max_tokens": 16,
+            "temperature": 0,
+            "messages": [{"role": "user", "content": "Say hello."}],
+        },
+    )
+    verdict = judge.judge_chat_completion(answer if isinstance(answer, dict) else {}, model)
+    return judged(
+        verdict, f"RayService {name} Ready; chat completion from {model}: {verdict.facts.get('content')!r}"
+    )
