@@ -3,6 +3,7 @@
 - ``train``: Ray Train data-parallel PyTorch with a checkpoint per epoch (RayJob)
 - ``batch``: Ray Data batch inference with exactly-once output (RayJob)
 - ``serve``: vLLM on Ray Serve behind an OpenAI API (RayService)
+- ``posttrain``: on-policy GRPO, vLLM generators and a DDP learner with weight sync every step (RayJob)
 - ``cluster``: the RayCluster shape, Kueue labels and RayJob envelope they share
 
 Importing this package is cheap: Ray, torch and vLLM are imported only when a workload runs.
@@ -22,10 +23,12 @@ def render_workloads(spec: StackSpec, *, team: str | None = None, priority: str 
     priority, sized to that team's quota; ``team`` and ``priority`` override this for all of them
     (``park render --team/--priority``). An unknown team or priority is a :class:`SpecError`."""
     from park.workloads.batch.manifest import build_rayjob as build_batch
+    from park.workloads.posttrain.manifest import build_rayjob as build_posttrain
     from park.workloads.serve.manifest import build_rayservice
     from park.workloads.train.manifest import build_rayjob as build_train
 
-    documents = [build_train(spec, team=team, priority=priority), build_batch(spec, team=team, priority=priority)]
+    documents = [build_train(spec, team=team, priority=priority), build_batch(spec, team=team, priority=priority),
+                 build_posttrain(spec, team=team, priority=priority)]
     if spec.models:
         documents.append(build_rayservice(spec, team=team, priority=priority))
     return documents

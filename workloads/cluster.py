@@ -65,7 +65,7 @@ ELASTIC_JOB_ANNOTATION = "kueue.x-k8s.io/elastic-job"
 """Marks a Kueue-managed job as elastic (workload slicing): the only way Kueue v0.19.2 accepts a queued
 RayJob / RayService / RayCluster whose in-tree autoscaler is on (pkg/controller/jobs/raycluster/common.go)."""
 
-WORKLOAD_TEAMS = {"serve": "serving", "train": "research", "batch": "research"}
+WORKLOAD_TEAMS = {"serve": "serving", "train": "research", "batch": "research", "posttrain": "research"}
 """The team each reference workload goes to by default, when the stack has a team of that name (else the
 stack's first team): serving on the serving team (whose priority lets it preempt during spikes),
 training and batch on the research team."""
