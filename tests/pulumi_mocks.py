@@ -374,6 +374,9 @@ class GraphNode:
     waits_for: frozenset[str]
     """URNs the engine must finish first: ``depends_on`` (components already expanded to their children
     by the SDK) and the resources whose outputs flow into its inputs."""
+    alias_parents: tuple[str, ...] = ()
+    """Parent URNs of its aliases that change only the parent (``Alias(parent=...)``: where the resource was
+    declared before); not the type renames the provider SDKs add themselves."""
 
 
 class GraphMonitor(MockMonitor):
@@ -395,8 +398,10 @@ class GraphMonitor(MockMonitor):
         waits_for = set(request.dependencies)
         for property_dependencies in request.propertyDependencies.values():
             waits_for.update(property_dependencies.urns)
+        alias_parents = tuple(a.spec.parentUrn for a in request.aliases
+                              if a.HasField("spec") and not a.spec.name and not a.spec.type)
         self.nodes[response.urn] = GraphNode(response.urn, request.type, request.name, request.parent,
-                                             frozenset(waits_for))
+                                             frozenset(waits_for), alias_parents)
         return response
 
     def closure(self, urn: str) -> set[str]:

@@ -810,7 +810,7 @@ class AwsAdapter:
                            fsx_csi_driver=spec.storage.shared_filesystem is not None),
             name, provider, parent, under_parent)
         storage = EksStorage(
-            f"{name}-storage",
+            f"{name}-cloud-storage",
             EksStorageArgs(bucket_name=spec.bucket_name, retention_days=spec.storage.retention_days,
                            cluster_name=spec.cluster_name, eks_cluster_name=cluster.cluster_name,
                            cluster_arn=cluster.cluster_arn, ray_service_accounts=ray_service_accounts(spec),

@@ -551,7 +551,7 @@ class GcpAdapter:
                            depends_on=apis.services),
             name, provider, parent, under_parent)
         storage = GkeStorage(
-            f"{name}-storage",
+            f"{name}-cloud-storage",
             GkeStorageArgs(spec=spec, network_name=network.network_name, cluster=cluster.cluster,
                            depends_on=apis.services),
             name, provider, parent, under_parent)
