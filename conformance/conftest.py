@@ -17,6 +17,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from park.conformance.checks import select
+from park.conformance.context import RunContext, RunOptions
+from park.conformance.evidence import attach_log, write_evidence
+from park.conformance.runner import Runner
+from park.conformance.session import SetupError, announce_plan, build_target
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -64,12 +69,6 @@ def pytest_configure(config: pytest.Config) -> None:
 def conformance_runner(request: pytest.FixtureRequest):
     """The session's runner: one context, one target, every check available; cleanup (and evidence, with
     --evidence DIR) at the end."""
-    from park.conformance.checks import select
-    from park.conformance.context import RunContext, RunOptions
-    from park.conformance.evidence import attach_log, write_evidence
-    from park.conformance.runner import Runner
-    from park.conformance.session import SetupError, announce_plan, build_target
-
     option = request.config.getoption
     options = RunOptions(
         target=option("conformance_target"),

@@ -40,6 +40,8 @@ from park.conformance.context import RunContext, check_overrides
 from park.conformance.kube_api import KubeApi, KubeError
 from park.conformance.model import CheckFailed, NotApplicable, Passed
 from park.workloads import cluster as builders
+from park.workloads import storage
+from park.workloads.train.manifest import build_rayjob
 
 RUN_LABEL = "park-stack.io/conformance-run"
 POLL_S = 3.0
@@ -184,9 +186,7 @@ class KubeCluster:
         may lack write access to the bucket; then the cleanup log says so)."""
 
         def remove() -> None:
-            # pyarrow (through park.workloads.storage) is the workloads extra: imported at cleanup.
-            import pyarrow.fs as pafs
-            from park.workloads import storage
+            import pyarrow.fs as pafs  # the workloads extra: imported at cleanup
 
             filesystem, path = storage.resolve(uri)
             info = filesystem.get_file_info(path)
@@ -245,9 +245,6 @@ class KubeCluster:
     def worker_template(self) -> dict:
         """The pod spec of a Ray worker as the conformance training RayJob renders it (pool, image, volumes,
         account)."""
-        # park.workloads.train.manifest imports pyarrow through park.workloads.storage (workloads extra).
-        from park.workloads.train.manifest import build_rayjob
-
         rayjob = build_rayjob(self.spec, team=self.team, size="conformance")
         return rayjob["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
 

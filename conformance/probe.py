@@ -13,6 +13,7 @@ import socket
 import sys
 
 import typer
+from park.workloads import storage
 
 RESULT_PREFIX = "PROBE-RESULT "
 
@@ -59,8 +60,6 @@ def storage_direct(
 
 
 def _roundtrip(uri: str, text: str) -> dict:
-    from park.workloads import storage
-
     storage.write_text(uri, text)
     back = storage.read_text(uri)
     return {

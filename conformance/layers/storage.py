@@ -18,14 +18,13 @@ from park.conformance.layers.table import CheckTable
 from park.conformance.local import LocalMachine, tail
 from park.conformance.model import CheckFailed, Passed
 from park.conformance.probe import parse_result
+from park.workloads import storage
 
 checks = CheckTable("storage")
 
 
 @checks.local("storage.read-write")
 def local_storage(machine: LocalMachine, ctx: RunContext) -> Passed:
-    from park.workloads import storage  # pyarrow is the workloads extra
-
     nonce = f"{ctx.name} {secrets.token_hex(16)}"
     uri = storage.join(machine.spec.storage_uri, "conformance", ctx.run_id, "storage-probe.txt")
     entrypoint = shlex.join(
@@ -51,16 +50,12 @@ def local_storage(machine: LocalMachine, ctx: RunContext) -> Passed:
 
 
 def storage_folder(cluster: KubeCluster) -> str:
-    from park.workloads import storage  # pyarrow is the workloads extra
-
     return storage.join(cluster.spec.storage_uri, "conformance", cluster.ctx.run_id)
 
 
 def storage_probe(cluster: KubeCluster, nonce: str = "") -> dict:
     """A pod on the Ray workers' pool, as their service account with their mounts (on kind: the storage
     host folder; minus /dev/shm), that writes ``nonce`` to the stack's storage and reads it back."""
-    from park.workloads import storage  # pyarrow is the workloads extra
-
     uri = storage.join(storage_folder(cluster), "storage-probe.txt")
     template = cluster.worker_template()
     volumes = [v for v in template.get("volumes", []) if v.get("emptyDir", {}).get("medium") != "Memory"]

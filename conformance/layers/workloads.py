@@ -19,13 +19,11 @@ Adding a workload check: a function per target here, marked ``@checks.local`` / 
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import re
 import shlex
 import time
-import types
 from collections import Counter
 from typing import Any
 
@@ -38,6 +36,13 @@ from park.conformance.layers.table import CheckTable
 from park.conformance.local import LocalMachine, flag_value, rayjob_as_job, tail
 from park.conformance.local_ray import free_ports
 from park.conformance.model import CheckFailed, Passed
+from park.workloads import storage
+from park.workloads.batch import manifest as batch_manifest
+from park.workloads.serve import app as serve_app
+from park.workloads.serve.config import serve_config
+from park.workloads.serve.manifest import build_rayservice
+from park.workloads.serve.tiny import build_tiny_llama
+from park.workloads.train import manifest as train_manifest
 
 checks = CheckTable("workloads")
 
@@ -48,16 +53,6 @@ SERVE_READY_S = 420.0
 """vLLM's CPU engine starts in ~30 s on an idle 2-core machine; a busy one needs several times that."""
 CHAT_MAX_TOKENS = 8
 CHAT_PROMPT = "What is the capital of France?"
-
-
-def _workload_module(name: str):
-    """Import a workload module, turning its absence into a failure that says what is missing."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as err:
-        raise CheckFailed(
-            f"{name} is not available ({err}); this park-stack build ships without that workload"
-        ) from None
 
 
 def _left_at(ctx: RunContext, what: str, uri: str) -> str:
@@ -101,15 +96,12 @@ def run_rayjob(cluster: KubeCluster, rayjob: dict, budget: float) -> tuple[dict,
 
 @checks.local("workloads.train")
 def local_train(machine: LocalMachine, ctx: RunContext) -> Passed:
-    from park.workloads import storage  # pyarrow is the workloads extra
-
     machine.require_gpu_if_asked()
-    manifest = _workload_module("park.workloads.train.manifest")
     bar = ctx.options.injections.train_min_accuracy
     if bar is None:
-        bar = manifest.DEFAULT_MIN_ACCURACY
+        bar = train_manifest.DEFAULT_MIN_ACCURACY
     run_name = f"{ctx.name}-train"
-    rayjob = manifest.build_rayjob(
+    rayjob = train_manifest.build_rayjob(
         machine.spec,
         team=ctx.options.team,
         priority=ctx.options.priority,
@@ -186,8 +178,7 @@ def _verify_latest_checkpoint(summary: dict, accuracy: float) -> dict[str, Any]:
     """Load the newest checkpoint's state and history; they must agree with the summary."""
     # torch and pyarrow (park.workloads.train.loop, park.workloads.storage) are the workloads extra.
     import torch
-    from park.workloads import storage
-    from park.workloads.train import loop
+    from park.workloads.train import loop  # imports torch (workloads extra)
 
     checkpoints = sorted(summary.get("checkpoints") or [])
     if not checkpoints:
@@ -215,18 +206,14 @@ def _verify_latest_checkpoint(summary: dict, accuracy: float) -> dict[str, Any]:
 
 
 def train_bar(cluster: KubeCluster) -> float:
-    from park.workloads.train.manifest import DEFAULT_MIN_ACCURACY  # pyarrow: the workloads extra
-
     bar = cluster.ctx.options.injections.train_min_accuracy
-    return DEFAULT_MIN_ACCURACY if bar is None else bar
+    return train_manifest.DEFAULT_MIN_ACCURACY if bar is None else bar
 
 
 def train_rayjob(cluster: KubeCluster) -> dict:
     """The training RayJob at the conformance size, under this run's name."""
-    from park.workloads.train.manifest import build_rayjob  # pyarrow: the workloads extra
-
     name = cluster.object_name("train")
-    return build_rayjob(
+    return train_manifest.build_rayjob(
         cluster.spec,
         **cluster.workload_placement(),
         run_name=name,
@@ -239,13 +226,10 @@ def train_rayjob(cluster: KubeCluster) -> dict:
 @checks.cluster("workloads.train", creates=lambda cluster: [train_rayjob(cluster)])
 def cluster_train(cluster: KubeCluster, ctx: RunContext) -> Passed:
     # pyarrow (park.workloads.storage, under the train manifest too) is the workloads extra.
-    from park.workloads import storage
-    from park.workloads.train.manifest import CHECKPOINT_FOLDER
-
     bar = train_bar(cluster)
     name = cluster.object_name("train")
     rayjob = train_rayjob(cluster)
-    run_uri = storage.join(cluster.spec.storage_uri, CHECKPOINT_FOLDER, name)
+    run_uri = storage.join(cluster.spec.storage_uri, train_manifest.CHECKPOINT_FOLDER, name)
     cluster.remove_at_cleanup(run_uri)
     live, logs = run_rayjob(cluster, rayjob, 3000)
     summary_uri = storage.join(run_uri, "summary.json")
@@ -278,7 +262,6 @@ def parquet_table(uri: str, columns: list[str]):
     """Columns of every Parquet file under a folder URI, read here with pyarrow (not through the workload)."""
     # pyarrow (also under park.workloads.storage) is the workloads extra.
     import pyarrow.dataset as pads
-    from park.workloads import storage
 
     if not storage.exists(uri):
         raise FileNotFoundError(uri)
@@ -312,12 +295,9 @@ def compare_ids(input_ids: list[str], output_ids: list[str]) -> dict[str, Any]:
 
 @checks.local("workloads.batch")
 def local_batch(machine: LocalMachine, ctx: RunContext) -> Passed:
-    from park.workloads import storage  # pyarrow is the workloads extra
-
     machine.require_gpu_if_asked()
-    manifest = _workload_module("park.workloads.batch.manifest")
     name = f"{ctx.name}-batch"
-    rayjob = manifest.build_rayjob(
+    rayjob = batch_manifest.build_rayjob(
         machine.spec,
         team=ctx.options.team,
         priority=ctx.options.priority,
@@ -405,10 +385,8 @@ def local_batch(machine: LocalMachine, ctx: RunContext) -> Passed:
 
 def batch_rayjob(cluster: KubeCluster) -> dict:
     """The batch RayJob at the conformance size, writing to this run's folder (plus the injected fault)."""
-    from park.workloads.batch.manifest import build_rayjob  # pyarrow: the workloads extra
-
     name = cluster.object_name("batch")
-    rayjob = build_rayjob(
+    rayjob = batch_manifest.build_rayjob(
         cluster.spec,
         **cluster.workload_placement(),
         rows=BATCH_ROWS,
@@ -425,8 +403,6 @@ def batch_rayjob(cluster: KubeCluster) -> dict:
 
 @checks.cluster("workloads.batch", creates=lambda cluster: [batch_rayjob(cluster)])
 def cluster_batch(cluster: KubeCluster, ctx: RunContext) -> Passed:
-    from park.workloads import storage  # pyarrow is the workloads extra
-
     name = cluster.object_name("batch")
     rayjob = batch_rayjob(cluster)
     argv = shlex.split(rayjob["spec"]["entrypoint"])
@@ -462,18 +438,6 @@ def cluster_batch(cluster: KubeCluster, ctx: RunContext) -> Passed:
 # --- workloads.serve ------------------------------------------------------------------------------------
 
 
-def serve_module():
-    """The serve workload's builders: ``serve_config`` (config module) and ``build_rayservice`` (manifest)."""
-    config = _workload_module("park.workloads.serve.config")
-    manifest = _workload_module("park.workloads.serve.manifest")
-    return types.SimpleNamespace(
-        serve_config=config.serve_config,
-        build_rayservice=manifest.build_rayservice,
-        config=config,
-        manifest=manifest,
-    )
-
-
 def _model_name_for(path: str) -> str:
     """A valid served-model id from a folder name (``/models/Qwen2.5-0.5B`` -> ``Qwen2.5-0.5B``)."""
     name = re.sub(r"[^A-Za-z0-9._-]", "-", path.rstrip("/").rsplit("/", 1)[-1]).strip("-.") or "model"
@@ -483,11 +447,10 @@ def _model_name_for(path: str) -> str:
 @checks.local("workloads.serve")
 def local_serve(machine: LocalMachine, ctx: RunContext) -> Passed:
     machine.require_gpu_if_asked()
-    app = _workload_module("park.workloads.serve.app")
     if ctx.options.model:
         try:
-            folder = app.check_local_model(ctx.options.model.removeprefix("file://"))
-        except app.ServeArgsError as err:
+            folder = serve_app.check_local_model(ctx.options.model.removeprefix("file://"))
+        except serve_app.ServeArgsError as err:
             raise CheckFailed(
                 f"--model {ctx.options.model}: {err}; pass a folder holding a Hugging Face model "
                 f"(config.json, weights, tokenizer), or leave --model out to serve a fresh tiny "
@@ -498,9 +461,7 @@ def local_serve(machine: LocalMachine, ctx: RunContext) -> Passed:
         )
         built = False
     else:
-        # transformers (also under park.workloads.serve.tiny) is the workloads extra.
-        from park.workloads.serve.tiny import build_tiny_llama
-        from transformers.utils import logging as transformers_logging
+        from transformers.utils import logging as transformers_logging  # the workloads extra
 
         transformers_logging.disable_progress_bar()  # keep the run's output to one line per check
         started = time.monotonic()
@@ -510,8 +471,7 @@ def local_serve(machine: LocalMachine, ctx: RunContext) -> Passed:
         model = ServedModel(name=name, source=str(folder), gpu_fraction=machine.served_model_gpus())
         built = True
     spec = machine.spec.model_copy(update={"models": [model]})
-    serve = serve_module()
-    config = serve.serve_config(spec)
+    config = serve_config(spec)
     port = free_ports(1)[0]
     config = {**config, "proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": port}}
     head = machine.head()
@@ -610,9 +570,7 @@ def _greedy_reference(folder, messages: list[dict], max_tokens: int) -> str:
 
 def serve_rayservice(cluster: KubeCluster) -> dict:
     """The serving RayService as rendered (its serving pool, its models' minimum replicas)."""
-    return serve_module().build_rayservice(
-        cluster.spec, **cluster.workload_placement(), name=cluster.object_name("serve")
-    )
+    return build_rayservice(cluster.spec, **cluster.workload_placement(), name=cluster.object_name("serve"))
 
 
 @checks.cluster("workloads.serve", creates=lambda cluster: [serve_rayservice(cluster)])
