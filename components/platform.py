@@ -6,6 +6,9 @@ provider. Add-ons wait for the adapter's ``depends_on`` (node groups, managed ad
 :data:`FIRST_ADDON`. Everything else about order is derived from the rendered charts: each add-on is given
 what earlier add-ons declared to serve custom resource kinds (``ManifestAddon.crd_providers``), so a release
 or object group creating a ServiceMonitor waits for the Prometheus Operator CRDs wherever they come from.
+
+The tree under a Platform: the adapter's concept components (network, cluster with its node pools, storage;
+docs/architecture.md#pulumi-components) and one component per add-on. docs/resource-tree.md shows it.
 """
 
 from __future__ import annotations

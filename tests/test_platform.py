@@ -15,7 +15,16 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 from park.components import platform as platform_module
-from park.components.addons import ADDONS, AddonArgs, Kueue
+from park.components.addons import (
+    ADDONS,
+    AddonArgs,
+    ClusterAutoscaler,
+    Gpu,
+    KubeRay,
+    Kueue,
+    Namespaces,
+    Storage,
+)
 from park.components.clouds import CAPABILITIES, ClusterHandle
 from park.components.manifests import BUILDERS, ClusterFacts
 from park.components.platform import FIRST_ADDON, Platform
@@ -195,6 +204,39 @@ def test_platform_outputs(engine, monkeypatch):
     return pulumi.Output.all(
         pulumi.Output.from_input(platform.kubeconfig.is_secret()), platform.cluster_name, platform.queue_names,
         platform.storage_uri, platform.grafana_service, platform.prometheus_service,
+    ).apply(check)
+
+
+@pytest.mark.parametrize("stack", ["aws", "gcp", "kind"])
+@pulumi.runtime.test
+def test_each_addon_has_outputs_of_its_own(stack, engine, monkeypatch):
+    """What a reader of the stack (or another component) needs from each add-on, read from the add-on itself."""
+    _, platform, _ = declare_platform(monkeypatch, stack, engine)
+    spec = SPECS[stack]
+    sharing = [p.name for p in spec.gpu_pools if p.gpu_sharing is not None]
+
+    def check(values: list[Any]) -> None:
+        namespaces, claims, time_sliced, operator_ns, queues, cluster_queues, autoscaler_account = values
+        assert {t.namespace_name for t in spec.teams} <= set(namespaces), f"{stack}: team namespaces {namespaces}"
+        assert {"kueue-system", "kuberay-system"} <= set(namespaces), namespaces
+        kind = spec.cloud == "kind"
+        assert claims == ([f"{t.namespace_name}/{c}" for t in spec.teams for c in claims_of(t)] if kind else []), claims
+        assert bool(claims) == kind, f"{stack}: a claim per team namespace on kind's host folder, none elsewhere"
+        # GKE time-slices through its node pools (its own device plugin); aws through the device plugin's config
+        assert time_sliced == (sharing if spec.cloud == "aws" else []), f"{stack}: time-sliced {time_sliced}"
+        assert operator_ns == "kuberay-system"
+        assert queues == {t.name: t.local_queue for t in spec.teams}
+        assert len(cluster_queues) == len(spec.teams)
+        assert autoscaler_account == ("kube-system/cluster-autoscaler" if spec.cloud == "aws" else None)
+
+    def claims_of(team) -> list[str]:
+        return [o["metadata"]["name"] for o in BUILDERS["storage"](spec, ADAPTER_FACTS).objects
+                if o["kind"] == "PersistentVolumeClaim" and o["metadata"]["namespace"] == team.namespace_name]
+
+    return pulumi.Output.all(
+        platform.addon(Namespaces).namespaces, platform.addon(Storage).claims, platform.addon(Gpu).time_sliced_pools,
+        platform.addon(KubeRay).operator_namespace, platform.addon(Kueue).queue_names,
+        platform.addon(Kueue).cluster_queues, platform.addon(ClusterAutoscaler).service_account,
     ).apply(check)
 
 

@@ -115,7 +115,7 @@ def resource_tree(stack: str) -> Tree:
 
 def resource_tree_doc(trees: dict[str, Tree]) -> str:
     """docs/resource-tree.md: a short preface, then each shipped stack's tree."""
-    parts = [
+    parts = [(
         "# Resource tree of each shipped stack\n\n"
         "What `pulumi stack` lists for each stack in `stacks/`, from the stack program run under Pulumi's mocks "
         "(`tests/test_resource_tree.py`, which also asserts this file is current; regenerate it with "
@@ -124,7 +124,7 @@ def resource_tree_doc(trees: dict[str, Tree]) -> str:
         "cluster) and one component per add-on, each holding its Helm releases (`<addon>-<release>`), the CRDs "
         "of their charts (`-crds`) and park-stack's own objects (`-objects`). The concepts are in "
         "[architecture.md](architecture.md#pulumi-components).\n"
-    ]
+    )]
     for stack, tree in sorted(trees.items()):
         parts.append(f"\n## {stack}\n\n```text\n{tree.render()}```\n")
     return "".join(parts)

@@ -1,5 +1,11 @@
 """Cloud-neutral Kubernetes add-ons as Pulumi components: each applies what its manifest builder returns.
 
+One class per add-on (:data:`ADDONS`, in apply order): it names its builder (``build``) and sets outputs of its
+own from what it applies (``Kueue.queue_names``, ``Observability.grafana_service``, ``Storage.claims``...),
+besides the ``release_names`` and ``object_count`` every add-on has. All take :class:`AddonArgs`: they are the
+same kind of thing (apply a pure builder's output on a cluster), and what one needs from another (the
+namespaces first, the CRDs a later one's objects use) arrives there as ``depends_on`` and ``crd_providers``.
+
 An add-on installs its Helm releases (``helm.v3.Release``), then applies its plain objects with one
 ``yaml.v2.ConfigGroup`` that depends on those releases (operators before their custom resources). The
 objects are built inside ``Output.apply`` from the cluster's facts (storage URI, identity annotations),
