@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 TINY_MODEL = "builtin:tiny-llama"
 """``--model`` value that builds the tiny random Llama (workloads/serve/tiny.py) into the run folder:
 no model hub is needed, which is what the conformance suite and the local tests use."""
+STORAGE_SCHEMES = ("file://", "s3://", "gs://")
 DEFAULT_REWARD = "park.workloads.posttrain.tasks:digit_share"
 DEFAULT_PROMPTS = "park.workloads.posttrain.tasks:prompts"
 FAIL_AFTER_STEP_ENV = "PARK_POSTTRAIN_FAIL_AFTER_STEP"
@@ -124,14 +125,19 @@ def build_config(**options: Any) -> PosttrainConfig:
         name = "--" + "-".join(str(p) for p in first["loc"]).replace("_", "-")
         raise ConfigError(f"{name}: {first['msg']} (got {first.get('input')!r})") from None
     load_callable(config.reward, "--reward")
-    prompts = load_callable(config.prompts, "--prompts")()
+    try:
+        prompts = load_callable(config.prompts, "--prompts")()
+    except ConfigError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the user's prompts function failed: say so in one line
+        raise ConfigError(f"--prompts: {config.prompts}() failed: {type(err).__name__}: {err}") from None
     if not prompts or not all(isinstance(p, str) and p for p in prompts):
         raise ConfigError(f"--prompts: {config.prompts} must return a non-empty list of non-empty strings")
     check_model(config.model)
-    try:
-        storage.resolve(config.storage_uri)
-    except storage.StorageError as err:
-        raise ConfigError(f"--storage-uri: {err}") from None
+    if "://" in config.storage_uri and not config.storage_uri.startswith(STORAGE_SCHEMES):
+        # only the scheme: opening an s3:// or gs:// filesystem here would reach for the network
+        raise ConfigError(f"--storage-uri: unsupported scheme in {config.storage_uri!r}; use a path, "
+                          f"{', '.join(STORAGE_SCHEMES)}")
     return config
 
 
