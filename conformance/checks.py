@@ -1,8 +1,8 @@
 """Every check of the suite, in the order they run, with what each proves.
 
-The targets (:mod:`park.conformance.local`, :mod:`park.conformance.kube`) implement these by name; a check
-a target does not implement is *not applicable* there. Selection by ``--only`` / ``--skip`` takes layer
-names or check names.
+Each check's functions live in its layer's module (:mod:`park.conformance.layers`), one per target it
+applies to; a check a target has no function for is *not applicable* there. Selection by ``--only`` /
+``--skip`` takes layer names or check names.
 """
 
 from __future__ import annotations
