@@ -8,8 +8,9 @@ each as ``property.path: reason`` in the config's own camelCase names:
 2. meaning — cross-field checks that need the whole spec (quotas against pool supply, kind
    without GPUs, clashing names, versions, model placement).
 
-This module never imports a cloud SDK; Pulumi is imported lazily, only by
-:func:`spec_from_pulumi_config`.
+This module never imports a cloud SDK nor a cloud adapter: what each cloud allows and offers comes from the
+registry in ``park.components.cloud_rules`` (``spec.capabilities``, ``cloud_problems``), never from testing the
+cloud's name. Pulumi is imported lazily, only by :func:`spec_from_pulumi_config`.
 """
 
 from __future__ import annotations
@@ -23,13 +24,24 @@ import re
 import types
 import typing
 from collections import Counter, defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, TextIO
 
 import yaml
 from kubernetes.utils.quantity import parse_quantity
 from park.components import catalog, versions
+from park.components.cloud_rules import CloudCapabilities, cloud_problems, rules_for
+
+# The conventions every layer shares live in their own leaf; these names stay importable from the spec.
+from park.components.conventions import DEVICE_PLUGIN_CONFIG_LABEL as DEVICE_PLUGIN_CONFIG_LABEL
+from park.components.conventions import GPU_RESOURCE as GPU_RESOURCE
+from park.components.conventions import GPU_TAINT as GPU_TAINT
+from park.components.conventions import POOL_LABEL as POOL_LABEL
+from park.components.conventions import RAY_SERVICE_ACCOUNT as RAY_SERVICE_ACCOUNT
+from park.components.conventions import STORAGE_CONFIGMAP as STORAGE_CONFIGMAP
+from park.components.conventions import SYSTEM_NAMESPACES as SYSTEM_NAMESPACES
+from park.components.problems import Problem as Problem
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -41,23 +53,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-# --- conventions every part of the project shares -------------------------------------------------
-
 CONFIG_NAMESPACE = "park"
-POOL_LABEL = "park-stack.io/pool"
-"""Every node carries this label with its pool's name, on every cloud; Kueue flavors select on it."""
-GPU_RESOURCE = "nvidia.com/gpu"
-DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
-"""Node label naming the NVIDIA device plugin config (per-pool time-slicing) a node uses."""
-GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
-RAY_SERVICE_ACCOUNT = "park-ray"
-"""The Kubernetes service account Ray pods run as in each team namespace; it carries the cloud identity."""
-STORAGE_CONFIGMAP = "park-storage"
-"""ConfigMap in each team namespace telling workloads where storage is."""
-SYSTEM_NAMESPACES = frozenset({
-    "default", "kube-system", "kube-public", "kube-node-lease", "kuberay-system", "kueue-system",
-    "monitoring", "gpu-operator", "nvidia-device-plugin", "park-system", "local-path-storage",
-})
 
 DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
 Cloud = Literal["aws", "gcp", "kind"]
@@ -436,10 +432,15 @@ class StackSpec(_Model):
     @property
     def storage_uri(self) -> str:
         """Where workloads keep checkpoints and outputs."""
-        scheme = {"aws": "s3://", "gcp": "gs://"}.get(self.cloud)
+        scheme = self.capabilities.bucket_scheme
         if scheme is None:
             return f"file://{self.storage.local_path}"
-        return f"{scheme}{self.bucket_name}"
+        return f"{scheme}://{self.bucket_name}"
+
+    @property
+    def capabilities(self) -> CloudCapabilities:
+        """What the cloud offers (``park.components.cloud_rules``): what the checks and builders branch on."""
+        return rules_for(self.cloud).capabilities
 
     @property
     def context_name(self) -> str:
@@ -455,24 +456,6 @@ class StackSpec(_Model):
 
 
 # --- errors ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One problem of a stack config. ``path`` is the exact property path, as ``pulumi config set --path
-    'park:<path>'`` takes it; ``names`` says which pool / team / model its list positions are; ``file`` and
-    ``line`` where the stack file has the key (or its nearest parent), when the config came from a file."""
-
-    path: str
-    reason: str
-    names: str = ""
-    file: str = ""
-    line: int | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}: " if self.file and self.line else f"{self.file}: " if self.file else ""
-        path = f"{self.path} ({self.names})" if self.path and self.names else self.path
-        return f"{where}{path}: {self.reason}" if path else f"{where}{self.reason}"
 
 
 class SpecError(ValueError):
@@ -506,8 +489,6 @@ def parse_spec(config: dict[str, Any]) -> StackSpec:
         raise SpecError(named(_structural_problems(err, config), config)) from None
     problems = check_spec(spec)
     if not problems:
-        from park.components.clouds.checks import cloud_problems  # clouds import this module
-
         problems = cloud_problems(spec)
     if problems:
         raise SpecError(named(problems, config))
@@ -644,18 +625,19 @@ def check_spec(spec: StackSpec) -> list[Problem]:
     """Cross-field checks on a structurally valid spec; returns every problem found."""
     problems: list[Problem] = []
     add = lambda path, reason: problems.append(Problem(path, reason))  # noqa: E731
+    cloud = spec.capabilities
 
     # cluster location
-    if spec.cloud in ("aws", "gcp") and not spec.region:
+    if cloud.needs_region and not spec.region:
         add("region", f"required on {spec.cloud}")
-    if spec.cloud == "gcp" and not spec.project:
-        add("project", "required on gcp (the GCP project id)")
-    if spec.cloud == "aws" and len(set(spec.zones)) < 2:
-        add("zones", "aws needs at least two availability zones of the region (EKS requires subnets in two)")
+    if cloud.needs_project and not spec.project:
+        add("project", f"required on {spec.cloud} (the GCP project id)")
+    if len(set(spec.zones)) < cloud.min_zones:
+        add("zones", cloud.min_zones_reason)
     for i, zone in enumerate(spec.zones):
         if spec.region and not zone.startswith(spec.region):
             add(f"zones[{i}]", f"{zone!r} is not a zone of region {spec.region!r}")
-    if spec.cloud != "kind" and spec.kube_context:
+    if not cloud.takes_kube_context and spec.kube_context:
         add("kubeContext", "only for kind; cloud clusters get their kubeconfig from the stack")
 
     # Kubernetes version against what the pinned operators support
@@ -679,15 +661,16 @@ def check_spec(spec: StackSpec) -> list[Problem]:
             add(f"{at}.minNodes", "a system pool needs at least one node")
         if pool.role == "system" and pool.has_gpus:
             add(f"{at}.accelerator", "a system pool runs operators; put GPUs in a workers pool")
-        if spec.cloud == "kind" and pool.spot:
-            add(f"{at}.spot", "kind has no spot capacity")
+        if pool.spot and not cloud.supports_spot:
+            add(f"{at}.spot", f"{spec.cloud} has no spot capacity")
         if pool.accelerator is None:
             if pool.gpus_per_node is not None:
                 add(f"{at}.gpusPerNode", "set on a CPU pool; name an accelerator too")
             if pool.gpu_sharing is not None:
                 add(f"{at}.gpuSharing", "GPU sharing on a CPU pool; name an accelerator or remove gpuSharing")
-        elif spec.cloud == "kind":
-            add(f"{at}.accelerator", "kind clusters have no GPUs; remove the accelerator (workloads fall back to CPU)")
+        elif not cloud.supports_gpu:
+            add(f"{at}.accelerator",
+                f"{spec.cloud} clusters have no GPUs; remove the accelerator (workloads fall back to CPU)")
         elif pool.accelerator not in catalog.ACCELERATORS:
             hint = difflib.get_close_matches(pool.accelerator, catalog.ACCELERATORS, n=1)
             suggestion = f"did you mean {hint[0]!r}? " if hint else ""
@@ -707,9 +690,9 @@ def check_spec(spec: StackSpec) -> list[Problem]:
                         spec.offering(pool)
                     except catalog.CatalogError as err:
                         add(f"{at}.gpusPerNode", str(err))
-        if spec.cloud == "kind" and pool.instance_type not in (None, catalog.DEFAULT_CPU_INSTANCE["kind"]):
-            add(f"{at}.instanceType", "kind nodes are containers on this host; remove instanceType")
-        elif (spec.cloud != "kind" and pool.accelerator is None and pool.instance_type is not None
+        if cloud.fixed_node_shape and pool.instance_type not in (None, catalog.DEFAULT_CPU_INSTANCE[spec.cloud]):
+            add(f"{at}.instanceType", f"{cloud.fixed_node_shape}; remove instanceType")
+        elif (not cloud.fixed_node_shape and pool.accelerator is None and pool.instance_type is not None
               and (reason := catalog.cpu_instance_problem(spec.cloud, pool.instance_type))):
             add(f"{at}.instanceType", reason)  # an unknown shape: its supply could not be checked
         for key, value in pool.labels.items():
@@ -794,12 +777,12 @@ def check_spec(spec: StackSpec) -> list[Problem]:
                                                "use your own egress address, e.g. <your-egress-ip>/32")
     # A public endpoint with no allowedCidrs is refused when `pulumi up` provisions, not here: `park render`
     # creates no cloud resource (park.components.clouds.checks.endpoint_access_problems).
-    if spec.cloud == "kind" and spec.storage.shared_filesystem is not None:
-        add("storage.sharedFilesystem", "not on kind; storage.localPath is already shared by every node")
+    if spec.storage.shared_filesystem is not None and not cloud.supports_shared_filesystem:
+        add("storage.sharedFilesystem", f"not on {spec.cloud}; storage.localPath is already shared by every node")
 
     # served models
     model_names = Counter(m.name for m in spec.models)
-    usable_gpu_pools = [p for p in spec.gpu_pools if spec.cloud != "kind" and not _pool_broken(problems, spec, p)]
+    usable_gpu_pools = [p for p in spec.gpu_pools if cloud.supports_gpu and not _pool_broken(problems, spec, p)]
     cpu_workers = [p.name for p in spec.node_pools if p.role == "workers" and not p.has_gpus]
     max_gpus = max((spec.gpus_per_node(p) for p in usable_gpu_pools), default=0)
     for i, model in enumerate(spec.models):
@@ -825,10 +808,6 @@ def check_spec(spec: StackSpec) -> list[Problem]:
     return problems
 
 
-MODEL_BUCKET_SCHEMES = {"aws": "s3", "gcp": "gs"}
-"""The bucket scheme a model source may use on each cloud: the one of the stack's own bucket."""
-
-
 def _model_source_problems(spec: StackSpec) -> list[Problem]:
     """A bucket model source must be the stack's own bucket: the Ray pods' cloud identity may read that bucket
     and no other (``ray_bucket_policy`` in components/clouds/aws.py, ``RAY_BUCKET_ROLE`` on the bucket in
@@ -840,12 +819,12 @@ def _model_source_problems(spec: StackSpec) -> list[Problem]:
         if not sep:
             continue
         at, bucket = f"models[{i}].source", rest.split("/", 1)[0]
-        want = MODEL_BUCKET_SCHEMES.get(spec.cloud)
+        want = spec.capabilities.bucket_scheme  # a model source may use the scheme of the stack's own bucket
         if scheme not in ("file", "s3", "gs"):
             problems.append(Problem(at, f"unsupported scheme {scheme!r} in {model.source!r}; use a path, file://, "
                                         "s3:// or gs://, or a hub id"))
         elif scheme in ("s3", "gs") and want is None:
-            problems.append(Problem(at, f"{model.source!r}: kind has no bucket; put the model under "
+            problems.append(Problem(at, f"{model.source!r}: {spec.cloud} has no bucket; put the model under "
                                         f"storage.localPath ({spec.storage.local_path}) and use file://"))
         elif scheme in ("s3", "gs") and (scheme != want or bucket != spec.bucket_name):
             suggested = f"{spec.storage_uri}/models/{model.name}"
@@ -1154,7 +1133,7 @@ def _json_or_text(text: str) -> Any:
 
 
 def _pulumi_config() -> dict[str, Any]:
-    from pulumi.runtime import config as runtime_config
+    from pulumi.runtime import config as runtime_config  # start-up time: 0.7 s that park render never needs
 
     return {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
 
@@ -1175,7 +1154,7 @@ def pulumi_park_config() -> dict[str, Any]:
 def spec_from_pulumi_config() -> StackSpec:
     """Read the current Pulumi stack's ``park:*`` config; bad config ends in ``pulumi.RunError``
     listing every problem, before any resource is declared."""
-    import pulumi
+    import pulumi  # start-up time: 0.7 s that park render never needs
 
     try:
         return parse_spec_checking_keys(pulumi_park_config(), _pulumi_config())

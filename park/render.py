@@ -81,11 +81,10 @@ def to_yaml(document: dict[str, Any]) -> str:
 
 
 def workload_documents(spec: StackSpec, team: str | None = None, priority: str | None = None) -> list[dict[str, Any]]:
-    """The reference workloads' RayJobs / RayService (``park.workloads.render_workloads``), imported lazily:
-    the builders reach pyarrow through ``park.workloads.storage``, which ``park render`` without ``--workloads``
-    does not need."""
+    """The reference workloads' RayJobs / RayService (``park.workloads.render_workloads``), imported here so
+    that a builder needing the workloads extra fails ``--workloads`` only, with one line, not ``park render``."""
     try:
-        from park.workloads import render_workloads  # optional extra: workloads (pyarrow)
+        from park.workloads import render_workloads  # optional extra: workloads, if a builder needs it
     except ImportError as err:
         raise RenderError(f"--workloads: park.workloads.render_workloads is not available ({err})") from None
     return list(render_workloads(spec, team=team, priority=priority))

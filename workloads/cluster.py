@@ -17,9 +17,8 @@ from typing import Literal
 
 from kubernetes.utils.quantity import parse_quantity
 from park.components import catalog, versions
+from park.components.conventions import RAY_METRICS_PORT, metadata, tolerations_for
 from park.components.manifests import storage as manifests_storage
-from park.components.manifests.common import tolerations_for
-from park.components.manifests.namespaces import RAY_METRICS_PORT
 from park.components.spec import (
     GPU_RESOURCE,
     POOL_LABEL,
@@ -393,8 +392,6 @@ def rayjob(spec: StackSpec, *, name: str, entrypoint: list[str], cluster_spec: d
     gives it the first flavor of the queue with room (the first workers pool), which may be a pool with no
     node running."""
     import shlex
-
-    from park.components.manifests.common import metadata
 
     chosen = team_for(spec, team)
     labels = {**PART_OF_LABEL, "app.kubernetes.io/name": name, **kueue_labels(spec, chosen, priority)}

@@ -28,7 +28,7 @@ import yaml
 from park.components import versions
 from park.components.clouds import CAPABILITIES, ClusterHandle, ray_identity_annotations
 from park.components.clouds.component import CloudComponent
-from park.components.spec import Problem, SpecError, StackSpec
+from park.components.spec import Problem, SpecError, StackSpec, load_stack_file, resolve_stack_file
 
 KIND_API_VERSION = "kind.x-k8s.io/v1alpha4"
 
@@ -161,7 +161,6 @@ ADAPTER = KindAdapter()
 def kind_config_command(stack: str, out: Path | None) -> None:
     """``park kind-config STACK [--out FILE]``: print or write the kind config; bad config exits 2."""
     import typer
-    from park.components.spec import load_stack_file, resolve_stack_file
 
     try:
         text = kind_cluster_config_yaml(load_stack_file(resolve_stack_file(stack)))

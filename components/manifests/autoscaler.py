@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from park.components import versions
-from park.components.clouds import CAPABILITIES, CLUSTER_AUTOSCALER_SERVICE_ACCOUNT
+from park.components.conventions import CLUSTER_AUTOSCALER_SERVICE_ACCOUNT
 from park.components.manifests.common import AddonManifests, ClusterFacts, HelmRelease, system_pool_selector
 from park.components.spec import StackSpec
 
@@ -18,7 +18,7 @@ RELEASE_NAME = "cluster-autoscaler"
 
 
 def installs_cluster_autoscaler(spec: StackSpec) -> bool:
-    return CAPABILITIES[spec.cloud].needs_cluster_autoscaler
+    return spec.capabilities.needs_cluster_autoscaler
 
 
 def autoscaler_values(spec: StackSpec) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 Builders are pure functions of ``(StackSpec, ClusterFacts)`` returning plain dicts, so ``park render``,
 the schema tests and the Pulumi components all apply exactly the same objects. Nothing here imports
-Pulumi or a cloud SDK.
+Pulumi or a cloud SDK; names every layer shares (labels, service accounts, ``metadata``) live in
+``park.components.conventions``, what a cloud offers in ``park.components.cloud_rules``.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from park.components import versions
-from park.components.spec import POOL_LABEL, StackSpec
-
-MANAGED_BY_LABEL = {"app.kubernetes.io/managed-by": "park-stack"}
+from park.components.cloud_rules import rules_for
+from park.components.conventions import MANAGED_BY_LABEL as MANAGED_BY_LABEL
+from park.components.conventions import POOL_LABEL, tolerations_for
+from park.components.conventions import metadata as metadata
+from park.components.spec import StackSpec
 
 KUBERAY_NAMESPACE = "kuberay-system"
 KUEUE_NAMESPACE = "kueue-system"
@@ -45,9 +48,8 @@ class ClusterFacts:
     def for_spec(cls, spec: StackSpec) -> ClusterFacts:
         """Facts from the spec alone. Addresses of a shared filesystem exist only once the cloud created it:
         they appear as ``<placeholders>`` here (``pulumi up`` fills in the real ones)."""
-        from park.components.clouds import ray_identity_annotations
-
-        return cls(storage_uri=spec.storage_uri, ray_service_account_annotations=ray_identity_annotations(spec),
+        return cls(storage_uri=spec.storage_uri,
+                   ray_service_account_annotations=rules_for(spec.cloud).ray_identity_annotations(spec),
                    shared_filesystem=placeholder_shared_filesystem(spec))
 
 
@@ -99,33 +101,10 @@ class AddonManifests:
 # --- small helpers for building objects -------------------------------------------------------------
 
 
-def metadata(name: str, namespace: str | None = None, labels: dict[str, str] | None = None,
-             annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name}
-    if namespace is not None:
-        meta["namespace"] = namespace
-    meta["labels"] = {**MANAGED_BY_LABEL, **(labels or {})}
-    if annotations:
-        meta["annotations"] = dict(annotations)
-    return meta
-
-
 def system_pool_selector(spec: StackSpec) -> dict[str, str]:
     """nodeSelector that keeps operators and monitoring on the (first) system pool."""
     system = next(p for p in spec.node_pools if p.role == "system")
     return {POOL_LABEL: system.name}
-
-
-def tolerations_for(taints: list[dict[str, str]]) -> list[dict[str, str]]:
-    """Tolerations that let a pod onto nodes carrying ``taints`` (one per key and effect, any value)."""
-    seen: set[tuple[str, str]] = set()
-    out = []
-    for taint in taints:
-        key = (taint["key"], taint["effect"])
-        if key not in seen:
-            seen.add(key)
-            out.append({"key": taint["key"], "operator": "Exists", "effect": taint["effect"]})
-    return out
 
 
 def gpu_pool_tolerations(spec: StackSpec) -> list[dict[str, str]]:

@@ -1,7 +1,7 @@
 """GPU enablement: the NVIDIA device plugin, with time-slicing for pools that share GPUs.
 
 Installed only where the stack has GPU pools and the cloud does not run its own device plugin
-(``CAPABILITIES[cloud].installs_device_plugin``: GKE does). The plugin runs on the GPU pools only (node
+(``CloudCapabilities.installs_device_plugin``: GKE does). The plugin runs on the GPU pools only (node
 affinity on :data:`~park.components.spec.POOL_LABEL`) and tolerates their taints.
 
 Time-slicing is per pool: the chart's config map holds one named config per sharing pool plus a
@@ -15,7 +15,6 @@ from typing import Any
 
 import yaml
 from park.components import versions
-from park.components.clouds import CAPABILITIES
 from park.components.manifests.common import (
     DEVICE_PLUGIN_NAMESPACE,
     AddonManifests,
@@ -32,7 +31,7 @@ DEFAULT_CONFIG = "default"
 
 
 def installs_device_plugin(spec: StackSpec) -> bool:
-    return spec.has_gpus and not CAPABILITIES[spec.cloud].installs_device_plugin
+    return spec.has_gpus and not spec.capabilities.installs_device_plugin
 
 
 def sharing_pools(spec: StackSpec) -> list[NodePool]:
@@ -55,11 +54,11 @@ def plugin_config(pool: NodePool | None) -> dict[str, Any]:
 
 def device_list_strategy(spec: StackSpec) -> str:
     """How the plugin passes a pod's GPUs to the node's NVIDIA container toolkit; it must be what the toolkit
-    reads (``CAPABILITIES[cloud].isolates_unrequested_gpus``). ``volume-mounts`` where nodes refuse
+    reads (``CloudCapabilities.isolates_unrequested_gpus``). ``volume-mounts`` where nodes refuse
     ``NVIDIA_VISIBLE_DEVICES`` from unprivileged containers (toolkit ``accept-nvidia-visible-devices-as-volume-
     mounts = true``, ``...-envvar-when-unprivileged = false``); ``envvar`` where the toolkit keeps its packaged
     defaults, which ignore volume-mount device lists (EKS AL2023 NVIDIA AMI)."""
-    return "volume-mounts" if CAPABILITIES[spec.cloud].isolates_unrequested_gpus else "envvar"
+    return "volume-mounts" if spec.capabilities.isolates_unrequested_gpus else "envvar"
 
 
 def device_plugin_values(spec: StackSpec) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from park.components.conventions import RAY_METRICS_PORT, RAY_SERVICE_ACCOUNT, STORAGE_CONFIGMAP
 from park.components.manifests import gpu, kueue, observability, storage
 from park.components.manifests.common import (
     KUBE_SYSTEM_NAMESPACE,
@@ -23,7 +24,7 @@ from park.components.manifests.common import (
     ClusterFacts,
     metadata,
 )
-from park.components.spec import RAY_SERVICE_ACCOUNT, STORAGE_CONFIGMAP, StackSpec, Team
+from park.components.spec import StackSpec, Team
 
 TEAM_LABEL = "park-stack.io/team"
 
@@ -34,8 +35,6 @@ SHARED_FS_PVC_KEY = "PARK_SHARED_FS_PVC"
 STORAGE_PVC_KEY = "PARK_STORAGE_PVC"
 CLUSTER_NAME_KEY = "PARK_CLUSTER_NAME"
 
-RAY_METRICS_PORT = 8080
-"""Ray's metrics export port on head and workers (``metrics-export-port``); Prometheus scrapes it."""
 RAY_DASHBOARD_PORTS = (8265, 52365)
 """Ray dashboard (jobs and Serve REST API) and dashboard agent; the KubeRay operator calls both."""
 DNS_PORT = 53

@@ -16,6 +16,7 @@ import json
 from typing import Any
 
 from park.components import versions
+from park.components.conventions import GPU_DRIVER_CONTAINER_DIR, KUBE_PROMETHEUS_SYSTEM_COMPONENTS
 from park.components.manifests import dashboards
 from park.components.manifests.common import (
     KUEUE_NAMESPACE,
@@ -27,11 +28,6 @@ from park.components.manifests.common import (
     gpu_pool_tolerations,
     metadata,
     system_pool_selector,
-)
-from park.components.clouds import (
-    CAPABILITIES,
-    GPU_DRIVER_CONTAINER_DIR,
-    KUBE_PROMETHEUS_SYSTEM_COMPONENTS,
 )
 from park.components.spec import StackSpec
 
@@ -89,7 +85,7 @@ def system_component_scrapers(spec: StackSpec) -> dict[str, dict[str, bool]]:
     """``{component: {"enabled": ...}}`` for the chart's system-component scrapers: on only where the cloud
     exposes the component (``CloudCapabilities.scrapable_system_components``). Off also drops the component's
     alert rules, which the chart gates on the same flag."""
-    scrapable = CAPABILITIES[spec.cloud].scrapable_system_components
+    scrapable = spec.capabilities.scrapable_system_components
     return {component: {"enabled": component in scrapable} for component in KUBE_PROMETHEUS_SYSTEM_COMPONENTS}
 
 
@@ -147,7 +143,7 @@ def gpu_driver_mount_values(spec: StackSpec) -> dict[str, Any]:
     device plugin names devices, not UUIDs): GoogleCloudPlatform/prometheus-engine
     examples/nvidia-dcgm/exporter.yaml, the manifest of GKE's "NVIDIA DCGM" exporter page.
     """
-    host_dir = CAPABILITIES[spec.cloud].gpu_driver_host_dir
+    host_dir = spec.capabilities.gpu_driver_host_dir
     if host_dir is None:
         return {}
     return {

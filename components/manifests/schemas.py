@@ -261,7 +261,7 @@ def kubernetes_validate_version(kubernetes_version: str) -> tuple[str, bool]:
     kubernetes-validate bundles one schema set per minor version; without the exact one, the nearest
     older one is used (or the oldest bundled, for a version older than all of them).
     """
-    from kubernetes_validate.utils import all_versions
+    from kubernetes_validate.utils import all_versions  # optional extra: dev (kubernetes-validate)
 
     bundled = {".".join(v.split(".")[:2]) for v in all_versions()}
     if kubernetes_version in bundled:
@@ -280,7 +280,7 @@ def validate_core_object(obj: dict[str, Any], kubernetes_version: str) -> list[s
 
     kubernetes-validate reports the first problem only. Needs the ``dev`` extra (kubernetes-validate).
     """
-    import kubernetes_validate
+    import kubernetes_validate  # optional extra: dev (kubernetes-validate)
 
     version, _ = kubernetes_validate_version(kubernetes_version)
     try:

@@ -29,7 +29,8 @@ CAPACITY = "100Gi"
 
 
 def uses_host_path(spec: StackSpec) -> bool:
-    return spec.cloud == "kind"
+    """Storage is a folder of the host (kind), not a bucket."""
+    return spec.capabilities.bucket_scheme is None
 
 
 def uses_object_storage(spec: StackSpec) -> bool:

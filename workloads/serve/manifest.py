@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import yaml
 from park.components import versions
+from park.components.conventions import metadata
 from park.components.spec import NodePool, Problem, SpecError, StackSpec, Team, serving_gpu_pool, time_slices
 from park.workloads import cluster
 from park.workloads.serve.app import bundle_gpus
@@ -133,8 +134,6 @@ def build_rayservice(
         min_workers=layout.min_workers,
         max_workers=layout.max_workers,
     )
-    from park.components.manifests.common import metadata
-
     labels = {
         **cluster.PART_OF_LABEL,
         "app.kubernetes.io/name": name,
