@@ -84,7 +84,7 @@ def test_import_contract_kept(report, contract):
         section = report.split("Broken contracts", 1)[-1].split(f"\n{name}\n", 1)[-1]
         for other in _contracts().values():  # the report goes on with the next broken contract
             section = section.split(f"\n{other}\n", 1)[0]
-        pytest.fail(f"{name}: BROKEN{section}")
+        pytest.fail(f"{name}: BROKEN\n{section}")
 
 
 # --- imports inside functions -----------------------------------------------------------------------
