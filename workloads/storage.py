@@ -2,22 +2,33 @@
 
 pyarrow.fs does the work (it is what Ray Train and Ray Data use underneath), so one URI form reaches
 every backend; this module only splits a URI into (filesystem, path) and reads/writes small files.
+pyarrow comes with the workloads extra: the manifest builders (``park render --workloads``, on the base
+install) use only :func:`join`, so it is imported on first use.
 """
 
 from __future__ import annotations
 
 import posixpath
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pyarrow.fs as pafs
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
 
 
 class StorageError(ValueError):
     """A storage URI that cannot be used, with the URI in the message."""
 
 
+def _pyarrow_fs():
+    import pyarrow.fs  # optional extra: workloads (pyarrow); the base install only joins URIs
+
+    return pyarrow.fs
+
+
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     """(filesystem, path inside it) for a URI or a plain local path (made absolute)."""
+    pafs = _pyarrow_fs()
     if "://" not in uri:
         return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
     try:
@@ -49,12 +60,13 @@ def read_text(uri: str) -> str:
 
 def exists(uri: str) -> bool:
     filesystem, path = resolve(uri)
-    return filesystem.get_file_info(path).type != pafs.FileType.NotFound
+    return filesystem.get_file_info(path).type != _pyarrow_fs().FileType.NotFound
 
 
 def list_names(uri: str) -> list[str]:
     """Base names directly under a folder URI, sorted; empty when it does not exist."""
     filesystem, path = resolve(uri)
+    pafs = _pyarrow_fs()
     if filesystem.get_file_info(path).type != pafs.FileType.Directory:
         return []
     return sorted(posixpath.basename(info.path) for info in filesystem.get_file_info(pafs.FileSelector(path)))
