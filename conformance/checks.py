@@ -150,6 +150,15 @@ CHECKS: tuple[Check, ...] = (
         timeout_s=LONG_S,
     ),
     Check(
+        "workloads.post-train",
+        "the reference post-training RayJob (GRPO: vLLM generator, PyTorch learner) raises its reward by "
+        "the stated margin, its generator stays on-policy after every weight sync, and a killed learner "
+        "resumes from its checkpoint",
+        requirements=("robust_controller",),
+        needs=RAY,
+        timeout_s=LONG_S,
+    ),
+    Check(
         "workloads.serve",
         "the reference vLLM-on-Ray-Serve application deploys and answers an OpenAI chat completion",
         requirements=("ai_inference",),

@@ -9,6 +9,7 @@ message starts with ``not applicable:``.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import platform
@@ -155,10 +156,70 @@ def write_evidence(
         "checks": [r.as_json() for r in results],
         "requirements": requirements,
     }
+    curves = [curve for result in results if (curve := write_curve(ctx, out_dir, result))]
+    document["curves"] = curves
     (out_dir / RESULTS_FILE).write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
     _write_junit(ctx, out_dir / JUNIT_FILE, results, environment, finished_at)
     (out_dir / REPORT_FILE).write_text(_report(ctx, document, results), encoding="utf-8")
     return outcome
+
+
+def write_curve(ctx: RunContext, out_dir: Path, result: CheckResult) -> dict[str, Any] | None:
+    """A check's ``curve`` detail (the post-train reward per step) as ``<check>.csv`` and ``<check>.png``
+    beside the report; None when the check has none. The plot is best effort: without matplotlib, or if it
+    fails, the CSV is still written and the entry says why there is no PNG."""
+    curve = (result.details or {}).get("curve")
+    if not curve or not curve.get("rows"):
+        return None
+    written = {"check": result.name, "title": curve.get("title", result.name), "csv": f"{result.name}.csv"}
+    with (out_dir / written["csv"]).open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(curve["columns"])
+        writer.writerows(curve["rows"])
+    try:
+        _plot_curve(curve, out_dir / f"{result.name}.png")
+        written["png"] = f"{result.name}.png"
+    except Exception as err:  # noqa: BLE001 - a missing plot must not lose the evidence; the CSV has the data
+        written["png_error"] = f"{type(err).__name__}: {err}"
+        ctx.log.warning("no plot of %s's curve: %s", result.name, written["png_error"])
+    return written
+
+
+def _plot_curve(curve: dict[str, Any], path: Path) -> None:
+    # matplotlib (the conformance extra) is imported only when a check left a curve: it takes ~1 s to
+    # import, and the evidence of a run without one must not depend on it.
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on CI runners and servers
+    from matplotlib import pyplot
+
+    columns = curve["columns"]
+    x = [row[columns.index(curve["x"])] for row in curve["rows"]]
+    y = [row[columns.index(curve["y"])] for row in curve["rows"]]
+    figure, axes = pyplot.subplots(figsize=(6.4, 3.6), dpi=100)
+    try:
+        axes.plot(x, y, marker="o", label=curve["y"])
+        if curve.get("band") in columns:
+            spread = [row[columns.index(curve["band"])] for row in curve["rows"]]
+            axes.fill_between(
+                x,
+                [a - b for a, b in zip(y, spread)],
+                [a + b for a, b in zip(y, spread)],
+                alpha=0.2,
+                label=f"± {curve['band']}",
+            )
+        if curve.get("hline"):
+            axes.axhline(
+                curve["hline"]["y"], color="tab:green", linestyle="--", label=curve["hline"]["label"]
+            )
+        if curve.get("vline"):
+            axes.axvline(curve["vline"]["x"], color="tab:red", linestyle=":", label=curve["vline"]["label"])
+        axes.set(title=curve.get("title", ""), xlabel=curve["x"], ylabel=curve["y"])
+        axes.legend(fontsize="small")
+        figure.tight_layout()
+        figure.savefig(path)
+    finally:
+        pyplot.close(figure)
 
 
 def _write_junit(
@@ -281,6 +342,13 @@ def _report(ctx: RunContext, document: dict[str, Any], results: list[CheckResult
             f"| {result.check.layer} | `{result.name}` | {_MARK[result.status.value]} | "
             f"{result.duration_s:.1f} s | {_cell(result.reason)} |"
         )
+    for curve in document.get("curves", []):
+        lines += ["", f"## {curve['title']} (`{curve['check']}`)", ""]
+        if curve.get("png"):
+            lines += [f"![{curve['title']}]({curve['png']})", ""]
+        else:
+            lines += [f"_no plot: {_cell(curve.get('png_error', ''))}_", ""]
+        lines.append(f"Data: [{curve['csv']}]({curve['csv']}) (one row per step).")
     lines += ["", "## Kubernetes AI Conformance requirements", ""]
     if not document["platform_under_test"]:
         lines += [f"_{LOCAL_NOTE}._", ""]

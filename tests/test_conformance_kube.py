@@ -859,3 +859,168 @@ def test_preemption_deletes_its_jobs_and_frees_the_quota_when_it_fails(kind_spec
         scheduling.cluster_preemption(target, target.ctx)
     assert cluster.jobs == {}, f"Jobs left behind: {sorted(cluster.jobs)}"
     assert not [w for w in cluster.workloads() if judge.holds_quota(w)]
+
+
+# --- workloads.post-train: the judgement both targets apply, the cluster check, its evidence ---------------
+
+
+POSTTRAIN_STEPS = workloads.POSTTRAIN_STEPS
+POSTTRAIN_FAULT = workloads.POSTTRAIN_FAULT_AFTER_STEP
+
+
+def posttrain_log(rewards: list[float] | None = None, deviation: float = 2e-6) -> list[dict[str, float]]:
+    """A reward log as the workload writes it: one row per step (rising rewards unless given)."""
+    rewards = rewards or [0.03 + 0.05 * step for step in range(POSTTRAIN_STEPS)]
+    return [
+        {
+            "step": float(step),
+            "reward_mean": reward,
+            "reward_std": 0.05,
+            "generate_s": 0.4,
+            "score_s": 0.0,
+            "learn_s": 0.3,
+            "sync_s": 0.1,
+            "logprob_max_abs_diff": deviation,
+            "tokens_generated": 256.0,
+        }
+        for step, reward in enumerate(rewards, 1)
+    ]
+
+
+def posttrain_summary(**changes) -> dict:
+    """summary.json of a run whose learner was killed in step FAULT + 1 and resumed from step FAULT."""
+    return {
+        "window": 3,
+        "device": "cpu",
+        "learner_restarts": 1,
+        "injected_fault": {"step": POSTTRAIN_FAULT + 1, "rank": 1},
+        "resumes": [{"from_step": POSTTRAIN_FAULT, "checkpoint": ".../step-000002"}],
+        **changes,
+    }
+
+
+def judged_post_train(rows, summary) -> list[str]:
+    return workloads.judge_post_train(
+        rows, summary, margin=0.2, tolerance=1e-3, fault_after=POSTTRAIN_FAULT, steps=POSTTRAIN_STEPS
+    )[0]
+
+
+@pytest.mark.parametrize(
+    ("rows", "summary", "problem"),
+    [
+        (posttrain_log(), posttrain_summary(), None),
+        (
+            posttrain_log([0.03] * POSTTRAIN_STEPS),
+            posttrain_summary(),
+            "reward rose 0.000 (first 3 steps 0.030, last 3 0.030), below the margin 0.2",
+        ),
+        (
+            posttrain_log(deviation=0.12),
+            posttrain_summary(),
+            "generator off-policy after a weight sync: log-prob deviation 1.20e-01 > tolerance 0.001",
+        ),
+        (
+            posttrain_log(),
+            posttrain_summary(injected_fault=None, resumes=[]),
+            f"no learner was killed in step {POSTTRAIN_FAULT + 1}",
+        ),
+        (
+            posttrain_log(),
+            posttrain_summary(resumes=[], learner_restarts=0),
+            f"did not resume from the step-{POSTTRAIN_FAULT} checkpoint",
+        ),
+        (
+            posttrain_log()[:3] + posttrain_log()[1:],
+            posttrain_summary(),
+            f"not each of 1..{POSTTRAIN_STEPS} once",
+        ),
+    ],
+    ids=["passes", "flat-reward", "off-policy", "no-fault", "no-resume", "step-logged-twice"],
+)
+def test_post_train_judgement_names_what_failed(rows, summary, problem):
+    """One rule per case: the reward gain is computed from the log (not taken from the job), the largest
+    per-step log-prob deviation is compared with the tolerance, and the killed learner must have resumed."""
+    problems = judged_post_train(rows, summary)
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and problem in problems[0], problems
+
+
+def write_posttrain_run(target: KubernetesTarget, rows: list[dict], summary: dict) -> str:
+    """What the post-training job leaves in the stack's storage: rewards.csv and summary.json."""
+    from park.workloads import storage
+
+    run_uri = storage.join(target.spec.storage_uri, "posttrain", target.object_name("post-train"))
+    header = list(rows[0])
+    lines = [",".join(header), *(",".join(str(row[c]) for c in header) for row in rows)]
+    storage.write_text(storage.join(run_uri, "rewards.csv"), "\n".join(lines) + "\n")
+    storage.write_text(storage.join(run_uri, "summary.json"), json.dumps(summary))
+    return run_uri
+
+
+def test_post_train_on_a_cluster_submits_the_conformance_rayjob_and_judges_its_reward_log(
+    kind_spec_with_storage, tmp_path
+):
+    target, pool = make_target(kind_spec_with_storage)
+    pool.routes.update(workload_routes(target, "post-train", "RayJob"))
+    write_posttrain_run(target, posttrain_log(), posttrain_summary())
+    passed = workloads.cluster_post_train(target, target.ctx)
+    assert (
+        "admitted by Kueue and completed; reward 0.080 -> 0.530 (gain 0.450 >= margin 0.2)" in passed.summary
+    )
+    assert "log-prob deviation 2.0e-06 <= tolerance 0.001" in passed.summary
+    assert (
+        f"learner killed in step {POSTTRAIN_FAULT + 1} resumed from the step-{POSTTRAIN_FAULT}"
+        in passed.summary
+    )
+    submitted = json.loads(pool.bodies[0])
+    assert submitted["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "research-queue"
+    assert submitted["spec"]["suspend"] is True
+    argv = submitted["spec"]["entrypoint"].split()
+    assert argv[argv.index("--steps") + 1] == str(POSTTRAIN_STEPS)
+    assert argv[argv.index("--fail-after-step") + 1] == str(POSTTRAIN_FAULT)
+    assert passed.details["logprob_tolerance"] == 1e-3 and passed.details["logprob_max_abs_diff"] == 2e-6
+
+    # the evidence: the reward curve as CSV and PNG beside report.md, linked from it
+    from park.conformance.evidence import write_evidence
+    from park.conformance.model import CheckResult
+
+    result = CheckResult(BY_NAME["workloads.post-train"], Status.PASSED, passed.summary, passed.details)
+    write_evidence(target.ctx, tmp_path / "ev", [result], {}, platform_under_test=True)
+    csv_lines = (tmp_path / "ev" / "workloads.post-train.csv").read_text().splitlines()
+    assert csv_lines[0] == "step,reward_mean,reward_std,logprob_max_abs_diff"
+    assert len(csv_lines) == 1 + POSTTRAIN_STEPS
+    assert (tmp_path / "ev" / "workloads.post-train.png").read_bytes().startswith(b"\x89PNG")
+    report = (tmp_path / "ev" / "report.md").read_text()
+    assert "![post-training reward per step](workloads.post-train.png)" in report
+    assert "[workloads.post-train.csv](workloads.post-train.csv)" in report
+
+
+def test_post_train_on_a_cluster_fails_when_the_reward_did_not_rise_even_if_the_job_succeeded(
+    kind_spec_with_storage,
+):
+    target, pool = make_target(kind_spec_with_storage)
+    pool.routes.update(workload_routes(target, "post-train", "RayJob"))
+    write_posttrain_run(target, posttrain_log([0.03] * POSTTRAIN_STEPS), posttrain_summary())
+    with pytest.raises(CheckFailed, match=r"reward rose 0.000 .* below the margin 0.2") as failed:
+        workloads.cluster_post_train(target, target.ctx)
+    assert failed.value.details["curve"]["rows"], "the curve is kept as evidence of a failure too"
+
+
+def test_post_train_on_a_cluster_without_bucket_access_needs_the_resume_in_the_job_output(kind_spec):
+    """The runner may not read the bucket: the job's own verdict stands, but the resume after the killed
+    learner must show in its output (the recorded submitter log, a training job's, has none)."""
+    target, pool = make_target(kind_spec)
+    routes = workload_routes(target, "post-train", "RayJob")
+    pool.routes.update(routes)
+    with pytest.raises(CheckFailed, match=rf"shows no resume from the step-{POSTTRAIN_FAULT} checkpoint"):
+        workloads.cluster_post_train(target, target.ctx)
+    log_route = next(key for key in routes if key[1].endswith("/log"))
+    output = (
+        f"resumed from the checkpoint of step {POSTTRAIN_FAULT}: file://...\n"
+        "PASSED: reward 0.030 -> 0.540; log-prob deviation 2.00e-06 <= 0.001\n"
+    )
+    pool.routes[log_route] = (200, output)
+    passed = workloads.cluster_post_train(target, target.ctx)
+    assert "the job says: PASSED: reward 0.030 -> 0.540" in passed.summary

@@ -19,10 +19,13 @@ Adding a workload check: a function per target here, marked ``@checks.local`` / 
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import re
 import shlex
+import statistics
+import tempfile
 import time
 from collections import Counter
 from typing import Any
@@ -38,6 +41,10 @@ from park.conformance.local_ray import free_ports
 from park.conformance.model import CheckFailed, Passed
 from park.workloads import storage
 from park.workloads.batch import manifest as batch_manifest
+from park.workloads.cluster import WorkloadSize
+from park.workloads.posttrain import checkpoint as posttrain_checkpoint
+from park.workloads.posttrain import manifest as posttrain_manifest
+from park.workloads.posttrain.config import DEFAULT_LOGPROB_TOLERANCE
 from park.workloads.serve import app as serve_app
 from park.workloads.serve.config import serve_config
 from park.workloads.serve.manifest import build_rayservice
@@ -433,6 +440,316 @@ def cluster_batch(cluster: KubeCluster, ctx: RunContext) -> Passed:
         else "output unreadable from here; the job verified its own ids"
     )
     return Passed(f"RayJob {name} admitted by Kueue and completed; {shown}", comparison or {})
+
+
+# --- workloads.post-train -------------------------------------------------------------------------------
+
+POSTTRAIN_STEPS = 12
+"""Steps of the conformance run (the workload's default is 20): the default task's reward rises past the
+margin within a dozen steps on CPU (docs/benchmarks.md, "Post-training"), and each step costs ~1 s there."""
+POSTTRAIN_FAULT_AFTER_STEP = 2
+"""The run's own fault hook (``--fail-after-step``) SIGKILLs a learner rank in the step after this one; the
+run must replace the learner group from this step's checkpoint and go on: the resume the check proves."""
+POSTTRAIN_CURVE_COLUMNS = ("step", "reward_mean", "reward_std", "logprob_max_abs_diff")
+
+
+def posttrain_rayjob(spec, *, name: str, size: WorkloadSize = "reference", **placement: Any) -> dict:
+    """The post-training RayJob under this run's name, with the learner fault switched on."""
+    rayjob = posttrain_manifest.build_rayjob(
+        spec, **placement, run_name=name, name=name, steps=POSTTRAIN_STEPS, size=size
+    )
+    argv = shlex.split(rayjob["spec"]["entrypoint"]) + ["--fail-after-step", str(POSTTRAIN_FAULT_AFTER_STEP)]
+    rayjob["spec"]["entrypoint"] = shlex.join(argv)
+    return rayjob
+
+
+def _float_flag(argv: list[str], flag: str, default: float | None) -> float | None:
+    value = flag_value(argv, flag)
+    return default if value is None else float(value)
+
+
+def read_reward_log(run_uri: str) -> list[dict[str, float]]:
+    """``rewards.csv`` of a run, parsed here with the csv module (not through the workload's reader)."""
+    text = storage.read_text(storage.join(run_uri, posttrain_checkpoint.REWARDS_FILE))
+    return [
+        {k: float(v) for k, v in row.items() if v not in (None, "")}
+        for row in csv.DictReader(io.StringIO(text))
+    ]
+
+
+def judge_post_train(
+    rows: list[dict[str, float]],
+    summary: dict[str, Any],
+    *,
+    margin: float,
+    tolerance: float,
+    fault_after: int,
+    steps: int,
+) -> tuple[list[str], dict[str, Any]]:
+    """(problems, facts) of a finished post-training run, from its reward log and summary: the reward rose
+    by ``margin`` (mean of the last window of steps over the first's, computed here from the log), every
+    step's generator-vs-learner log-prob deviation is within ``tolerance``, each step is logged once, and
+    the learner killed after ``fault_after`` was replaced from that step's checkpoint."""
+    problems: list[str] = []
+    step_numbers = [int(r["step"]) for r in rows]
+    window = max(1, min(int(summary.get("window") or 3), len(rows) // 2))
+    first = statistics.fmean(r["reward_mean"] for r in rows[:window]) if rows else None
+    last = statistics.fmean(r["reward_mean"] for r in rows[-window:]) if rows else None
+    worst = max((r["logprob_max_abs_diff"] for r in rows), default=None)
+    resumes = summary.get("resumes") or []
+    fault = summary.get("injected_fault") or {}
+    facts: dict[str, Any] = {
+        "steps_logged": len(rows),
+        "window": window,
+        "first_reward_mean": first,
+        "last_reward_mean": last,
+        "reward_gain": None if first is None else last - first,
+        "min_reward_gain": margin,
+        "logprob_tolerance": tolerance,
+        "logprob_max_abs_diff": worst,
+        "learner_killed_in_step": fault.get("step"),
+        "learner_restarts": summary.get("learner_restarts"),
+        "resumed_from_steps": [r.get("from_step") for r in resumes],
+    }
+    if step_numbers != list(range(1, steps + 1)):
+        shown = ", ".join(map(str, step_numbers[:30]))
+        problems.append(f"the reward log holds steps [{shown}], not each of 1..{steps} once")
+    if first is not None and last - first < margin:
+        curve = ", ".join(f"{r['reward_mean']:.2f}" for r in rows)
+        problems.append(
+            f"reward rose {last - first:.3f} (first {window} steps {first:.3f}, last {window} {last:.3f}), below "
+            f"the margin {margin:g}; curve: {curve}"
+        )
+    if worst is not None and worst > tolerance:
+        bad = [
+            f"{int(r['step'])}:{r['logprob_max_abs_diff']:.1e}"
+            for r in rows
+            if r["logprob_max_abs_diff"] > tolerance
+        ]
+        problems.append(
+            f"generator off-policy after a weight sync: log-prob deviation {worst:.2e} > tolerance {tolerance:g} "
+            f"(steps {', '.join(bad[:5])})"
+        )
+    if fault.get("step") != fault_after + 1:
+        problems.append(
+            f"no learner was killed in step {fault_after + 1} (fault marker: {fault or 'none'}), so no resume "
+            f"was exercised"
+        )
+    elif fault_after not in facts["resumed_from_steps"]:
+        problems.append(
+            f"the learner killed in step {fault_after + 1} did not resume from the step-{fault_after} checkpoint "
+            f"(resumes: {resumes or 'none'}; learner restarts: {summary.get('learner_restarts')})"
+        )
+    return problems, facts
+
+
+def _newest_posttrain_checkpoint(run_uri: str, rows: list[dict[str, float]]) -> dict[str, Any]:
+    """The newest checkpoint must load (weights and state) and record the last logged step and reward."""
+    # safetensors comes with torch and transformers (the workloads extra).
+    from safetensors import safe_open
+
+    folder = storage.join(run_uri, posttrain_checkpoint.CHECKPOINT_FOLDER)
+    names = sorted(
+        n for n in storage.list_names(folder) if n.startswith(posttrain_checkpoint.CHECKPOINT_PREFIX)
+    )
+    if not names:
+        raise CheckFailed(f"the post-training run left no checkpoint under {folder}")
+    uri = storage.join(folder, names[-1])
+    try:
+        state = json.loads(storage.read_text(storage.join(uri, posttrain_checkpoint.STATE_FILE)))
+        filesystem, path = storage.resolve(storage.join(uri, posttrain_checkpoint.MODEL_FILE))
+        with filesystem.open_input_file(path) as stream:
+            blob = stream.read()
+        with tempfile.NamedTemporaryFile(suffix=".safetensors") as copy:
+            copy.write(blob)
+            copy.flush()
+            with safe_open(copy.name, framework="pt") as weights:
+                tensors = len(list(weights.keys()))
+    except (OSError, ValueError, KeyError) as err:
+        raise CheckFailed(f"the newest checkpoint {uri} does not load: {err}") from None
+    recorded = (state.get("history") or [{}])[-1]
+    if rows and (
+        state.get("step") != int(rows[-1]["step"])
+        or abs(recorded.get("reward_mean", float("nan")) - rows[-1]["reward_mean"]) > 1e-9
+    ):
+        raise CheckFailed(
+            f"the newest checkpoint {uri} is of step {state.get('step')} with reward "
+            f"{recorded.get('reward_mean')}, but the reward log ends at step {int(rows[-1]['step'])} with "
+            f"{rows[-1]['reward_mean']}: checkpoint and log disagree"
+        )
+    return {"name": names[-1], "uri": uri, "step": state.get("step"), "tensors": tensors}
+
+
+def reward_curve(rows: list[dict[str, float]], margin: float, first: float | None, fault_step: int) -> dict:
+    """The reward curve in the shape evidence.py writes as CSV and plots as PNG."""
+    return {
+        "title": "post-training reward per step",
+        "x": "step",
+        "y": "reward_mean",
+        "band": "reward_std",
+        "columns": list(POSTTRAIN_CURVE_COLUMNS),
+        "rows": [[r.get(c) for c in POSTTRAIN_CURVE_COLUMNS] for r in rows],
+        "hline": None
+        if first is None
+        else {"y": first + margin, "label": f"first steps' mean + margin {margin:g}"},
+        "vline": {"x": fault_step, "label": "learner killed, resumed from checkpoint"},
+    }
+
+
+def _posttrain_passed(facts: dict[str, Any], where: str) -> str:
+    return (
+        f"reward {facts['first_reward_mean']:.3f} -> {facts['last_reward_mean']:.3f} (gain "
+        f"{facts['reward_gain']:.3f} >= margin {facts['min_reward_gain']:g}) over {facts['steps_logged']} steps; "
+        f"log-prob deviation {facts['logprob_max_abs_diff']:.1e} <= tolerance {facts['logprob_tolerance']:g} "
+        f"after every sync; learner killed in step {facts['learner_killed_in_step']} resumed from the step-"
+        f"{POSTTRAIN_FAULT_AFTER_STEP} checkpoint{where}"
+    )
+
+
+@checks.local("workloads.post-train")
+def local_post_train(machine: LocalMachine, ctx: RunContext) -> Passed:
+    machine.require_gpu_if_asked()
+    name = f"{ctx.name}-post-train"
+    rayjob = posttrain_rayjob(machine.spec, name=name, team=ctx.options.team, priority=ctx.options.priority)
+    entrypoint, runtime_env = rayjob_as_job(rayjob)
+    argv = shlex.split(entrypoint)
+    storage_uri = flag_value(argv, "--storage-uri")
+    if storage_uri is None:
+        raise CheckFailed(f"the post-training RayJob's entrypoint has no --storage-uri: {entrypoint}")
+    margin = _float_flag(argv, "--min-reward-gain", posttrain_manifest.DEFAULT_MIN_REWARD_GAIN)
+    tolerance = _float_flag(argv, "--logprob-tolerance", DEFAULT_LOGPROB_TOLERANCE)
+    run_uri = storage.join(storage_uri, name)
+    status, message, logs = machine.run_job("post-train", entrypoint, runtime_env, machine.time_left(540))
+
+    details: dict[str, Any] = {"entrypoint": entrypoint, "job_status": status, "run_uri": run_uri}
+    summary_uri = storage.join(run_uri, posttrain_checkpoint.SUMMARY_FILE)
+    try:
+        rows = read_reward_log(run_uri)
+        summary = json.loads(storage.read_text(summary_uri))
+    except (OSError, ValueError) as err:
+        raise CheckFailed(
+            f"post-training job {status} and left no readable reward log and summary under {run_uri} ({err}): "
+            f"{message}; last output: {tail(logs)}",
+            details,
+        ) from None
+    problems, facts = judge_post_train(
+        rows,
+        summary,
+        margin=margin,
+        tolerance=tolerance,
+        fault_after=POSTTRAIN_FAULT_AFTER_STEP,
+        steps=POSTTRAIN_STEPS,
+    )
+    details.update(facts)
+    details.update(
+        {
+            "device": summary.get("device"),
+            "backend": summary.get("backend"),
+            "mean_step_timings_s": summary.get("mean_step_timings_s"),
+            "generator_start_s": [g.get("start_s") for g in summary.get("generators") or []],
+            "run_wall_s": summary.get("wall_s"),
+            "curve": reward_curve(rows, margin, facts["first_reward_mean"], POSTTRAIN_FAULT_AFTER_STEP + 1),
+        }
+    )
+    if problems:
+        raise CheckFailed(
+            f"{'; '.join(problems)} (job {status}); {_left_at(ctx, 'checkpoints', run_uri)}", details
+        )
+    if status != "SUCCEEDED":
+        raise CheckFailed(
+            f"post-training job {status} although its log shows the reward rising and the generator on-policy: "
+            f"{message}; last output: {tail(logs)}",
+            details,
+        )
+    if ctx.options.gpu == "require" and summary.get("device") != "cuda":
+        raise CheckFailed(f"post-training ran on {summary.get('device')} although --gpu require", details)
+    details["newest_checkpoint"] = _newest_posttrain_checkpoint(run_uri, rows)
+    return Passed(
+        _posttrain_passed(
+            facts,
+            f"; newest checkpoint {details['newest_checkpoint']['name']} loads "
+            f"({details['newest_checkpoint']['tensors']} tensors) on {summary.get('device')}",
+        ),
+        details,
+    )
+
+
+def cluster_posttrain_rayjob(cluster: KubeCluster) -> dict:
+    """The post-training RayJob at the conformance size, under this run's name (learner fault included)."""
+    return posttrain_rayjob(
+        cluster.spec,
+        name=cluster.object_name("post-train"),
+        size="conformance",
+        **cluster.workload_placement(),
+    )
+
+
+POSTTRAIN_RESUMED_LINE = re.compile(r"resumed from the checkpoint of step (\d+)")
+
+
+@checks.cluster("workloads.post-train", creates=lambda cluster: [cluster_posttrain_rayjob(cluster)])
+def cluster_post_train(cluster: KubeCluster, ctx: RunContext) -> Passed:
+    name = cluster.object_name("post-train")
+    rayjob = cluster_posttrain_rayjob(cluster)
+    argv = shlex.split(rayjob["spec"]["entrypoint"])
+    storage_uri = flag_value(argv, "--storage-uri") or ""
+    margin = _float_flag(argv, "--min-reward-gain", posttrain_manifest.DEFAULT_MIN_REWARD_GAIN)
+    tolerance = _float_flag(argv, "--logprob-tolerance", DEFAULT_LOGPROB_TOLERANCE)
+    run_uri = storage.join(storage_uri, name)
+    cluster.remove_at_cleanup(run_uri)
+    live, logs = run_rayjob(cluster, rayjob, 3000)
+    try:
+        rows = read_reward_log(run_uri)
+        summary = json.loads(storage.read_text(storage.join(run_uri, posttrain_checkpoint.SUMMARY_FILE)))
+    except Exception as err:  # noqa: BLE001 - the runner may lack bucket credentials; the job log has its verdict
+        rows, summary = None, None
+        ctx.log.warning("cannot read the reward log of %s from here: %s", run_uri, err)
+    details: dict[str, Any] = {"run_uri": run_uri, "min_reward_gain": margin, "logprob_tolerance": tolerance}
+    if rows is not None and summary is not None:
+        problems, facts = judge_post_train(
+            rows,
+            summary,
+            margin=margin,
+            tolerance=tolerance,
+            fault_after=POSTTRAIN_FAULT_AFTER_STEP,
+            steps=POSTTRAIN_STEPS,
+        )
+        details.update(facts)
+        details["device"] = summary.get("device")
+        details["curve"] = reward_curve(
+            rows, margin, facts["first_reward_mean"], POSTTRAIN_FAULT_AFTER_STEP + 1
+        )
+        if problems:
+            raise CheckFailed(f"{'; '.join(problems)} ({run_uri})", details)
+    if not judge.rayjob_succeeded(live):
+        raise CheckFailed(
+            f"RayJob {name} did not succeed ({judge.rayjob_outcome(live)[1]}); submitter output: {logs[-400:]}",
+            details,
+        )
+    if rows is not None and summary is not None:
+        return Passed(
+            f"RayJob {name} admitted by Kueue and completed; " + _posttrain_passed(details, ""), details
+        )
+    # Unreadable from here: the job's own verdict (the CLI exits non-zero when the margin or the on-policy
+    # check fails) plus the resume it printed.
+    resumed = [int(step) for step in POSTTRAIN_RESUMED_LINE.findall(logs)]
+    details["resumed_from_steps"] = resumed
+    if POSTTRAIN_FAULT_AFTER_STEP not in resumed:
+        raise CheckFailed(
+            f"RayJob {name} succeeded, but its output shows no resume from the step-{POSTTRAIN_FAULT_AFTER_STEP} "
+            f"checkpoint after the learner was killed (resumed from: {resumed or 'none'}); the reward log at "
+            f"{run_uri} is unreadable from here",
+            details,
+        )
+    passed_line = next(
+        (line.strip() for line in logs.splitlines() if line.strip().startswith("PASSED:")), None
+    )
+    return Passed(
+        f"RayJob {name} admitted by Kueue and completed; reward log unreadable from here, the job says: "
+        f"{passed_line or 'PASSED'}; it resumed from the step-{POSTTRAIN_FAULT_AFTER_STEP} checkpoint after its "
+        f"learner was killed",
+        details,
+    )
 
 
 # --- workloads.serve ------------------------------------------------------------------------------------
