@@ -243,6 +243,30 @@ def test_configs_are_accepted_by_ray_serve_llm(tmp_path):
     )
 
 
+def test_direct_streaming_args_are_built_by_ray_serve_llm(tmp_path, monkeypatch):
+    """Under direct streaming Ray Serve LLM refuses any ``ingress_deployment_config`` (ray 2.60.0,
+    python/ray/llm/_internal/serve/core/ingress/builder.py, ``_validate_direct_streaming_ingress_config``);
+    the args leave it out, and the builder (its flag is read at import, so patched there) accepts them."""
+    from ray.llm._internal.serve.core.ingress import builder
+
+    _config_for(tmp_path)  # makes the model folder
+    args = {"models": [{"name": "m", "source": str(tmp_path / "model"), "gpus": 0}]}
+    assert "ingress_deployment_config" in serve_app.serving_args(args)
+    monkeypatch.setenv(serve_app.DIRECT_STREAMING_ENV, "1")
+    monkeypatch.setattr(builder, "RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING", True)
+    direct = serve_app.serving_args(args)
+    assert "ingress_deployment_config" not in direct
+    assert builder.build_openai_app(direct) is not None
+
+
+def test_direct_streaming_with_two_models_names_the_property(tmp_path, monkeypatch):
+    _config_for(tmp_path)
+    models = [{"name": n, "source": str(tmp_path / "model"), "gpus": 0} for n in ("a", "b")]
+    monkeypatch.setenv(serve_app.DIRECT_STREAMING_ENV, "1")
+    with pytest.raises(ServeArgsError, match=r"^models: 2 models, but direct streaming"):
+        serve_app.serving_args({"models": models})
+
+
 # --- bucket download through pyarrow.fs ---------------------------------------------------------
 
 

@@ -47,6 +47,11 @@ of it. Whatever shares one physical GPU (replicas in a pod, time-sliced pods) ad
 RAY_RESOURCE_SCALE = 10_000
 """Ray keeps fractional resources to four decimals (``ray_constants.MIN_RESOURCE_GRANULARITY``)."""
 
+DIRECT_STREAMING_ENV = "RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING"
+"""Ray Serve LLM's direct streaming (Ray 2.60, experimental; needs ``RAY_SERVE_ENABLE_HA_PROXY=1`` too): the
+model's replicas are the HTTP ingress and HAProxy sends each request straight to one, skipping the
+``OpenAiIngress`` hop. Set on the Ray cluster; read where Serve builds the app."""
+
 REMOTE_SCHEMES = ("s3://", "gs://")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -270,12 +275,24 @@ def serving_args(args: dict[str, Any] | ServeAppArgs) -> dict[str, Any]:
             configs.append(llm_config_dict(model, app, index=i, gpus=detected))
         except ServeArgsError as err:
             problems.append(str(err))
+    if direct_streaming() and len(configs) > 1:
+        problems.append(
+            f"models: {len(configs)} models, but direct streaming ({DIRECT_STREAMING_ENV}=1 on this Ray "
+            "cluster) serves exactly one model per application; unset it or serve one model"
+        )
     if problems:
         raise ServeArgsError("\n".join(problems))
+    if direct_streaming():  # the model's replicas are the ingress: there is no ingress deployment to size
+        return {"llm_configs": configs}
     return {
         "llm_configs": configs,
         "ingress_deployment_config": {"ray_actor_options": {"num_cpus": app.ingress_cpus}},
     }
+
+
+def direct_streaming() -> bool:
+    """Whether Ray Serve LLM will build the app for direct streaming (see :data:`DIRECT_STREAMING_ENV`)."""
+    return os.environ.get(DIRECT_STREAMING_ENV, "0") == "1"
 
 
 def build_app(args: dict[str, Any]) -> Application:
