@@ -267,7 +267,7 @@ def test_pod_groups_count_what_kuberay_adds():
     rayjob = render_workloads(SPECS["aws"])[0]
     *_, submitter = pod_groups(rayjob)
     assert (submitter.role, submitter.pool, submitter.shape) == ("submitter", None, "500m CPU, 200Mi")
-    head = pod_groups(render_workloads(SPECS["aws"])[2])[0]
+    head = pod_groups(next(d for d in render_workloads(SPECS["aws"]) if d["kind"] == "RayService"))[0]
     assert head.shape == "1.5 CPU, 2560Mi"
 
 
