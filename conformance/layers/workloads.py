@@ -25,7 +25,6 @@ import json
 import re
 import shlex
 import statistics
-import tempfile
 import time
 from collections import Counter
 from typing import Any
@@ -544,9 +543,13 @@ def judge_post_train(
 
 
 def _newest_posttrain_checkpoint(run_uri: str, rows: list[dict[str, float]]) -> dict[str, Any]:
-    """The newest checkpoint must load (weights and state) and record the last logged step and reward."""
-    # safetensors comes with torch and transformers (the workloads extra).
-    from safetensors import safe_open
+    """The newest checkpoint must load (weights and state), hold finite weights, and record the last logged
+    step and reward."""
+    # safetensors and numpy come with torch and transformers (the workloads extra); the numpy loader needs
+    # no torch (tens of seconds to import on a loaded machine) and the learner writes float32.
+    import numpy
+    import safetensors.numpy
+    from safetensors import SafetensorError
 
     folder = storage.join(run_uri, posttrain_checkpoint.CHECKPOINT_FOLDER)
     names = sorted(
@@ -559,14 +562,13 @@ def _newest_posttrain_checkpoint(run_uri: str, rows: list[dict[str, float]]) -> 
         state = json.loads(storage.read_text(storage.join(uri, posttrain_checkpoint.STATE_FILE)))
         filesystem, path = storage.resolve(storage.join(uri, posttrain_checkpoint.MODEL_FILE))
         with filesystem.open_input_file(path) as stream:
-            blob = stream.read()
-        with tempfile.NamedTemporaryFile(suffix=".safetensors") as copy:
-            copy.write(blob)
-            copy.flush()
-            with safe_open(copy.name, framework="pt") as weights:
-                tensors = len(list(weights.keys()))
-    except (OSError, ValueError, KeyError) as err:
+            weights = safetensors.numpy.load(stream.read())
+    except (OSError, ValueError, KeyError, SafetensorError) as err:
         raise CheckFailed(f"the newest checkpoint {uri} does not load: {err}") from None
+    broken = sorted(name for name, tensor in weights.items() if not numpy.isfinite(tensor).all())
+    if not weights or broken:
+        raise CheckFailed(f"the newest checkpoint {uri} holds no weights or non-finite ones: {broken[:3]}")
+    tensors = len(weights)
     recorded = (state.get("history") or [{}])[-1]
     if rows and (
         state.get("step") != int(rows[-1]["step"])
