@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Literal
 
 from park.workloads import storage
+from park.workloads.serve.app import ServeArgsError, check_local_model, model_cache_dir
+from park.workloads.serve.tiny import build_tiny_llama
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 TINY_MODEL = "builtin:tiny-llama"
@@ -104,8 +106,6 @@ def check_model(model: str) -> None:
     """A local model folder must exist and hold config.json; bucket URIs are checked when copied."""
     if model == TINY_MODEL or model.startswith(("s3://", "gs://")):
         return
-    from park.workloads.serve.app import ServeArgsError, check_local_model
-
     try:
         check_local_model(model.removeprefix("file://"))
     except ServeArgsError as err:
@@ -145,11 +145,8 @@ def local_model(model: str, scratch: Path) -> Path:
     """A local folder holding the model: the folder itself, a copy of a bucket folder, or the tiny Llama
     built under ``scratch``."""
     if model == TINY_MODEL:
-        from park.workloads.serve.tiny import build_tiny_llama
-
         return build_tiny_llama(scratch / "tiny-llama")
     if model.startswith(("s3://", "gs://")):
-        from park.workloads.serve.app import model_cache_dir
         from park.workloads.serve.server import fetch_model  # imports Ray Serve LLM: only for bucket models
 
         return fetch_model(model, model_cache_dir(model))

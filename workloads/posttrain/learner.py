@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
 import torch.distributed as dist
 from park.workloads.posttrain import checkpoint
@@ -90,8 +91,6 @@ class Learner:
     # -- set-up --
 
     def address(self) -> tuple[str, int]:
-        import ray
-
         return ray.util.get_node_ip_address(), free_port()
 
     def join(self, master: tuple[str, int]) -> str:
@@ -100,7 +99,8 @@ class Learner:
         dist.init_process_group(backend, init_method=f"tcp://{master[0]}:{master[1]}", rank=self.rank,
                                 world_size=self.world_size, timeout=PROCESS_GROUP_TIMEOUT)
         self.ddp = torch.nn.parallel.DistributedDataParallel(
-            self.policy, device_ids=[self.device.index or 0] if self.device.type == "cuda" else None)
+            self.policy, device_ids=[self.device.index or 0] if self.device.type == "cuda" else None,
+            broadcast_buffers=False)  # the only buffers are rotary tables, equal on every rank
         return backend
 
     def restore(self, checkpoint_uri: str) -> int:

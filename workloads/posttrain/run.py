@@ -20,13 +20,24 @@ import statistics
 import time
 from typing import Any
 
+import ray
 from park.workloads import storage
 from park.workloads.posttrain import checkpoint
 from park.workloads.posttrain.config import PosttrainConfig, load_callable
+from park.workloads.posttrain.generator import Generator, generator_env
+from park.workloads.posttrain.learner import Learner, group_advantages
+from ray.exceptions import RayActorError, RayTaskError
+
+PEER_DEATH_WAIT_S = 30
+"""How long the other learner ranks get to show a death after one failed with a communication error."""
 
 
 class RewardBelowMargin(RuntimeError):
     """The run finished, but the reward did not rise by ``min_reward_gain``; the summary says by how much."""
+
+
+class LearnerGroupLost(RuntimeError):
+    """A learner rank died (its process or node is gone); the group is replaced from the newest checkpoint."""
 
 
 class OffPolicy(RuntimeError):
@@ -37,15 +48,11 @@ def decide_gpu(config: PosttrainConfig) -> bool:
     """``auto``: GPUs when the Ray cluster has a whole one per learner plus the generators' shares."""
     if config.use_gpu != "auto":
         return config.use_gpu == "true"
-    import ray
-
     needed = config.learners * config.learner_gpus + config.generators * config.generator_gpus
     return ray.cluster_resources().get("GPU", 0) >= needed
 
 
 def _ensure_ray() -> None:
-    import ray
-
     if not ray.is_initialized():
         ray.init(log_to_driver=True)
 
@@ -65,11 +72,6 @@ class _Loop:
     """State of one run: actors, the reward log, resumes."""
 
     def __init__(self, config: PosttrainConfig, use_gpu: bool):
-        import ray
-
-        from park.workloads.posttrain.generator import Generator, generator_env
-        from park.workloads.posttrain.learner import Learner
-
         self.config, self.use_gpu = config, use_gpu
         self.reward_fn = load_callable(config.reward, "--reward")
         self.prompts = list(load_callable(config.prompts, "--prompts")())
@@ -100,8 +102,6 @@ class _Loop:
     def start_learners(self) -> int:
         """A fresh learner group, restored from the newest checkpoint if there is one; the step it starts
         after (0 for a new run)."""
-        import ray
-
         config = self.config
         options = {"num_cpus": config.learner_cpus, **({"num_gpus": config.learner_gpus} if self.use_gpu else {}),
                    **({"resources": {config.learner_resource: 1}} if config.learner_resource else {})}
@@ -125,16 +125,12 @@ class _Loop:
         return latest.step
 
     def stop_learners(self) -> None:
-        import ray
-
         for learner in self.learners:
             ray.kill(learner)
         self.learners = []
 
     def sync(self) -> int:
         """Rank 0's weights into every generator; returns the ObjectRef of the bytes (for the checkpoint)."""
-        import ray
-
         blob = self.learners[0].weights.remote()
         ray.get([generator.load_weights.remote(blob) for generator in self.generators])
         return blob
@@ -142,8 +138,6 @@ class _Loop:
     # -- one step --
 
     def step(self, step: int) -> dict[str, Any]:
-        import ray
-
         config = self.config
         started = time.perf_counter()
         shares = _split(self.prompts, len(self.generators))
@@ -157,8 +151,6 @@ class _Loop:
         if len(rewards) != len(samples):
             raise ValueError(f"--reward {config.reward} returned {len(rewards)} scores for {len(samples)} "
                              f"completions")
-        from park.workloads.posttrain.learner import group_advantages
-
         advantages = group_advantages(rewards, config.group_size)
         scored = time.perf_counter()
 
@@ -198,13 +190,27 @@ class _Loop:
 
 def _get_all(refs: list) -> list:
     """Results of all ``refs``; raises as soon as any fails (a dead rank leaves its peers blocked in an
-    all-reduce, so waiting on them in order would hang until the process-group timeout)."""
-    import ray
+    all-reduce, so waiting on them in order would hang until the process-group timeout).
 
+    A dead rank shows up first either as its own ActorDiedError or as a peer's gloo/NCCL error ("connection
+    closed by peer"); in the second case the others get :data:`PEER_DEATH_WAIT_S` to show the death. Either
+    way :class:`LearnerGroupLost` is raised; a failure with every rank alive is raised as it is."""
     remaining = list(refs)
     while remaining:
         done, remaining = ray.wait(remaining, num_returns=1)
-        ray.get(done[0])  # raises RayActorError / RayTaskError
+        try:
+            ray.get(done[0])
+        except RayActorError as err:
+            raise LearnerGroupLost(f"a learner rank died: {err}") from err
+        except RayTaskError as err:
+            for ref in remaining:
+                try:
+                    ray.get(ref, timeout=PEER_DEATH_WAIT_S)
+                except RayActorError as died:
+                    raise LearnerGroupLost(f"a learner rank died: {died}") from died
+                except Exception:  # noqa: BLE001 - another symptom of the same failure, or still running
+                    continue
+            raise err
     return ray.get(refs)
 
 
@@ -212,9 +218,6 @@ def run(config: PosttrainConfig) -> dict[str, Any]:
     """Run (or resume) the post-training loop; write ``rewards.csv`` and ``summary.json`` to the run folder
     and return the summary. Raises :class:`OffPolicy` or :class:`RewardBelowMargin` after writing the
     summary when a check fails, and the underlying error when the run breaks (checkpoints and the log stay)."""
-    import ray
-    from ray.exceptions import RayActorError
-
     _ensure_ray()
     started = time.perf_counter()
     use_gpu = decide_gpu(config)
@@ -232,7 +235,7 @@ def run(config: PosttrainConfig) -> dict[str, Any]:
             try:
                 loop.step(step)
                 step += 1
-            except RayActorError as err:
+            except LearnerGroupLost as err:
                 loop.learner_restarts += 1
                 if loop.learner_restarts > config.max_learner_restarts:
                     raise
