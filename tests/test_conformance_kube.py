@@ -1024,3 +1024,58 @@ def test_post_train_on_a_cluster_without_bucket_access_needs_the_resume_in_the_j
     pool.routes[log_route] = (200, output)
     passed = workloads.cluster_post_train(target, target.ctx)
     assert "the job says: PASSED: reward 0.030 -> 0.540" in passed.summary
+
+
+class StandInMachine:
+    """The local target's machine without Ray: ``run_job`` leaves what a finished post-training job would."""
+
+    def __init__(self, spec, leaves: tuple[list[dict], dict] | None, status: str = "FAILED"):
+        self.spec, self.leaves, self.status = spec, leaves, status
+        self.submitted: list[str] = []
+
+    def require_gpu_if_asked(self) -> None:
+        pass
+
+    def time_left(self, budget: float) -> float:
+        return budget
+
+    def run_job(self, label, entrypoint, runtime_env, timeout_s):
+        from park.workloads import storage
+
+        self.submitted.append(entrypoint)
+        argv = entrypoint.split()
+        run_uri = storage.join(argv[argv.index("--storage-uri") + 1], argv[argv.index("--run-name") + 1])
+        if self.leaves is not None:
+            rows, summary = self.leaves
+            header = list(rows[0])
+            lines = [",".join(header), *(",".join(str(row[c]) for c in header) for row in rows)]
+            storage.write_text(storage.join(run_uri, "rewards.csv"), "\n".join(lines) + "\n")
+            storage.write_text(storage.join(run_uri, "summary.json"), json.dumps(summary))
+        return self.status, "Job entrypoint command failed with exit code 1", "FAILED: reward rose 0.000"
+
+
+def test_post_train_locally_fails_naming_the_margin_and_keeps_the_curve(kind_spec_with_storage):
+    """The local check's fail path (its pass path runs for real in test_conformance_local.py): the job's
+    rendered entrypoint with the learner fault is what it submits, and a flat reward fails with the figures."""
+    ctx = RunContext(RunOptions(target="local", stack="kind"))
+    machine = StandInMachine(
+        kind_spec_with_storage, (posttrain_log([0.03] * POSTTRAIN_STEPS), posttrain_summary())
+    )
+    with pytest.raises(
+        CheckFailed, match=r"reward rose 0.000 .* below the margin 0.2; .*\(job FAILED\)"
+    ) as failed:
+        workloads.local_post_train(machine, ctx)
+    argv = machine.submitted[0].split()
+    assert argv[:3] == ["python", "-m", "park.workloads.posttrain"]
+    assert argv[argv.index("--fail-after-step") + 1] == str(POSTTRAIN_FAULT)
+    assert failed.value.details["curve"]["rows"] and failed.value.details["job_status"] == "FAILED"
+    ctx.close()
+
+
+def test_post_train_locally_fails_when_the_job_left_no_reward_log(kind_spec_with_storage):
+    ctx = RunContext(RunOptions(target="local", stack="kind"))
+    with pytest.raises(
+        CheckFailed, match=r"job FAILED and left no readable reward log and summary under file://"
+    ):
+        workloads.local_post_train(StandInMachine(kind_spec_with_storage, None), ctx)
+    ctx.close()

@@ -22,6 +22,7 @@ import psutil
 import pytest
 from park.conformance.cli import INJECT_BATCH_ENV, INJECT_TRAIN_ENV
 from park.conformance.context import workdir_prefix
+from park.conformance.layers import workloads
 from park.conformance.targets import LOCAL_CHECKS
 
 pytestmark = [pytest.mark.ray, pytest.mark.vllm]
@@ -146,7 +147,7 @@ def test_junit_and_results_are_well_formed(full_run):
         for c in suite.iter("testcase")
         if c.find("failure") is None and c.find("skipped") is None
     ]
-    assert {"workloads.train", "workloads.batch", "workloads.serve"} <= set(passed)
+    assert {"workloads.train", "workloads.batch", "workloads.post-train", "workloads.serve"} <= set(passed)
     results = results_of(out)
     assert results["verdict"] == "passed" and results["target"] == "local"
     assert results["platform_under_test"] is False
@@ -180,6 +181,22 @@ def test_workload_outcomes_were_verified_not_just_their_job_status(full_run):
         name.startswith("ray_serve_")
         for name in checks["observability.ray-metrics"]["details"]["ray_families"]
     )
+
+
+def test_post_train_raised_its_reward_stayed_on_policy_resumed_and_left_its_curve(full_run):
+    """The check's own figures, re-read from its evidence: the margin and the tolerance it judged against,
+    the resume after the learner it had killed, and the reward curve as CSV and PNG linked from report.md."""
+    _, out, _ = full_run
+    details = checks_of(out)["workloads.post-train"]["details"]
+    assert details["reward_gain"] >= details["min_reward_gain"] > 0, details
+    assert details["logprob_max_abs_diff"] <= details["logprob_tolerance"] == 1e-3, details
+    assert details["learner_killed_in_step"] == workloads.POSTTRAIN_FAULT_AFTER_STEP + 1
+    assert workloads.POSTTRAIN_FAULT_AFTER_STEP in details["resumed_from_steps"]
+    assert details["newest_checkpoint"]["step"] == workloads.POSTTRAIN_STEPS
+    rows = (out / "workloads.post-train.csv").read_text().splitlines()
+    assert rows[0].startswith("step,reward_mean") and len(rows) == 1 + workloads.POSTTRAIN_STEPS
+    assert (out / "workloads.post-train.png").read_bytes().startswith(b"\x89PNG")
+    assert "![post-training reward per step](workloads.post-train.png)" in (out / "report.md").read_text()
 
 
 def test_the_run_leaves_nothing_behind(full_run):
