@@ -86,7 +86,7 @@ def test_on_policy_check_passes_when_synced_and_catches_a_stale_generator(tiny_m
     for _ in range(4):
         completion = torch.randint(10, 400, (12,)).tolist()
         samples.append({"prompt_ids": [prompt, 42, 43], "completion_ids": completion, "logprobs": []})
-    ids, attention, mask = learner._batch(samples)
+    ids, attention, _ = learner._batch(samples)
     with torch.no_grad():
         current = learner._token_logprobs(learner.policy, ids, attention)
     for row, sample in enumerate(samples):
@@ -122,6 +122,43 @@ def test_reward_log_round_trips_through_csv(tmp_path):
     assert [r["step"] for r in checkpoint.read_rewards_csv(str(tmp_path))] == [1, 2]
 
 
+def test_a_run_that_breaks_writes_its_summary_beside_the_log_and_reraises(tmp_path, monkeypatch):
+    """The loop (actors) is replaced by one that finishes two steps and then breaks; run() itself is real."""
+    from park.workloads.posttrain import run as run_module
+
+    class BrokenLoop:
+        backend, generators, resumes, learner_restarts = "gloo", [], [], 0
+
+        def __init__(self, config, use_gpu):
+            self.config, self.rows, self.checkpoint_uri = config, [], None
+
+        def start_learners(self):
+            return 0
+
+        def step(self, step):
+            if step == 3:
+                raise RuntimeError("storage went away")
+            self.rows.append({"step": step, "reward_mean": 0.1, "reward_std": 0.0, "generate_s": 0.1,
+                              "score_s": 0.0, "learn_s": 0.1, "sync_s": 0.1, "logprob_max_abs_diff": 1e-6,
+                              "tokens_generated": 8})
+            checkpoint.write_rewards_csv(self.config.run_uri, self.rows)
+
+        def stop_learners(self):
+            pass
+
+    monkeypatch.setattr(run_module, "_Loop", BrokenLoop)
+    monkeypatch.setattr(run_module, "_ensure_ray", lambda: None)
+    monkeypatch.setattr(run_module, "decide_gpu", lambda config: False)
+    monkeypatch.setattr(run_module.ray, "get", lambda refs: [])
+    config = build_config(model=TINY_MODEL, storage_uri=str(tmp_path), steps=5)
+    with pytest.raises(RuntimeError, match="storage went away"):
+        run_module.run(config)
+    summary = json.loads((tmp_path / config.run_name / checkpoint.SUMMARY_FILE).read_text())
+    assert summary["passed"] is False and "storage went away" in summary["message"]
+    assert summary["steps_done"] == 2
+    assert [r["step"] for r in checkpoint.read_rewards_csv(config.run_uri)] == [1, 2]
+
+
 # --- fast: bad input -----------------------------------------------------------------------------------
 
 
@@ -152,7 +189,7 @@ def test_bad_input_never_imports_ray():
     code = ("import sys, runpy; sys.argv = ['x', '--model', '/no/such/model', '--storage-uri', '/tmp/x'];\n"
             "try:\n    runpy.run_module('park.workloads.posttrain', run_name='__main__')\n"
             "except SystemExit as exit:\n    print('ray' in sys.modules, exit.code)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert result.stdout.split() == ["False", "2"], result.stdout + result.stderr
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr, result.stderr
 

@@ -69,11 +69,11 @@ def posttrain(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
 
-    from park.workloads.posttrain.run import OffPolicy, RewardBelowMargin, run  # imports Ray: after the checks
+    from park.workloads.posttrain import run as loop  # imports Ray and torch: only after the checks
 
     try:
-        summary = run(config)
-    except (OffPolicy, RewardBelowMargin) as err:
+        summary = loop.run(config)
+    except (loop.OffPolicy, loop.RewardBelowMargin) as err:
         typer.echo(f"FAILED: {err}\nrun folder: {config.run_uri}", err=True)
         raise typer.Exit(1) from None
     except Exception as err:  # noqa: BLE001 - actor deaths beyond the restarts, storage errors end the job

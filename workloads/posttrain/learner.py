@@ -25,9 +25,9 @@ from typing import Any
 import ray
 import torch
 import torch.distributed as dist
+from park.workloads import storage
 from park.workloads.posttrain import checkpoint
 from park.workloads.posttrain.config import local_model
-from park.workloads import storage
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 

@@ -202,15 +202,15 @@ def _get_all(refs: list) -> list:
             ray.get(done[0])
         except RayActorError as err:
             raise LearnerGroupLost(f"a learner rank died: {err}") from err
-        except RayTaskError as err:
+        except RayTaskError:
             for ref in remaining:
                 try:
                     ray.get(ref, timeout=PEER_DEATH_WAIT_S)
                 except RayActorError as died:
                     raise LearnerGroupLost(f"a learner rank died: {died}") from died
-                except Exception:  # noqa: BLE001 - another symptom of the same failure, or still running
-                    continue
-            raise err
+                except Exception as other:  # noqa: BLE001 - another symptom of the same failure, or still running
+                    print(f"another learner rank: {type(other).__name__}", flush=True)
+            raise
     return ray.get(refs)
 
 
