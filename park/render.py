@@ -32,10 +32,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
-
 from park.components.charts import ChartError, ChartSource, RenderedRelease, render_release
 from park.components.manifests import build_all
+from park.components.manifests.yaml_writer import to_yaml
 from park.components.spec import (
     INVALID_CONFIG_EXIT,
     SpecError,
@@ -57,27 +56,6 @@ FORCE_HINT = "pass --force to write anyway (it overwrites files of the same name
 
 class RenderError(RuntimeError):
     """Rendering failed for a reason that is not the stack config (reported without a traceback)."""
-
-
-class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
-    """Block style for multi-line strings (embedded configs and dashboards stay readable); no YAML
-    anchors for values the builders share between objects. LibYAML's emitter when present: the pure-Python
-    one takes most of a minute on the charts' megabyte CRDs."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
-def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _str_representer)
-
-
-def to_yaml(document: dict[str, Any]) -> str:
-    return yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120)
 
 
 def workload_documents(spec: StackSpec, team: str | None = None, priority: str | None = None) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ import importlib
 import sys
 from pathlib import Path
 
-import yaml
+from park.components.manifests.yaml_writer import to_yaml
 from park.components.spec import load_stack_file, project_root
 from park.workloads import render_workloads
 
@@ -49,21 +49,6 @@ HEADER = """\
 """
 
 
-class _BlockStrings(yaml.SafeDumper):
-    """Writes multi-line strings (the Serve config, shell commands) as literal blocks a reader can follow."""
-
-    def ignore_aliases(self, data: object) -> bool:
-        return True
-
-
-def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_BlockStrings.add_representer(str, _str_representer)
-
-
 def sample_path(document: dict) -> Path:
     """``workloads/<folder>/<kind lowercased>.kind.yaml`` for a rendered workload."""
     name = document["metadata"]["name"]
@@ -83,8 +68,7 @@ def sample_text(document: dict) -> str:
         queue=document["metadata"]["labels"]["kueue.x-k8s.io/queue-name"],
         model_step=", the model built with `park tiny-model /mnt/park-storage/models/tiny-llama`"
         if document["kind"] == "RayService" else "")
-    body = yaml.dump(document, Dumper=_BlockStrings, sort_keys=False, default_flow_style=False,
-                     width=1_000)  # one line per command, as a reader types it
+    body = to_yaml(document, width=1_000)  # one line per command, as a reader types it
     return header + "---\n" + body
 
 
