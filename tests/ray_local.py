@@ -1,27 +1,47 @@
-"""A local Ray for one test module: its files under a folder of the test's own, the environment Ray needs here
-(auth off, no usage stats, no model hub) set for its lifetime and restored afterwards."""
+"""One Ray head for the whole test session, and a driver in this process connected to it per test module.
+
+The head is ``ray start --head`` as the local conformance target starts it (``LocalRayHead``): free ports, a
+short temp dir of its own, and a stop that signals exactly the processes it started. Modules that run a
+workload in this process (train, batch, serve) connect a driver for their lifetime; modules that use the
+head's Jobs or Serve REST API talk to its dashboard. One head instead of one per module saves a head start
+and stop (10-30 s on 2 cores) per module (issue 8). The fixtures are in tests/conftest.py.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
+from park.conformance.local_ray import LocalRayHead
 
 RAY_TEST_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1"}
 
+SESSION_CPUS = 3
+"""Logical CPUs of the shared head: the serving test's two CPU engine replicas plus Serve's router need 3;
+training's two workers and the batch pipeline need 2."""
+
+HEAD_START_TIMEOUT_S = 240.0
+"""The head starts in ~10 s on an idle 2-core machine; a shared, busy one needs several times that."""
+
+
+def gcs_address(head: LocalRayHead) -> str:
+    assert head.ports is not None, "start the head first"
+    return f"127.0.0.1:{head.ports['port']}"
+
 
 @contextmanager
-def local_ray(temp_dir: Path | str, num_cpus: int = 2) -> Iterator[str]:
-    """Start a local Ray (no dashboard) and yield its GCS address; shut it down on exit."""
-    import ray
+def connected(head: LocalRayHead) -> Iterator[str]:
+    """A driver in this process connected to ``head`` (with the environment Ray needs here, restored
+    afterwards); yields the head's GCS address and disconnects on exit, leaving the head running."""
+    import ray  # the Ray modules only: collecting the rest of the suite does not need Ray imported
 
     with pytest.MonkeyPatch.context() as env:
         for key, value in RAY_TEST_ENV.items():
             env.setenv(key, value)
-        ray.init(num_cpus=num_cpus, include_dashboard=False, _temp_dir=str(temp_dir), log_to_driver=False)
+        address = gcs_address(head)
+        ray.init(address=address, log_to_driver=False)
         try:
-            yield ray.get_runtime_context().gcs_address
+            yield address
         finally:
             ray.shutdown()

@@ -1,7 +1,7 @@
 """The serving program: args -> Ray Serve LLM configs (pure), bucket downloads (pyarrow.fs), and the OpenAI
 application running for real — two tiny Llamas in vLLM (CPU) on one local Ray, one Serve application.
 
-The real part starts one Ray (free port, its own temp dir, no dashboard) and deploys the app built from the
+The real part connects to the session's Ray head (tests/conftest.py) and deploys the app built from the
 kind stack's Serve config args, with the model sources pointed at two tiny Llamas built in tmp (different
 seeds, so their greedy answers differ and routing by ``model`` is visible). Hugging Face ``generate`` on
 the same folders is the oracle. The killed-replica test runs last (it restarts one engine).
@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,7 +31,6 @@ from park.workloads.serve.app import (
 )
 from park.workloads.serve.config import serve_config
 from park.workloads.serve.tiny import TINY_SEED, build_tiny_llama
-from ray_local import local_ray as start_local_ray
 
 SERVE_READY_S = 480
 """Two vLLM CPU engines start in ~60 s on an idle 2-core machine; a shared, busy one needs several times
@@ -388,8 +385,9 @@ def _wait_running(app_name: str, timeout_s: float) -> None:
 
 
 @pytest.fixture(scope="module")
-def served(kind_spec, tiny_models):
-    """Base URL of the OpenAI app serving both tiny models (built from the kind stack's Serve config args)."""
+def served(local_ray, kind_spec, tiny_models):
+    """Base URL of the OpenAI app serving both tiny models (built from the kind stack's Serve config args), on
+    the session's Ray head (tests/conftest.py); Serve is shut down with the module."""
     from ray import serve
 
     spec = kind_spec.model_copy(
@@ -401,22 +399,19 @@ def served(kind_spec, tiny_models):
         }
     )
     application = serve_config(spec)["applications"][0]
-    temp_dir = tempfile.mkdtemp(prefix="pserve-", dir="/tmp")  # short: Ray's socket paths live under it
-    with start_local_ray(temp_dir, num_cpus=3):
-        try:
-            port = _free_port()
-            serve.start(http_options={"host": "127.0.0.1", "port": port})
-            serve.run(
-                serve_app.build_app(application["args"]),
-                name=application["name"],
-                route_prefix=application["route_prefix"],
-                blocking=False,
-            )
-            _wait_running(application["name"], SERVE_READY_S)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            serve.shutdown()
-    shutil.rmtree(temp_dir, ignore_errors=True)
+    try:
+        port = _free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(
+            serve_app.build_app(application["args"]),
+            name=application["name"],
+            route_prefix=application["route_prefix"],
+            blocking=False,
+        )
+        _wait_running(application["name"], SERVE_READY_S)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
 
 
 def _post(base: str, path: str, body: dict) -> dict:

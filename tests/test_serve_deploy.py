@@ -2,20 +2,18 @@
 its serveConfigV2 deployed unchanged through Serve's REST deploy API on a real `ray start --head`.
 
 There is no Kubernetes here, so KubeRay's part (start the RayCluster, PUT serveConfigV2 to the head's
-dashboard) is played by a local head on free ports and Serve's REST API — the same API KubeRay calls. The
-serveConfigV2 is the kind stack's as rendered by ``build_rayservice``, with one change made on the spec
-before rendering: the model source (``file:///mnt/park-storage/models/tiny-llama``, a host folder of the kind
-nodes, absent here) points at a tiny Llama built in tmp. The Serve HTTP proxy is started first on a free port
+dashboard) is played by the session's local head (tests/conftest.py) and Serve's REST API — the same API
+KubeRay calls. The serveConfigV2 is the kind stack's as rendered by ``build_rayservice``, with one change made on
+the spec before rendering: the model source (``file:///mnt/park-storage/models/tiny-llama``, a host folder of
+the kind nodes, absent here) points at a tiny Llama built in tmp. The Serve HTTP proxy is started first on a free port
 (``serve start``, as the RayService's head does on 8000), so the config itself is deployed as rendered.
 """
 
 from __future__ import annotations
 
 import math
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -163,40 +161,27 @@ def rendered_serve_config(source: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def ray_head():
-    """A `ray start --head` on free ports with its own short temp dir and Serve's proxy on a free port;
-    stops exactly the processes it started."""
-    from park.conformance.local_ray import LocalRayHead, free_ports, local_environment
+def serving_head(ray_head):
+    """The session's Ray head (tests/conftest.py) with Serve's proxy started on a free port by `serve start`;
+    Serve is shut down again with the module."""
+    from park.conformance.local_ray import free_ports, local_environment
 
-    temp_dir = Path(tempfile.mkdtemp(prefix="psd-", dir="/tmp"))
-    head = LocalRayHead(temp_dir=temp_dir / "ray", num_cpus=2)
+    http_port = free_ports(1)[0]
+    bin_dir = Path(sys.executable).parent
+    started = subprocess.run(
+        [str(bin_dir / "serve"), "start", "--address", f"127.0.0.1:{ray_head.ports['port']}",
+         "--http-host", "127.0.0.1", "--http-port", str(http_port)],
+        env=local_environment(), capture_output=True, text=True, check=False, timeout=SERVE_START_TIMEOUT_S,
+    )
+    assert started.returncode == 0, f"serve start failed: {started.stderr[-2000:]}"
     try:
-        head.start()
-        http_port = free_ports(1)[0]
-        serve_cli = str(Path(sys.executable).parent / "serve")
-        started = subprocess.run(
-            [
-                serve_cli,
-                "start",
-                "--address",
-                f"127.0.0.1:{head.ports['port']}",
-                "--http-host",
-                "127.0.0.1",
-                "--http-port",
-                str(http_port),
-            ],
-            env=local_environment(),
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=SERVE_START_TIMEOUT_S,
-        )
-        assert started.returncode == 0, f"serve start failed: {started.stderr[-2000:]}"
-        yield head, f"http://127.0.0.1:{http_port}"
+        yield ray_head, f"http://127.0.0.1:{http_port}"
     finally:
-        left = head.stop()
-        shutil.rmtree(temp_dir, ignore_errors=True)
-        assert left == [], f"processes of this head still running: {left}"
+        stopped = subprocess.run(
+            [str(bin_dir / "serve"), "shutdown", "--address", ray_head.dashboard_url, "--yes"],
+            env=local_environment(), capture_output=True, text=True, check=False, timeout=SERVE_START_TIMEOUT_S,
+        )
+        assert stopped.returncode == 0, f"serve shutdown failed: {stopped.stderr[-2000:]}"
 
 
 def deploy(dashboard: str, config: dict) -> None:
@@ -222,8 +207,8 @@ def wait_for_app(dashboard: str, timeout_s: float, until: set[str]) -> dict:
 
 
 @pytest.mark.ray
-def test_missing_model_path_fails_the_deploy_naming_the_path(ray_head, tmp_path):
-    head, _ = ray_head
+def test_missing_model_path_fails_the_deploy_naming_the_path(serving_head, tmp_path):
+    head, _ = serving_head
     missing = tmp_path / "models" / "tiny-llama"
     deploy(head.dashboard_url, rendered_serve_config(missing.as_uri()))
     application = wait_for_app(head.dashboard_url, DEPLOY_FAIL_S, {"DEPLOY_FAILED", "RUNNING"})
@@ -233,11 +218,11 @@ def test_missing_model_path_fails_the_deploy_naming_the_path(ray_head, tmp_path)
 
 @pytest.mark.ray
 @pytest.mark.vllm
-def test_rendered_serve_config_deploys_and_answers_chat(ray_head, tmp_path):
+def test_rendered_serve_config_deploys_and_answers_chat(serving_head, tmp_path):
     from park.workloads.serve.tiny import build_tiny_llama
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    head, base = ray_head
+    head, base = serving_head
     folder = build_tiny_llama(tmp_path / "models" / "tiny-llama")
     config = rendered_serve_config(folder.as_uri())
     deploy(head.dashboard_url, config)

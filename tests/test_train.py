@@ -1,4 +1,4 @@
-"""The training workload on a real local Ray (one cluster for the module): learning, checkpoints, a worker
+"""The training workload on a real local Ray (the session's head, tests/conftest.py): learning, checkpoints, a worker
 killed mid-epoch and resumed, reruns resuming, and the accuracy bar failing the job."""
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import torch
 from park.workloads.train import data
 from park.workloads.train.loop import HISTORY_FILE, STATE_FILE, checkpoint_dir_name
 from park.workloads.train.run import SUMMARY_FILE, TrainConfig, decide_gpu, run_training
-from ray_local import local_ray as start_local_ray
 
 EPOCHS = 3
 CRASH_EPOCH = 2
@@ -50,13 +49,6 @@ def test_bad_arguments_exit_2_with_a_message_not_a_traceback():
 
 
 # --- on a local Ray -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def local_ray(tmp_path_factory):
-    """One 2-CPU local Ray for the module, its files under a fresh temp folder."""
-    with start_local_ray(tmp_path_factory.mktemp("ray")) as address:
-        yield address
 
 
 @pytest.fixture(scope="module")
