@@ -3,8 +3,9 @@
 Fast tests check the loss math, the checkpoint layout, the RayJob shapes and that bad input fails before any
 Ray work. The Ray/vLLM tests read ONE module fixture (:func:`runs`), which on one local Ray head:
 
-1. runs the loop from Python for ``FIRST_RUN_STEPS`` steps with a learner rank SIGKILLed in step
-   ``FAULT_AFTER_STEP + 1`` (the group is replaced from the newest checkpoint within the run);
+1. runs the job for ``FIRST_RUN_STEPS`` steps (the builder's command for the same cluster) with a learner
+   rank SIGKILLed in step ``FAULT_AFTER_STEP + 1`` (the group is replaced from the newest checkpoint
+   within the run);
 2. submits the kind stack's rendered RayJob entrypoint unchanged (its storage URI pointed at the same
    folder) through the Jobs API, as KubeRay's submitter would on a retry: it resumes from step
    ``FIRST_RUN_STEPS`` and runs to the manifest's ``DEFAULT_STEPS``, checking the reward margin itself.
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from park.workloads import storage
 from park.workloads.posttrain import checkpoint, manifest
 from park.workloads.posttrain.cli import app
 from park.workloads.posttrain.config import (
@@ -262,56 +264,59 @@ def test_rendered_entrypoint_passes_the_cli_checks(monkeypatch):
 # --- Ray + vLLM: one run fixture ------------------------------------------------------------------------
 
 
+def _run_job(client, entrypoint: str, runtime_env: dict) -> tuple[object, str, float]:
+    """(final status, logs, seconds) of one job through the Jobs API."""
+    started = time.monotonic()
+    job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
+    status = client.get_job_status(job_id)
+    while not status.is_terminal() and time.monotonic() - started < JOB_TIMEOUT_S:
+        time.sleep(POLL_S)
+        status = client.get_job_status(job_id)
+    if not status.is_terminal():
+        client.stop_job(job_id)
+    return status, client.get_job_logs(job_id), time.monotonic() - started
+
+
 @pytest.fixture(scope="module")
 def runs():
-    """Both runs on one local Ray head (see the module docstring); yields what the tests read."""
-    import ray
-    from park.conformance.local_ray import LocalRayHead, local_environment
-    from park.workloads.posttrain.run import run
+    """Both runs as Ray jobs on one local Ray head (see the module docstring); yields what the tests read."""
+    import shlex
+
+    from park.conformance.local_ray import LocalRayHead
+    from park.workloads.posttrain.config import FAIL_AFTER_STEP_ENV
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     scratch = Path(tempfile.mkdtemp(prefix="ppt-", dir="/tmp"))  # short: Ray's socket paths live under it
     head = LocalRayHead(temp_dir=scratch / "ray", num_cpus=2)
-    head.start()
-    storage_root = scratch / "storage"
     spec = shipped_specs()["kind"]
     job = manifest.build_rayjob(spec)
     options = _entrypoint_options(job)
-    result: dict = {}
+    storage_uri = f"file://{scratch}/storage"
+    runtime_env = yaml.safe_load(job["spec"]["runtimeEnvYAML"])
+    run_dir = scratch / "storage" / manifest.OUTPUT_FOLDER / manifest.NAME
+    result: dict = {"run_dir": run_dir}
     try:
-        with pytest.MonkeyPatch.context() as env:
-            for key, value in local_environment().items():
-                env.setenv(key, value)
-            ray.init(address=f"127.0.0.1:{head.ports['port']}", log_to_driver=False)
-            try:
-                config = build_config(
-                    model=TINY_MODEL, storage_uri=f"file://{storage_root}/{manifest.OUTPUT_FOLDER}",
-                    run_name=manifest.NAME, steps=FIRST_RUN_STEPS, fail_after_step=FAULT_AFTER_STEP,
-                    learners=int(options["--learners"]), generators=int(options["--generators"]),
-                    learner_cpus=float(options["--learner-cpus"]), generator_cpus=float(options["--generator-cpus"]))
-                started = time.monotonic()
-                result["first"] = run(config)
-                result["first_s"] = time.monotonic() - started
-                result["first_csv"] = checkpoint.read_rewards_csv(config.run_uri)
-                result["run_dir"] = Path(config.run_uri.removeprefix("file://"))
-            finally:
-                ray.shutdown()
+        head.start()
         client = JobSubmissionClient(head.dashboard_url)
-        entrypoint = job["spec"]["entrypoint"].replace(spec.storage_uri, f"file://{storage_root}")
-        started = time.monotonic()
-        job_id = client.submit_job(entrypoint=entrypoint, runtime_env=yaml.safe_load(job["spec"]["runtimeEnvYAML"]))
-        status = client.get_job_status(job_id)
-        while not status.is_terminal() and time.monotonic() - started < JOB_TIMEOUT_S:
-            time.sleep(POLL_S)
-            status = client.get_job_status(job_id)
-        if not status.is_terminal():
-            client.stop_job(job_id)
-        result["job_status"], result["job_s"] = status, time.monotonic() - started
-        result["job_logs"] = client.get_job_logs(job_id)
-        result["succeeded"] = status == JobStatus.SUCCEEDED
-        summary_path = result["run_dir"] / checkpoint.SUMMARY_FILE
+        # 1: the builder's command for the same cluster, fewer steps, no margin, a learner killed once
+        first = manifest.entrypoint(
+            spec, steps=FIRST_RUN_STEPS, min_reward_gain=None, learners=int(options["--learners"]),
+            generators=int(options["--generators"]), learner_cpus=float(options["--learner-cpus"]),
+            generator_cpus=float(options["--generator-cpus"]),
+            storage_uri=storage.join(storage_uri, manifest.OUTPUT_FOLDER))
+        fault_env = {**runtime_env, "env_vars": {**runtime_env["env_vars"], FAIL_AFTER_STEP_ENV: str(FAULT_AFTER_STEP)}}
+        status, logs, seconds = _run_job(client, shlex.join(first), fault_env)
+        assert status == JobStatus.SUCCEEDED, f"first run ended {status}:\n{logs[-6000:]}"
+        result["first"] = json.loads((run_dir / checkpoint.SUMMARY_FILE).read_text())
+        result["first_csv"] = checkpoint.read_rewards_csv(str(run_dir))
+        result["first_s"] = seconds
+        # 2: the rendered RayJob unchanged but for its storage folder, as KubeRay's retry would submit it
+        entrypoint = job["spec"]["entrypoint"].replace(spec.storage_uri, storage_uri)
+        status, logs, seconds = _run_job(client, entrypoint, runtime_env)
+        result.update(job_status=status, job_logs=logs, job_s=seconds, succeeded=status == JobStatus.SUCCEEDED)
+        summary_path = run_dir / checkpoint.SUMMARY_FILE
         result["second"] = json.loads(summary_path.read_text()) if summary_path.exists() else None
-        result["csv"] = checkpoint.read_rewards_csv(str(result["run_dir"]))
+        result["csv"] = checkpoint.read_rewards_csv(str(run_dir))
         yield result
     finally:
         head.stop()

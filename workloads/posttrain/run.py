@@ -129,7 +129,7 @@ class _Loop:
             ray.kill(learner)
         self.learners = []
 
-    def sync(self) -> int:
+    def sync(self) -> ray.ObjectRef:
         """Rank 0's weights into every generator; returns the ObjectRef of the bytes (for the checkpoint)."""
         blob = self.learners[0].weights.remote()
         ray.get([generator.load_weights.remote(blob) for generator in self.generators])
