@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import tempfile
-from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from park.extras import require_extra
 
-OUT_UNUSABLE_EXIT = 2
-"""An output path that is a file where a folder belongs (or the reverse), not writable, or read-only."""
+from park.extras import require_extra
+from park.outputs import out_file_errors, require_writable_folder
 
 app = typer.Typer(
     # -h as well as --help, on every sub-command (click contexts inherit help_option_names from the group)
@@ -41,44 +38,6 @@ def _park(
         raise typer.Exit(0)
 
 
-def _unusable_out(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(OUT_UNUSABLE_EXIT)
-
-
-def require_writable_folder(folder: Path, option: str = "") -> None:
-    """Create ``folder`` (and its parents) and write a scratch file in it, so that a file in its place, no
-    permission or a read-only file system is one line and exit 2 before any work starts. Trying is the only
-    sure test: ``os.access`` says yes to root on a folder it cannot write (sysfs, read-only bind mounts)."""
-    named = f"{option} {folder}" if option else str(folder)
-    if folder.exists() and not folder.is_dir():
-        raise _unusable_out(f"{named} exists and is not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        raise _unusable_out(f"{named}: {_os_error_text(err, folder)}") from None
-
-
-def _os_error_text(err: OSError, path: Path | None) -> str:
-    """``Permission denied``, naming the file too when it is not ``path`` itself."""
-    reason = err.strerror or str(err)
-    return reason if err.filename in (None, str(path), path) else f"{reason}: {err.filename}"
-
-
-@contextmanager
-def _out_file_errors(option: str, out: Path | None):
-    """A file output that cannot be written (a folder of that name, a missing or read-only folder) is one
-    line and exit 2, not a traceback."""
-    if out is not None and out.is_dir():
-        raise _unusable_out(f"{option} {out} is a folder; give the name of a file")
-    try:
-        yield
-    except OSError as err:
-        raise _unusable_out(f"{option} {out}: {_os_error_text(err, out)}") from None
-
-
 @app.command("kind-config")
 def kind_config(
     stack: str = typer.Argument(help="A stack under stacks/ (e.g. kind) or a Pulumi.<stack>.yaml path"),
@@ -87,7 +46,7 @@ def kind_config(
     """Write the kind cluster config of a kind stack; then: kind create cluster --config FILE."""
     from park.components.clouds.kind import kind_config_command  # start-up time: 1.6 s (Pulumi)
 
-    with _out_file_errors("--out", out):
+    with out_file_errors("--out", out):
         kind_config_command(stack, out)
 
 

@@ -42,6 +42,7 @@ from park.components.spec import (
     load_stack_for_command,
     print_problems,
 )
+from park.outputs import os_error_text
 
 RECORD_FILE = ".park-render"
 """What ``park render --out`` wrote into a folder: JSON with the park version, the stack and each file's name
@@ -213,12 +214,6 @@ def write_directory(documents: list[dict[str, Any]], directory: Path, stack: str
     return DirectoryWrite(written, removed, [name for name in edited if name not in new_names])
 
 
-def _os_error_text(err: OSError, out: Path) -> str:
-    """``Permission denied``, naming the file too when it is not ``out`` itself."""
-    reason = err.strerror or str(err)
-    return reason if err.filename in (None, str(out), out) else f"{reason}: {err.filename}"
-
-
 def render_command(stack: str, out: Path | None = None, workloads: bool = False, charts: Path | None = None,
                    team: str | None = None, priority: str | None = None, force: bool = False,
                    stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
@@ -247,7 +242,7 @@ def render_command(stack: str, out: Path | None = None, workloads: bool = False,
         print(f"error: {err}", file=stderr)
         return OUT_REFUSED_EXIT
     except OSError as err:  # a read-only file system, no permission, a file where a folder belongs
-        print(f"error: --out {out}: {_os_error_text(err, out)}", file=stderr)
+        print(f"error: --out {out}: {os_error_text(err, out)}", file=stderr)
         return OUT_REFUSED_EXIT
     removed = f"; removed {len(done.removed)} files of its previous render" if done.removed else ""
     print(f"wrote {len(done.written)} files to {out}{removed}", file=stderr)

@@ -12,6 +12,10 @@ Importing this package is cheap: Ray, torch and vLLM are imported only when a wo
 from __future__ import annotations
 
 from park.components.spec import StackSpec
+from park.workloads.batch.manifest import build_rayjob as build_batch
+from park.workloads.posttrain.manifest import build_rayjob as build_posttrain
+from park.workloads.serve.manifest import build_rayservice
+from park.workloads.train.manifest import build_rayjob as build_train
 
 
 def render_workloads(spec: StackSpec, *, team: str | None = None, priority: str | None = None) -> list[dict]:
@@ -22,11 +26,6 @@ def render_workloads(spec: StackSpec, *, team: str | None = None, priority: str 
     ``research``, else the first team: :func:`park.workloads.cluster.team_for`) at that team's default
     priority, sized to that team's quota; ``team`` and ``priority`` override this for all of them
     (``park render --team/--priority``). An unknown team or priority is a :class:`SpecError`."""
-    from park.workloads.batch.manifest import build_rayjob as build_batch
-    from park.workloads.posttrain.manifest import build_rayjob as build_posttrain
-    from park.workloads.serve.manifest import build_rayservice
-    from park.workloads.train.manifest import build_rayjob as build_train
-
     documents = [build_train(spec, team=team, priority=priority), build_batch(spec, team=team, priority=priority),
                  build_posttrain(spec, team=team, priority=priority)]
     if spec.models:
