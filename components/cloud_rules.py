@@ -260,6 +260,9 @@ class CloudRules:
     """The cloud's limits the cloud-neutral checks do not know; run once those pass."""
     ray_identity_annotations: Callable[[StackSpec], dict[str, str]] = no_identity_annotations
     """Annotations that give the Ray service account its cloud identity."""
+    shared_filesystem_placeholder: dict[str, str] | None = None
+    """``ClusterFacts.shared_filesystem`` without its ``mountPath``, as ``park render`` shows it: the addresses
+    exist only once the cloud created the file system, so they are ``<placeholders>``."""
 
 
 RULES: dict[str, CloudRules] = {
@@ -277,6 +280,8 @@ RULES: dict[str, CloudRules] = {
             scrapable_system_components=frozenset({"coreDns"}),
         ),
         aws_problems,
+        shared_filesystem_placeholder={"kind": "fsx-lustre", "fileSystemId": "<fsx-file-system-id>",
+                                       "dnsName": "<fsx-dns-name>", "mountName": "<fsx-mount-name>"},
     ),
     "gcp": CloudRules(
         CloudCapabilities(
@@ -292,6 +297,8 @@ RULES: dict[str, CloudRules] = {
         ),
         gcp_problems,
         gcp_identity_annotations,
+        shared_filesystem_placeholder={"kind": "filestore", "server": "<filestore-ip-address>",
+                                       "share": "<filestore-share>"},
     ),
     "kind": CloudRules(
         CloudCapabilities(

@@ -55,13 +55,10 @@ class ClusterFacts:
 
 def placeholder_shared_filesystem(spec: StackSpec) -> dict[str, str] | None:
     shared = spec.storage.shared_filesystem
-    if shared is None:
+    placeholder = rules_for(spec.cloud).shared_filesystem_placeholder
+    if shared is None or placeholder is None:
         return None
-    if spec.cloud == "aws":
-        return {"kind": "fsx-lustre", "fileSystemId": "<fsx-file-system-id>", "dnsName": "<fsx-dns-name>",
-                "mountName": "<fsx-mount-name>", "mountPath": shared.mount_path}
-    return {"kind": "filestore", "server": "<filestore-ip-address>", "share": "<filestore-share>",
-            "mountPath": shared.mount_path}
+    return {**placeholder, "mountPath": shared.mount_path}
 
 
 @dataclass(frozen=True)
