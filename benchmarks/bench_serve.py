@@ -275,7 +275,7 @@ class Server:
             os.environ.update(saved)
         self.memory = TreePeakMemory(self._head.process.pid).__enter__()
         serve_cli = str(Path(sys.executable).parent / "serve")
-        subprocess.run(
+        started = subprocess.run(
             [
                 serve_cli,
                 "start",
@@ -287,9 +287,12 @@ class Server:
                 str(port),
             ],
             env={**environment(), **(DIRECT_STREAMING_ENV if direct else {})},
-            check=True,
             capture_output=True,
+            text=True,
+            check=False,
         )
+        if started.returncode != 0:
+            raise RuntimeError(f"serve start failed ({started.returncode}): {(started.stdout + started.stderr)[-3000:]}")
         answer = httpx.put(f"{self._head.dashboard_url}/api/serve/applications/", json=config, timeout=60)
         answer.raise_for_status()
         deadline = time.monotonic() + READY_TIMEOUT_S

@@ -1,7 +1,8 @@
 """The batch-inference pipeline on Ray Data, shaped like content moderation.
 
     read Parquet (id, image PNG, text)
-      -> preprocess on CPU tasks: decode and normalise images, flag texts by keyword
+      -> preprocess: decode and normalise images, flag texts by keyword (CPU tasks on a GPU cluster;
+         without GPUs fused into the vision actors, see :func:`build_pipeline`)
       -> vision CNN on an actor pool (GPU when the cluster has GPUs, else CPU)
       -> optional LLM stage: vLLM's offline engine in an actor (only with --llm-model)
       -> Parquet under OUTPUT/data, one row per input row, same ids
@@ -29,7 +30,8 @@ from park.workloads import storage
 from park.workloads.batch import data
 
 FAIL_ONCE_ENV = "PARK_BATCH_FAIL_ONCE"
-"""Test hook: "1" makes the first preprocessing task of a run kill its worker process once (Ray retries it)."""
+"""Test hook: "1" makes the first preprocessing task of a run kill its process once: a task worker, or on a
+CPU-only cluster the vision actor it is fused into; Ray retries the task (and restarts the actor)."""
 DATA_FOLDER = "data"
 SUMMARY_FILE = "summary.json"
 STATS_FILE = "ray_data_stats.txt"
