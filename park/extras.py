@@ -30,11 +30,13 @@ def missing_modules(*modules: str) -> list[str]:
     return missing
 
 
-def require_extra(extra: str, *modules: str, command: str) -> None:
-    """Exit with :data:`MISSING_EXTRA_EXIT` and one line naming ``extra`` when any of ``modules`` is missing;
-    return quietly otherwise."""
+def require_extra(extra: str, *modules: str, command: str, alternative: str | None = None) -> None:
+    """Exit with :data:`MISSING_EXTRA_EXIT` and one line naming ``extra`` (and an ``alternative`` extra that
+    brings the same modules, such as gpu for cpu) when any of ``modules`` is missing; return quietly
+    otherwise."""
     missing = missing_modules(*modules)
     if missing:
+        other = f" (or 'park-stack[{alternative}]')" if alternative else ""
         print(f"error: {command} needs the {extra} extra (missing: {', '.join(missing)}); install it with "
-              f"pip install 'park-stack[{extra}]'", file=sys.stderr)
+              f"pip install 'park-stack[{extra}]'{other}", file=sys.stderr)
         raise SystemExit(MISSING_EXTRA_EXIT)

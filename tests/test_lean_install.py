@@ -268,7 +268,8 @@ MAIN = "import runpy, sys; sys.argv[0] = sys.argv[1]; runpy.run_module(sys.argv.
     (PARK, ("conformance", "--target", "local", "--out", "{tmp}/evidence"), "conformance"),
     (MAIN, ("park.workloads.train", "--storage-uri", "{tmp}/ckpt", "--run-name", "r"), "workloads"),
     (MAIN, ("park.workloads.batch", "--input-uri", "{tmp}/in", "--output-uri", "{tmp}/out"), "workloads"),
-], ids=["park tiny-model", "park conformance", "workloads.train", "workloads.batch"])
+    (MAIN, ("park.workloads.posttrain", "--model", "{tmp}/model", "--storage-uri", "{tmp}/runs"), "cpu"),
+], ids=["park tiny-model", "park conformance", "workloads.train", "workloads.batch", "workloads.posttrain"])
 def test_a_command_without_its_extra_names_the_extra_in_one_line(code, args, extra, tmp_path):
     result = run_blocked(code, *(arg.format(tmp=tmp_path) for arg in args))
     lines = [x for x in result.stderr.splitlines() if not x.startswith("BLOCKED-IMPORTS")]
