@@ -85,11 +85,11 @@ def plain_loop(input_dir: str, output_dir: str, model_uri: str, batch_size: int,
     }
 
 
-def run_plain_loop(scratch: str, model_uri: str, batch_size: int, threads: int) -> dict:
+def run_plain_loop(scratch: str, input_dir: str, model_uri: str, batch_size: int, threads: int) -> dict:
     """Launch the baseline in a fresh process (its memory then is its own) and read its figures."""
     out = f"{scratch}/plain-{threads}.json"
     env = {**os.environ, "PARK_BENCH_LAUNCHED_AT": repr(time.time())}
-    subprocess.run([sys.executable, __file__, "--plain-loop", f"{scratch}/input", f"{scratch}/plain-{threads}",
+    subprocess.run([sys.executable, __file__, "--plain-loop", input_dir, f"{scratch}/plain-{threads}",
                     model_uri, str(batch_size), str(threads), out], check=True, env=env)
     return json.loads(Path(out).read_text())
 
@@ -177,6 +177,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--stats", help="write Ray Data's per-operator stats of the last round here")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (data, Ray logs)")
+    parser.add_argument("--input", help="reuse this input folder (made by an earlier run with the same --rows)")
     parser.add_argument("--plain-loop", nargs=6, metavar=("INPUT", "OUTPUT", "MODEL", "BATCH", "THREADS", "JSON"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -194,7 +195,8 @@ def main() -> None:
 
     load_before = Path("/proc/loadavg").read_text().strip()
     scratch = tempfile.mkdtemp(prefix="park-bench-batch-")
-    config = BatchConfig(input_uri=f"{scratch}/input", output_uri=f"{scratch}/ray-output", rows=args.rows)
+    config = BatchConfig(input_uri=args.input or f"{scratch}/input", output_uri=f"{scratch}/ray-output",
+                         rows=args.rows)
     threads_tried = sorted({1, os.cpu_count() or 1})
     started = time.time()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, _temp_dir=f"{scratch}/ray", log_to_driver=False)
@@ -213,7 +215,8 @@ def main() -> None:
                     results[side], stats = run_ray_pipeline(config, TreeUsage)
                 else:
                     threads = int(side.split("-")[1])
-                    results[side] = run_plain_loop(scratch, config.model_uri, config.batch_size, threads)
+                    results[side] = run_plain_loop(scratch, config.input_uri, config.model_uri, config.batch_size,
+                                                   threads)
                 print(f"round {number + 1} {side:>8}: " + ", ".join(
                     f"{k} {v:,.1f}" for k, v in results[side].items()), flush=True)
             best = max((results[f"plain-{t}"] for t in threads_tried), key=lambda r: r["steady_rows_per_s"])
