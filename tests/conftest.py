@@ -3,7 +3,9 @@
 Expensive things happen once per session: one Ray head (``ray_head``) that the Ray modules share instead of
 starting one each. Under ``pytest -n N --dist loadgroup`` (the Makefile's ``test`` target) every test marked
 ``ray`` or ``vllm`` joins one xdist group, so they run one after another on one worker, on that one head and
-without two vLLM engines fighting over 2 cores, while the other workers take the rest of the suite.
+without two vLLM engines fighting over 2 cores, while the other workers take the rest of the suite a module at
+a time (a module's fixtures — rendered stacks, stacks declared under mocks, the checkov scan — are then built
+by one worker only, not once per worker).
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from park.conformance.local_ray import LocalRayHead
 from ray_local import HEAD_START_TIMEOUT_S, SESSION_CPUS, connected
 
 RAY_GROUP = "ray"
-"""The xdist group of the tests marked ``ray`` or ``vllm`` (a module may name its own with
-``pytestmark = pytest.mark.xdist_group(...)`` to run beside them on another worker)."""
+"""The xdist group of the tests marked ``ray`` or ``vllm``; every other test's group is its module (a test or
+module that names its own ``xdist_group`` keeps it)."""
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -29,9 +31,10 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
         heavy = item.get_closest_marker("ray") or item.get_closest_marker("vllm")
-        if heavy and item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(RAY_GROUP))
+        item.add_marker(pytest.mark.xdist_group(RAY_GROUP if heavy else item.path.stem))
 
 
 @pytest.fixture(scope="session")
