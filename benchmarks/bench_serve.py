@@ -264,7 +264,8 @@ class Server:
         model = spec.models[0].model_copy(update={"name": MODEL_NAME, "source": self.model_dir.as_uri()})
         spec = spec.model_copy(update={"models": [model]})
         config = yaml.safe_load(build_rayservice(spec)["spec"]["serveConfigV2"])
-        self._head = LocalRayHead(temp_dir=self.workdir / f"ray-{self.kind}", num_cpus=2)
+        # short folder names: Ray's socket paths under it must stay within 107 bytes
+        self._head = LocalRayHead(temp_dir=self.workdir / ("rayd" if direct else "ray"), num_cpus=2)
         saved = dict(os.environ)
         if direct:  # the head (LocalRayHead) and `serve start` inherit this environment
             os.environ.update(DIRECT_STREAMING_ENV)

@@ -44,6 +44,7 @@ FIRST_RUN_STEPS = 8
 MARGIN = manifest.DEFAULT_MIN_REWARD_GAIN
 """The reward gain the tests and the rendered RayJob (``--min-reward-gain``) ask for."""
 JOB_TIMEOUT_S = 420
+AGENT_WAIT_S = 120
 POLL_S = 1
 
 
@@ -264,17 +265,33 @@ def test_rendered_entrypoint_passes_the_cli_checks(monkeypatch):
 # --- Ray + vLLM: one run fixture ------------------------------------------------------------------------
 
 
-def _run_job(client, entrypoint: str, runtime_env: dict) -> tuple[object, str, float]:
-    """(final status, logs, seconds) of one job through the Jobs API."""
+def _run_job(client, submission_id: str, entrypoint: str, runtime_env: dict) -> tuple[object, str, float]:
+    """(final status, logs, seconds) of one job through the Jobs API.
+
+    Submission is retried for up to :data:`AGENT_WAIT_S`: the dashboard answers before its agent registers
+    ("No available agent to submit job"), and on a loaded machine it may drop the connection; a fixed
+    submission id keeps a retry from submitting twice."""
     started = time.monotonic()
-    job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
-    status = client.get_job_status(job_id)
+    while True:
+        try:
+            client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, submission_id=submission_id)
+            break
+        except (RuntimeError, OSError) as err:
+            try:
+                client.get_job_status(submission_id)
+                break  # the first try got through; only its answer was lost
+            except (RuntimeError, OSError):
+                pass
+            if time.monotonic() - started > AGENT_WAIT_S:
+                raise RuntimeError(f"could not submit {submission_id} in {AGENT_WAIT_S} s: {err}") from err
+            time.sleep(POLL_S)
+    status = client.get_job_status(submission_id)
     while not status.is_terminal() and time.monotonic() - started < JOB_TIMEOUT_S:
         time.sleep(POLL_S)
-        status = client.get_job_status(job_id)
+        status = client.get_job_status(submission_id)
     if not status.is_terminal():
-        client.stop_job(job_id)
-    return status, client.get_job_logs(job_id), time.monotonic() - started
+        client.stop_job(submission_id)
+    return status, client.get_job_logs(submission_id), time.monotonic() - started
 
 
 @pytest.fixture(scope="module")
@@ -305,14 +322,14 @@ def runs():
             generator_cpus=float(options["--generator-cpus"]),
             storage_uri=storage.join(storage_uri, manifest.OUTPUT_FOLDER))
         fault_env = {**runtime_env, "env_vars": {**runtime_env["env_vars"], FAIL_AFTER_STEP_ENV: str(FAULT_AFTER_STEP)}}
-        status, logs, seconds = _run_job(client, shlex.join(first), fault_env)
+        status, logs, seconds = _run_job(client, "posttrain-first", shlex.join(first), fault_env)
         assert status == JobStatus.SUCCEEDED, f"first run ended {status}:\n{logs[-6000:]}"
         result["first"] = json.loads((run_dir / checkpoint.SUMMARY_FILE).read_text())
         result["first_csv"] = checkpoint.read_rewards_csv(str(run_dir))
         result["first_s"] = seconds
         # 2: the rendered RayJob unchanged but for its storage folder, as KubeRay's retry would submit it
         entrypoint = job["spec"]["entrypoint"].replace(spec.storage_uri, storage_uri)
-        status, logs, seconds = _run_job(client, entrypoint, runtime_env)
+        status, logs, seconds = _run_job(client, "posttrain-rerun", entrypoint, runtime_env)
         result.update(job_status=status, job_logs=logs, job_s=seconds, succeeded=status == JobStatus.SUCCEEDED)
         summary_path = run_dir / checkpoint.SUMMARY_FILE
         result["second"] = json.loads(summary_path.read_text()) if summary_path.exists() else None
