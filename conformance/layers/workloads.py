@@ -30,7 +30,7 @@ from collections import Counter
 from typing import Any
 
 import httpx
-from park.components.spec import ServedModel
+from park.components.spec import ServedModel, StackSpec
 from park.conformance import judgements as judge
 from park.conformance.context import RunContext
 from park.conformance.kube import KubeCluster, judged, wait_until
@@ -452,7 +452,9 @@ run must replace the learner group from this step's checkpoint and go on: the re
 POSTTRAIN_CURVE_COLUMNS = ("step", "reward_mean", "reward_std", "logprob_max_abs_diff")
 
 
-def posttrain_rayjob(spec, *, name: str, size: WorkloadSize = "reference", **placement: Any) -> dict:
+def posttrain_rayjob(
+    spec: StackSpec, *, name: str, size: WorkloadSize = "reference", **placement: Any
+) -> dict:
     """The post-training RayJob under this run's name, with the learner fault switched on."""
     rayjob = posttrain_manifest.build_rayjob(
         spec, **placement, run_name=name, name=name, steps=POSTTRAIN_STEPS, size=size
