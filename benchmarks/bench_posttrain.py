@@ -33,6 +33,12 @@ from pathlib import Path
 
 import psutil
 from bench_train import PeakMemory  # same folder: the memory sampler every benchmark uses
+from park.workloads.posttrain.checkpoint import read_rewards_csv
+from park.workloads.posttrain.config import build_config
+from park.workloads.posttrain.generator import Generator, generator_env
+from park.workloads.posttrain.run import run
+from park.workloads.posttrain.tasks import prompts as default_prompts
+from park.workloads.serve.tiny import build_tiny_llama
 
 GROUP_SIZE = 4
 MAX_TOKENS = 16
@@ -76,13 +82,9 @@ def _mib(value: float) -> float:
 
 
 def rollouts(model: Path, rounds: int, repeat: int) -> dict:
-    """Median tokens/s of both generators over alternating rounds; peak RSS of each side."""
-    from park.workloads.posttrain.generator import generator_env
-    from park.workloads.posttrain.tasks import prompts as default_prompts
-
+    """Median tokens/s of both generators over alternating rounds; peak RSS with both loaded."""
     os.environ.update(generator_env())  # vLLM's CPU settings, as the loop's generator actor gets them
-    import torch
-    from park.workloads.posttrain.generator import Generator
+    import torch  # the rollout subprocess only: the loop's process never loads a model itself
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     prompts = default_prompts() * repeat
@@ -139,9 +141,7 @@ def rollouts(model: Path, rounds: int, repeat: int) -> dict:
 
 
 def loop(model_option: str, steps: int, scratch: Path) -> dict:
-    import ray
-    from park.workloads.posttrain.config import build_config
-    from park.workloads.posttrain.run import run
+    import ray  # only the loop's process starts Ray (the rollout subprocess does not)
 
     config = build_config(model=model_option, storage_uri=str(scratch / "storage"), run_name="bench",
                           steps=steps, group_size=GROUP_SIZE, max_tokens=MAX_TOKENS, learners=2, generators=1,
@@ -162,7 +162,6 @@ def loop(model_option: str, steps: int, scratch: Path) -> dict:
             wall = time.perf_counter() - started
         finally:
             ray.shutdown()
-    from park.workloads.posttrain.checkpoint import read_rewards_csv
 
     rows = read_rewards_csv(config.run_uri)
     later = rows[1:] or rows
@@ -204,7 +203,6 @@ def main() -> None:
         out.write_text(json.dumps(rollouts(model, args.rounds, args.repeat)))
         return
 
-    from park.workloads.serve.tiny import build_tiny_llama
 
     started = time.time()
     result: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
