@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from park.workloads import storage
 from park.workloads.batch import data
+from park.workloads.batch.llm import LLMModerator, llm_actor_options
 
 FAIL_ONCE_ENV = "PARK_BATCH_FAIL_ONCE"
 """Test hook: "1" makes the first preprocessing task of a run kill its process once: a task worker, or on a
@@ -124,7 +125,9 @@ class VisionClassifier:
 
     def __init__(self, model_uri: str, torch_threads: int | None = None):
         import torch
-        from park.workloads.batch.model import load_vision_model
+        from park.workloads.batch.model import (  # imports torch: only the actors load it, not the driver
+            load_vision_model,
+        )
 
         if torch_threads is not None:
             # torch defaults to one intra-op thread per core of the machine, not per CPU Ray gave the actor:
@@ -135,7 +138,9 @@ class VisionClassifier:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
-        from park.workloads.batch.model import LABELS
+        from park.workloads.batch.model import (  # imports torch: only the actors load it, not the driver
+            LABELS,
+        )
 
         with torch.inference_mode():
             logits = self.model(torch.from_numpy(batch["pixels"]).to(self.device))
@@ -261,8 +266,6 @@ def build_pipeline(config: BatchConfig, use_gpus: float, cpus: float):
         batch_size=config.batch_size, batch_format="numpy",
         compute=ActorPoolStrategy(min_size=min_actors, max_size=max_actors), **actor_resources)
     if llm:
-        from park.workloads.batch.llm import LLMModerator, llm_actor_options
-
         dataset = dataset.map_batches(
             LLMModerator, fn_constructor_kwargs={"model_path": config.llm_model,
                                                  "max_tokens": config.llm_max_tokens},
@@ -291,7 +294,9 @@ def run_pipeline(config: BatchConfig) -> dict[str, Any]:
             filesystem.delete_file(path)
     ensure_input(config)
     if not storage.exists(config.model_uri):
-        from park.workloads.batch.model import build_vision_model
+        from park.workloads.batch.model import (  # imports torch: only when the model is missing
+            build_vision_model,
+        )
 
         build_vision_model(config.model_uri)
     cpus, gpus = _cluster_resources()
