@@ -17,6 +17,7 @@ from park.components import versions
 from park.components.spec import GPU_RESOURCE, POOL_LABEL, RAY_SERVICE_ACCOUNT, STORAGE_CONFIGMAP, SpecError
 from park.workloads import cluster, render_workloads
 from park.workloads.batch import manifest as batch_manifest
+from park.workloads.posttrain import manifest as posttrain_manifest
 from park.workloads.train import manifest as train_manifest
 from schemas import assert_valid_custom_resource, shipped_specs
 
@@ -163,32 +164,40 @@ def test_no_object_is_shared_inside_a_manifest():
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_workers_fit_a_node_and_the_team_quota(stack):
-    """Sized to the quota of the team each workload is queued for (its namespace), not the first team's."""
+    """Sized to the quota of the team each workload is queued for (its namespace), not the first team's; a
+    workload with several worker groups on one pool (post-training's learners and generators) fits it with
+    all of them together."""
     spec = SPECS[stack]
     for job in render_workloads(spec):
         team = next(t for t in spec.teams if t.namespace_name == job["metadata"]["namespace"])
         cluster_spec = job["spec"].get("rayClusterSpec") or job["spec"]["rayClusterConfig"]
-        (group,) = cluster_spec["workerGroupSpecs"]
-        pool = spec.pool(pod_spec(group)["nodeSelector"][POOL_LABEL])
-        requests = only_container(group)["resources"]["requests"]
-        shape = spec.offering(pool)
-        vcpus, mem_gib = (shape.vcpus, shape.memory_gib) if shape else (2, 8)
-        assert parse_quantity(requests["cpu"]) < vcpus
-        assert parse_quantity(requests["memory"]) < mem_gib * 2**30
-        quota = next((q for q in team.quotas if q.pool == pool.name), None)
-        if quota is not None:
+        per_pool: dict[str, list[float]] = {}
+        for group in cluster_spec["workerGroupSpecs"]:
+            pool = spec.pool(pod_spec(group)["nodeSelector"][POOL_LABEL])
+            requests = only_container(group)["resources"]["requests"]
+            shape = spec.offering(pool)
+            vcpus, mem_gib = (shape.vcpus, shape.memory_gib) if shape else (2, 8)
+            assert parse_quantity(requests["cpu"]) < vcpus, (job["metadata"]["name"], group["groupName"])
+            assert parse_quantity(requests["memory"]) < mem_gib * 2**30, (job["metadata"]["name"], group["groupName"])
             pods = group["maxReplicas"] if cluster_spec.get("enableInTreeAutoscaling") else group["replicas"]
-            assert parse_quantity(requests["cpu"]) * pods <= parse_quantity(quota.cpu)
-            assert parse_quantity(requests["memory"]) * pods <= parse_quantity(quota.memory)
+            total = per_pool.setdefault(pool.name, [0, 0])
+            total[0] += parse_quantity(requests["cpu"]) * pods
+            total[1] += parse_quantity(requests["memory"]) * pods
+        for pool_name, (cpu, memory) in per_pool.items():
+            quota = next((q for q in team.quotas if q.pool == pool_name), None)
+            if quota is not None:
+                assert cpu <= parse_quantity(quota.cpu), (job["metadata"]["name"], pool_name, cpu, quota.cpu)
+                assert memory <= parse_quantity(quota.memory), (job["metadata"]["name"], pool_name)
 
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_reference_workloads_go_to_the_team_a_platform_team_expects(stack):
     """Serving on the serving team at its (high) priority, so it can preempt training and batch in spikes;
-    training and batch on the research team at its (normal) priority."""
+    training, batch and post-training on the research team at its (normal) priority."""
     spec = SPECS[stack]
     teams = {t.name: t for t in spec.teams}
-    expected = {"park-train": teams["research"], "park-batch": teams["research"], "park-serve": teams["serving"]}
+    expected = {"park-train": teams["research"], "park-batch": teams["research"],
+                "park-posttrain": teams["research"], "park-serve": teams["serving"]}
     for doc in render_workloads(spec):
         team = expected[doc["metadata"]["name"]]
         labels = doc["metadata"]["labels"]
@@ -318,6 +327,7 @@ def test_render_workloads_is_pure_and_lists_every_workload():
     first, second = render_workloads(spec), render_workloads(spec)
     assert first == second
     names = [(d["kind"], d["metadata"]["name"]) for d in first]
-    assert names[:2] == [("RayJob", train_manifest.NAME), ("RayJob", batch_manifest.NAME)]
+    assert names[:3] == [("RayJob", train_manifest.NAME), ("RayJob", batch_manifest.NAME),
+                         ("RayJob", posttrain_manifest.NAME)]
     if importlib.util.find_spec("park.workloads.serve.manifest") is not None:
-        assert names[2][0] == "RayService"
+        assert names[3][0] == "RayService"

@@ -80,7 +80,7 @@ def test_the_stacks_workload_image_reaches_every_ray_pod(stack):
     """Heads and CPU workers run workloads.image, GPU workers workloads.gpuImage, in every RayJob and RayService."""
     spec = parse_spec(stack_config(stack, workloads={"image": ECR, "gpuImage": "registry.example.com/gpu:7"}))
     documents = render_workloads(spec)
-    assert len(documents) == (3 if spec.models else 2)
+    assert len(documents) == (4 if spec.models else 3)  # train, batch, posttrain (+ serve)
     for document in documents:
         images = pod_images(document)
         assert images, f"{document['kind']} has no pod template"
