@@ -76,7 +76,15 @@ def _set(config: dict, path: str, value) -> dict:
     return config
 
 
-_DELETE = object()
+class _Deleted:
+    """Marks a key the case removes; its repr is stable, so test ids are the same in every process
+    (pytest-xdist requires that)."""
+
+    def __repr__(self) -> str:
+        return "<deleted>"
+
+
+_DELETE = _Deleted()
 
 # (cloud of the base config, edit path, new value, expected problem path, words the reason must contain)
 INVALID = [
