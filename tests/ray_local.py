@@ -40,6 +40,8 @@ def connected(head: LocalRayHead) -> Iterator[str]:
         for key, value in RAY_TEST_ENV.items():
             env.setenv(key, value)
         address = gcs_address(head)
+        if ray.is_initialized():  # an earlier test let Ray start a private local cluster (e.g. an app builder)
+            ray.shutdown()
         ray.init(address=address, log_to_driver=False)
         try:
             yield address
