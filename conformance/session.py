@@ -56,8 +56,11 @@ def build_target(ctx: RunContext) -> Target:
 
 
 @contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM (CI cancelling a job, ``kill``) raises KeyboardInterrupt like Ctrl-C."""
+def signals_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (CI cancelling a job, ``kill``) and SIGINT raise KeyboardInterrupt like
+    Ctrl-C in a terminal. SIGINT is set explicitly too, so a run does not depend on the disposition it
+    inherited: Python leaves SIGINT ignored in a process that starts with it ignored (background jobs of a
+    non-interactive shell start that way)."""
 
     def handler(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
@@ -65,11 +68,12 @@ def sigterm_as_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
         yield
         return
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, earlier in previous.items():
+            signal.signal(signum, earlier)
 
 
 @dataclass
@@ -110,7 +114,7 @@ def run(
     setup_error: str | None = None
     interrupted = False
     try:
-        with sigterm_as_interrupt():
+        with signals_as_interrupt():
             try:
                 target = build_target(ctx)
                 announce_plan(ctx, target, selection, on_plan)
