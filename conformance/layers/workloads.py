@@ -610,6 +610,24 @@ def _posttrain_passed(facts: dict[str, Any], where: str) -> str:
     )
 
 
+def read_posttrain_run(run_uri: str) -> tuple[list[dict], dict]:
+    """The reward log and summary a post-training run leaves in its run folder (both targets read them)."""
+    rows = read_reward_log(run_uri)
+    summary = json.loads(storage.read_text(storage.join(run_uri, posttrain_checkpoint.SUMMARY_FILE)))
+    return rows, summary
+
+
+def judge_posttrain_run(rows: list[dict], summary: dict, margin: float, tolerance: float) -> tuple[list[str], dict]:
+    """:func:`judge_post_train` at this suite's step count and fault step, with the reward curve the evidence
+    plots added to the facts."""
+    problems, facts = judge_post_train(
+        rows, summary, margin=margin, tolerance=tolerance, fault_after=POSTTRAIN_FAULT_AFTER_STEP,
+        steps=POSTTRAIN_STEPS,
+    )
+    curve = reward_curve(rows, margin, facts["first_reward_mean"], POSTTRAIN_FAULT_AFTER_STEP + 1)
+    return problems, {**facts, "curve": curve}
+
+
 @checks.local("workloads.post-train")
 def local_post_train(machine: LocalMachine, ctx: RunContext) -> Passed:
     machine.require_gpu_if_asked()
@@ -626,24 +644,15 @@ def local_post_train(machine: LocalMachine, ctx: RunContext) -> Passed:
     status, message, logs = machine.run_job("post-train", entrypoint, runtime_env, machine.time_left(540))
 
     details: dict[str, Any] = {"entrypoint": entrypoint, "job_status": status, "run_uri": run_uri}
-    summary_uri = storage.join(run_uri, posttrain_checkpoint.SUMMARY_FILE)
     try:
-        rows = read_reward_log(run_uri)
-        summary = json.loads(storage.read_text(summary_uri))
+        rows, summary = read_posttrain_run(run_uri)
     except (OSError, ValueError) as err:
         raise CheckFailed(
             f"post-training job {status} and left no readable reward log and summary under {run_uri} ({err}): "
             f"{message}; last output: {tail(logs)}",
             details,
         ) from None
-    problems, facts = judge_post_train(
-        rows,
-        summary,
-        margin=margin,
-        tolerance=tolerance,
-        fault_after=POSTTRAIN_FAULT_AFTER_STEP,
-        steps=POSTTRAIN_STEPS,
-    )
+    problems, facts = judge_posttrain_run(rows, summary, margin, tolerance)
     details.update(facts)
     details.update(
         {
@@ -652,7 +661,6 @@ def local_post_train(machine: LocalMachine, ctx: RunContext) -> Passed:
             "mean_step_timings_s": summary.get("mean_step_timings_s"),
             "generator_start_s": [g.get("start_s") for g in summary.get("generators") or []],
             "run_wall_s": summary.get("wall_s"),
-            "curve": reward_curve(rows, margin, facts["first_reward_mean"], POSTTRAIN_FAULT_AFTER_STEP + 1),
         }
     )
     if problems:
@@ -703,26 +711,15 @@ def cluster_post_train(cluster: KubeCluster, ctx: RunContext) -> Passed:
     cluster.remove_at_cleanup(run_uri)
     live, logs = run_rayjob(cluster, rayjob, 3000)
     try:
-        rows = read_reward_log(run_uri)
-        summary = json.loads(storage.read_text(storage.join(run_uri, posttrain_checkpoint.SUMMARY_FILE)))
+        rows, summary = read_posttrain_run(run_uri)
     except Exception as err:  # noqa: BLE001 - the runner may lack bucket credentials; the job log has its verdict
         rows, summary = None, None
         ctx.log.warning("cannot read the reward log of %s from here: %s", run_uri, err)
     details: dict[str, Any] = {"run_uri": run_uri, "min_reward_gain": margin, "logprob_tolerance": tolerance}
     if rows is not None and summary is not None:
-        problems, facts = judge_post_train(
-            rows,
-            summary,
-            margin=margin,
-            tolerance=tolerance,
-            fault_after=POSTTRAIN_FAULT_AFTER_STEP,
-            steps=POSTTRAIN_STEPS,
-        )
+        problems, facts = judge_posttrain_run(rows, summary, margin, tolerance)
         details.update(facts)
         details["device"] = summary.get("device")
-        details["curve"] = reward_curve(
-            rows, margin, facts["first_reward_mean"], POSTTRAIN_FAULT_AFTER_STEP + 1
-        )
         if problems:
             raise CheckFailed(f"{'; '.join(problems)} ({run_uri})", details)
     if not judge.rayjob_succeeded(live):
