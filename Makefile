@@ -32,8 +32,8 @@ setup: $(STAMP) $(CHECKOV_STAMP)
 conformance: $(STAMP)
 	$(VENV)/bin/park conformance --target local
 
-# Two pytest-xdist workers: the Ray and vLLM tests run one after another on one of them (one xdist group, one Ray
-# head: tests/conftest.py) while the other takes the rest a module at a time. `make test TEST_WORKERS=0` runs serially.
+# Two pytest-xdist workers, a module at a time; the modules on the session's Ray head go as one unit, and the Ray
+# and vLLM units go out first so that they overlap (tests/conftest.py). `make test TEST_WORKERS=0` runs serially.
 TEST_WORKERS ?= 2
 test: $(STAMP) $(CHECKOV_STAMP)
 	PARK_CHECKOV=$(abspath $(CHECKOV_VENV))/bin/checkov $(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder

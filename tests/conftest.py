@@ -1,11 +1,17 @@
 """Fixtures every test module may share, and how `make test` spreads the suite over pytest-xdist workers.
 
-Expensive things happen once per session: one Ray head (``ray_head``) that the Ray modules share instead of
-starting one each. Under ``pytest -n N --dist loadgroup`` (the Makefile's ``test`` target) every module with a
-test marked ``ray`` or ``vllm`` runs on one worker, one module after another, on that one head and without two
-vLLM engines fighting over 2 cores, while the other workers take the rest of the suite a module at a time (a
-module's fixtures — rendered stacks, stacks declared under mocks, the checkov scan — are then built by one
-worker only, not once per worker).
+Expensive things happen once per session: one Ray head (``ray_head``) that the modules taking it (directly or
+through ``local_ray``) share instead of starting one each. Under ``pytest -n N --dist loadgroup`` (the
+Makefile's ``test`` target) work goes out a module at a time (a module's fixtures — rendered stacks, stacks
+declared under mocks, the checkov scan — are then built by one worker only, not once per worker), with two
+rules of our own:
+
+- every module that takes the session's head is one work unit, so one worker starts one head for all of them
+  (a head per worker would cost a head start, 10-30 s, and its idle processes on each worker);
+- the units that run Ray or vLLM (marked ``ray`` / ``vllm``) go out first, longest-first scheduling: the
+  session-head unit and ``park conformance``'s own runs (test_conformance_local, which start heads of their
+  own) then overlap on the two workers while the quick modules fill in around them, instead of one Ray unit
+  running alone, on one busy core, after everything else has finished.
 
 The grouping is a scheduler of our own rather than ``xdist_group`` marks: pytest-xdist 3.8 applies those by
 rewriting ``item._nodeid``, which pytest 9 no longer reads (``Node.nodeid`` comes from ``_id``), so the marks
@@ -24,10 +30,11 @@ import pytest
 from park.conformance.local_ray import LocalRayHead, RayStartError
 from ray_local import HEAD_START_TIMEOUT_S, SESSION_CPUS, connected
 
-RAY_GROUP = "ray"
-"""The xdist scope of every module that has a test marked ``ray`` or ``vllm``."""
+SESSION_HEAD_GROUP = "ray-session-head"
+"""The xdist work unit of every module that takes the session's Ray head."""
 
 RAY_MARK = re.compile(r"\bpytest\.mark\.(?:ray|vllm)\b")
+SESSION_HEAD_FIXTURE = re.compile(r"def \w+\([^)]*\b(?:local_ray|ray_head)\b")
 
 
 @functools.cache
@@ -37,19 +44,37 @@ def runs_ray(module: Path) -> bool:
     return bool(RAY_MARK.search(module.read_text()))
 
 
+@functools.cache
+def uses_session_head(module: Path) -> bool:
+    """Whether a test or fixture of the module takes ``ray_head`` or ``local_ray`` (read from its source)."""
+    return bool(SESSION_HEAD_FIXTURE.search(module.read_text()))
+
+
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, absent without it
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
-    """Under ``--dist loadgroup``: whole modules as work units, the Ray modules together as one."""
+    """Under ``--dist loadgroup``: whole modules as work units, the session-head modules together as one, the
+    Ray and vLLM units handed out first."""
     if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadScopeScheduling  # pytest-xdist is present: it calls this hook
 
-    class RayModulesTogether(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            return RAY_GROUP if runs_ray(config.rootpath / module) else module
+    root = config.rootpath
 
-    return RayModulesTogether(config, log)
+    def module_of(nodeid: str) -> Path:
+        return root / nodeid.split("::", 1)[0]
+
+    class SessionHeadTogetherRayFirst(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = module_of(nodeid)
+            return SESSION_HEAD_GROUP if uses_session_head(module) else nodeid.split("::", 1)[0]
+
+        def _assign_work_unit(self, node) -> None:
+            slow = [scope for scope, unit in self.workqueue.items() if runs_ray(module_of(next(iter(unit))))]
+            if slow:
+                self.workqueue.move_to_end(slow[0], last=False)  # the unit the base class pops next
+            super()._assign_work_unit(node)
+
+    return SessionHeadTogetherRayFirst(config, log)
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """The post-training workload (issue 9): GRPO with vLLM generators and a DDP learner on Ray.
 
 Fast tests check the loss math, the checkpoint layout, the RayJob shapes and that bad input fails before any
-Ray work. The Ray/vLLM tests read ONE module fixture (:func:`runs`), which on one local Ray head:
+Ray work. The Ray/vLLM tests read ONE module fixture (:func:`runs`), which on the session's Ray head (tests/conftest.py):
 
 1. runs the job for ``FIRST_RUN_STEPS`` steps (the builder's command for the same cluster) with a learner
    rank SIGKILLed in step ``FAULT_AFTER_STEP + 1`` (the group is replaced from the newest checkpoint
@@ -14,10 +14,8 @@ Ray work. The Ray/vLLM tests read ONE module fixture (:func:`runs`), which on on
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -295,16 +293,15 @@ def _run_job(client, submission_id: str, entrypoint: str, runtime_env: dict) -> 
 
 
 @pytest.fixture(scope="module")
-def runs():
-    """Both runs as Ray jobs on one local Ray head (see the module docstring); yields what the tests read."""
+def runs(ray_head, tmp_path_factory):
+    """Both runs as Ray jobs on the session's Ray head (tests/conftest.py; see the module docstring); yields
+    what the tests read."""
     import shlex
 
-    from park.conformance.local_ray import LocalRayHead
     from park.workloads.posttrain.config import FAIL_AFTER_STEP_ENV
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    scratch = Path(tempfile.mkdtemp(prefix="ppt-", dir="/tmp"))  # short: Ray's socket paths live under it
-    head = LocalRayHead(temp_dir=scratch / "ray", num_cpus=2)
+    scratch = tmp_path_factory.mktemp("posttrain")
     spec = shipped_specs()["kind"]
     job = manifest.build_rayjob(spec)
     options = _entrypoint_options(job)
@@ -312,32 +309,27 @@ def runs():
     runtime_env = yaml.safe_load(job["spec"]["runtimeEnvYAML"])
     run_dir = scratch / "storage" / manifest.OUTPUT_FOLDER / manifest.NAME
     result: dict = {"run_dir": run_dir}
-    try:
-        head.start()
-        client = JobSubmissionClient(head.dashboard_url)
-        # 1: the builder's command for the same cluster, fewer steps, no margin, a learner killed once
-        first = manifest.entrypoint(
-            spec, steps=FIRST_RUN_STEPS, min_reward_gain=None, learners=int(options["--learners"]),
-            generators=int(options["--generators"]), learner_cpus=float(options["--learner-cpus"]),
-            generator_cpus=float(options["--generator-cpus"]),
-            storage_uri=storage.join(storage_uri, manifest.OUTPUT_FOLDER))
-        fault_env = {**runtime_env, "env_vars": {**runtime_env["env_vars"], FAIL_AFTER_STEP_ENV: str(FAULT_AFTER_STEP)}}
-        status, logs, seconds = _run_job(client, "posttrain-first", shlex.join(first), fault_env)
-        assert status == JobStatus.SUCCEEDED, f"first run ended {status}:\n{logs[-6000:]}"
-        result["first"] = json.loads((run_dir / checkpoint.SUMMARY_FILE).read_text())
-        result["first_csv"] = checkpoint.read_rewards_csv(str(run_dir))
-        result["first_s"] = seconds
-        # 2: the rendered RayJob unchanged but for its storage folder, as KubeRay's retry would submit it
-        entrypoint = job["spec"]["entrypoint"].replace(spec.storage_uri, storage_uri)
-        status, logs, seconds = _run_job(client, "posttrain-rerun", entrypoint, runtime_env)
-        result.update(job_status=status, job_logs=logs, job_s=seconds, succeeded=status == JobStatus.SUCCEEDED)
-        summary_path = run_dir / checkpoint.SUMMARY_FILE
-        result["second"] = json.loads(summary_path.read_text()) if summary_path.exists() else None
-        result["csv"] = checkpoint.read_rewards_csv(str(run_dir))
-        yield result
-    finally:
-        head.stop()
-        shutil.rmtree(scratch, ignore_errors=True)
+    client = JobSubmissionClient(ray_head.dashboard_url)
+    # 1: the builder's command for the same cluster, fewer steps, no margin, a learner killed once
+    first = manifest.entrypoint(
+        spec, steps=FIRST_RUN_STEPS, min_reward_gain=None, learners=int(options["--learners"]),
+        generators=int(options["--generators"]), learner_cpus=float(options["--learner-cpus"]),
+        generator_cpus=float(options["--generator-cpus"]),
+        storage_uri=storage.join(storage_uri, manifest.OUTPUT_FOLDER))
+    fault_env = {**runtime_env, "env_vars": {**runtime_env["env_vars"], FAIL_AFTER_STEP_ENV: str(FAULT_AFTER_STEP)}}
+    status, logs, seconds = _run_job(client, "posttrain-first", shlex.join(first), fault_env)
+    assert status == JobStatus.SUCCEEDED, f"first run ended {status}:\n{logs[-6000:]}"
+    result["first"] = json.loads((run_dir / checkpoint.SUMMARY_FILE).read_text())
+    result["first_csv"] = checkpoint.read_rewards_csv(str(run_dir))
+    result["first_s"] = seconds
+    # 2: the rendered RayJob unchanged but for its storage folder, as KubeRay's retry would submit it
+    entrypoint = job["spec"]["entrypoint"].replace(spec.storage_uri, storage_uri)
+    status, logs, seconds = _run_job(client, "posttrain-rerun", entrypoint, runtime_env)
+    result.update(job_status=status, job_logs=logs, job_s=seconds, succeeded=status == JobStatus.SUCCEEDED)
+    summary_path = run_dir / checkpoint.SUMMARY_FILE
+    result["second"] = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    result["csv"] = checkpoint.read_rewards_csv(str(run_dir))
+    return result
 
 
 def _second(runs) -> dict:
