@@ -35,6 +35,7 @@ from park.components.spec import (
 from park.workloads import render_workloads
 from park.workloads.serve import app as serve_app
 from park.workloads.serve.config import serve_config
+from park_in_process import park_in_process
 from schemas import shipped_specs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,10 +48,16 @@ def stack_config(stack: str, **changes) -> dict:
     return {**config_from_stack_file(resolve_stack_file(stack)), **changes}
 
 
-def park(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess[str]:
+def park_script(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed console script in a fresh process (one test per command uses it)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PARK_")}
     return subprocess.run([str(PARK), *args], cwd=cwd or ROOT, env={**clean, **(env or {})}, capture_output=True,
                           text=True, timeout=120, check=False)
+
+
+def park(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess[str]:
+    """The same command in this process (no start-up of its own); an unhandled exception shows on stderr."""
+    return park_in_process(*args, cwd=cwd or ROOT, env=env)
 
 
 def pod_images(document: dict) -> list[tuple[bool, str]]:
@@ -172,7 +179,8 @@ def test_a_digest_pinned_image_needs_an_explicit_gpu_image_on_a_gpu_stack():
 
 
 def test_an_invalid_override_variable_is_reported_at_the_setting_it_replaces():
-    result = park("render", "kind", env={"PARK_WORKLOAD_IMAGE": "Not An Image"})
+    # a fresh process: components/versions.py reads the override variables when it is imported
+    result = park_script("render", "kind", env={"PARK_WORKLOAD_IMAGE": "Not An Image"})
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert re.search(r"(^|: )workloads\.image: .*from PARK_WORKLOAD_IMAGE", result.stderr, re.MULTILINE), result.stderr
 
@@ -288,7 +296,7 @@ def test_make_image_runs_park_image_build_for_the_chosen_stack():
 
 
 def test_park_image_without_docker_says_so_in_one_line(tmp_path):
-    result = park("image", "build", "kind", env={"PATH": str(tmp_path)})
+    result = park_script("image", "build", "kind", env={"PATH": str(tmp_path)})
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "docker is not installed or not on PATH" in result.stderr
 
@@ -329,7 +337,7 @@ def test_stage_model_of_a_hub_source_says_there_is_nothing_to_stage(tmp_path):
     config["config"]["park:models"][0]["source"] = "Qwen/Qwen2.5-0.5B-Instruct"
     stack = tmp_path / "Pulumi.mine.yaml"
     stack.write_text(yaml.safe_dump(config))
-    result = park("stage-model", str(stack), "Qwen/Qwen2.5-0.5B-Instruct", "--dry-run")
+    result = park_script("stage-model", str(stack), "Qwen/Qwen2.5-0.5B-Instruct", "--dry-run")
     assert result.returncode == 2 and "nothing to stage" in result.stderr
 
 
