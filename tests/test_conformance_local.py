@@ -1,34 +1,55 @@
-"""``park conformance --target local`` for real: an embedded Ray head, the three workloads, evidence.
+"""``park conformance --target local`` for real: an embedded Ray head, the workloads, evidence.
 
-The full run is expensive (Ray head, training, batch inference, vLLM on Serve), so it happens once per
-module and several tests read its evidence. Each failure injection is its own small run selected with
-``--only``, and each must end non-zero, name the failed check and why, and still write the evidence.
-Every run is the installed ``park`` command in a subprocess, in a fresh working folder.
+The full run is expensive (Ray head, training, batch inference, post-training, vLLM on Serve), so it happens
+once per module and several tests read its evidence. That evidence is also where the rendered workloads are
+proven to run: the train and batch checks submit the kind stack's RayJobs (entrypoint and runtimeEnvYAML)
+through Ray's Jobs API and the serve check PUTs the kind stack's Serve config to Serve's REST API, so tests
+here compare what the run logged and recorded with what ``park render kind`` gives, instead of running the
+workloads a second time.
+
+Failure injections share runs, each test reading its own check: one ``--keep`` run fails training (bar 1.0)
+and serving (a model path that does not exist) and keeps the checkpoints; one run without ``--keep`` loses
+batch rows, beside (at the same time as) the pytest form of the suite, so the same pair of runs shows a
+failed run cleaning up after itself, the pytest form's verdicts, and two concurrent runs not colliding.
+Every failing run must end non-zero, name the failed check and why, and still write the evidence. Every run
+is the installed ``park`` command (or ``pytest conformance/``) in a subprocess, in a fresh working folder.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import psutil
 import pytest
+import yaml
 from park.conformance.cli import INJECT_BATCH_ENV, INJECT_TRAIN_ENV
 from park.conformance.context import workdir_prefix
 from park.conformance.layers import workloads
 from park.conformance.targets import LOCAL_CHECKS
+from park.workloads.batch import manifest as batch_manifest
+from park.workloads.serve.config import serve_config
+from park.workloads.train import loop as train_loop
+from park.workloads.train import manifest as train_manifest
+from schemas import shipped_specs
 
 pytestmark = [pytest.mark.ray, pytest.mark.vllm]
 
 PARK = str(Path(sys.executable).parent / "park")
 FULL_RUN_TIMEOUT_S = 1200
+KIND = shipped_specs()["kind"]
+"""The stack a local run uses when none is given (its results.json names the file)."""
 
 
 def park(
@@ -69,17 +90,12 @@ def leftovers(run_id: str) -> list[str]:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     found += [str(p) for p in Path("/tmp").glob(f"{marker}*")]
-    import tempfile
-
     found += [str(p) for p in Path(tempfile.gettempdir()).glob(f"{marker}*") if str(p) not in found]
     return found
 
 
 def remove_kept(run_id: str) -> None:
     """Stop what a --keep run left (its Ray processes, by the run's temp dir in their command line)."""
-    import shutil
-    import tempfile
-
     marker = workdir_prefix(run_id)
     mine = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
@@ -96,6 +112,47 @@ def remove_kept(run_id: str) -> None:
     psutil.wait_procs(mine, timeout=10)
     for folder in Path(tempfile.gettempdir()).glob(f"{marker}*"):
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def command_and_flags(entrypoint: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """An entrypoint's command (``python -m <module>``) and its ``--flag value`` pairs, in order."""
+    argv = shlex.split(entrypoint)
+    first = next(i for i, arg in enumerate(argv) if arg.startswith("--"))
+    rest = argv[first:]
+    assert len(rest) % 2 == 0 and all(arg.startswith("--") for arg in rest[::2]), entrypoint
+    return argv[:first], list(zip(rest[::2], rest[1::2], strict=True))
+
+
+def scratch_storage(run_id: str, uri: str) -> str:
+    """The storage root ``uri`` starts with, which must be the run's: ``storage`` in its scratch folder."""
+    root = re.match(
+        rf"file://{re.escape(tempfile.gettempdir())}/{re.escape(workdir_prefix(run_id))}[^/]+/storage(?=/)",
+        uri,
+    )
+    assert root, f"{uri} is not under the run's scratch storage"
+    return root.group(0)
+
+
+def submitted_job(out: Path, submission_id: str) -> tuple[str, dict]:
+    """(entrypoint, runtime_env) of a job the run submitted through the Jobs API, as e2e.log records it."""
+    logged = re.search(
+        rf"submitting job {re.escape(submission_id)}: (.*) \(runtime_env (\{{.*\}})\)$",
+        (out / "e2e.log").read_text(),
+        re.MULTILINE,
+    )
+    assert logged, f"e2e.log records no submission of {submission_id}"
+    return logged.group(1), ast.literal_eval(logged.group(2))
+
+
+def as_submitted_locally(runtime_env_yaml: str) -> dict:
+    """A rendered runtimeEnvYAML as the local target submits it: token auth off for the run's own head."""
+    runtime_env = yaml.safe_load(runtime_env_yaml)
+    return {**runtime_env, "env_vars": {**runtime_env["env_vars"], "RAY_AUTH_MODE": "disabled"}}
+
+
+def run_name(run_id: str) -> str:
+    """``park-conf-<run id>``: what a run names everything it creates (RunContext.name)."""
+    return f"park-conf-{run_id}"
 
 
 # --- the full local run ---------------------------------------------------------------------------
@@ -204,65 +261,195 @@ def test_the_run_leaves_nothing_behind(full_run):
     assert leftovers(results_of(out)["run_id"]) == []
 
 
+def test_the_train_check_ran_the_kind_stacks_rendered_rayjob_through_the_jobs_api_for_every_epoch(full_run):
+    """The job the train check submitted is the kind stack's training RayJob as ``park render kind`` gives it
+    (train_manifest.build_rayjob): the same command and flags with the same values, but for the storage root (the
+    run's scratch storage for the kind nodes' host folder, absent here) and the run's own --run-name; the
+    same runtimeEnvYAML (plus token auth off for the run's head). It SUCCEEDED and left one checkpoint per epoch."""
+    _, out, _ = full_run
+    results = results_of(out)
+    assert Path(results["environment"]["stack"]).name == "Pulumi.kind.yaml"
+    details = checks_of(out)["workloads.train"]["details"]
+    name = f"{run_name(results['run_id'])}-train"
+    entrypoint, runtime_env = submitted_job(out, name)
+    assert entrypoint == details["entrypoint"]
+    command, flags = command_and_flags(entrypoint)
+    root = scratch_storage(results["run_id"], dict(flags)["--storage-uri"])
+    rendered = train_manifest.build_rayjob(KIND)
+    rendered_command, rendered_flags = command_and_flags(rendered["spec"]["entrypoint"])
+    expected = [
+        (flag, name if flag == "--run-name" else value.replace(KIND.storage_uri, root))
+        for flag, value in rendered_flags
+    ]
+    assert (command, flags) == (rendered_command, expected)
+    assert runtime_env == as_submitted_locally(rendered["spec"]["runtimeEnvYAML"])
+    assert details["job_status"] == "SUCCEEDED"
+    epochs = range(1, train_manifest.DEFAULT_EPOCHS + 1)
+    assert details["epochs"] == len(details["accuracies"]) == len(epochs)
+    assert [uri.rsplit("/", 1)[-1] for uri in details["checkpoints"]] == [
+        train_loop.checkpoint_dir_name(epoch) for epoch in epochs
+    ]
+    assert details["latest_checkpoint"]["epoch"] == epochs[-1]
+
+
+def test_the_batch_check_ran_the_kind_stacks_rendered_rayjob_through_the_jobs_api_exactly_once_per_row(
+    full_run,
+):
+    """The job the batch check submitted is the kind stack's batch RayJob as ``park render kind`` gives it
+    (batch_manifest.build_rayjob): the same command and flags with the same values, but for the storage root,
+    the run's own output folder and --rows (the check's smaller BATCH_ROWS); the same runtimeEnvYAML (plus token
+    auth off). It SUCCEEDED; the check read every input id back exactly once, and the workload's own verdict
+    and its ``_SUCCESS`` marker agree."""
+    _, out, _ = full_run
+    results = results_of(out)
+    details = checks_of(out)["workloads.batch"]["details"]
+    name = f"{run_name(results['run_id'])}-batch"
+    entrypoint, runtime_env = submitted_job(out, name)
+    assert entrypoint == details["entrypoint"]
+    command, flags = command_and_flags(entrypoint)
+    root = scratch_storage(results["run_id"], dict(flags)["--input-uri"])
+    rendered = batch_manifest.build_rayjob(KIND)
+    rendered_command, rendered_flags = command_and_flags(rendered["spec"]["entrypoint"])
+    run_changes = {"--output-uri": f"{root}/batch/{name}", "--rows": str(workloads.BATCH_ROWS)}
+    expected = [
+        (flag, run_changes.get(flag, value.replace(KIND.storage_uri, root))) for flag, value in rendered_flags
+    ]
+    assert (command, flags) == (rendered_command, expected)
+    assert runtime_env == as_submitted_locally(rendered["spec"]["runtimeEnvYAML"])
+    assert details["job_status"] == "SUCCEEDED"
+    assert details["rows_in"] == details["rows_out"] == workloads.BATCH_ROWS and details["exact"] is True
+    assert details["job_verdict"] is True and details["success_marker"] is True
+
+
+def test_the_serve_check_deployed_the_kind_stacks_serve_config_and_answered_as_transformers_does(full_run):
+    """What the serve check PUT to Serve's REST API is the kind stack's serve_config (which
+    tests/test_serve_deploy.py proves is the rendered RayService's serveConfigV2) with only the model's source
+    changed (the tiny Llama built in the run's scratch folder, for the kind nodes' host folder) and the run's
+    own HTTP options; the answer named the kind model and equals transformers' greedy output of that model."""
+    _, out, _ = full_run
+    details = checks_of(out)["workloads.serve"]["details"]
+    logged = re.search(r"deploying Serve config: (.*)$", (out / "e2e.log").read_text(), re.MULTILINE)
+    assert logged, "e2e.log records no Serve deploy"
+    deployed = json.loads(logged.group(1))
+    (model,) = KIND.models
+    moved = KIND.model_copy(update={"models": [model.model_copy(update={"source": details["model_path"]})]})
+    http = {"host": "127.0.0.1", "port": deployed["http_options"]["port"]}
+    assert deployed == {**serve_config(moved), "proxy_location": "HeadOnly", "http_options": http}
+    assert details["model_path"].startswith(
+        f"{tempfile.gettempdir()}/{workdir_prefix(results_of(out)['run_id'])}"
+    )
+    assert details["model"] == model.name
+    assert details["content"] == details["reference_text"] and details["usage"]["completion_tokens"] > 0
+
+
 # --- failure injection ------------------------------------------------------------------------------
 
 
-def test_a_model_path_that_does_not_exist_fails_workloads_serve(tmp_path):
+@pytest.fixture(scope="module")
+def kept_failures(tmp_path_factory):
+    """One --keep run in which training misses an injected bar of 1.0 and serving gets a model path that does
+    not exist; what it kept is removed after the module."""
+    cwd = tmp_path_factory.mktemp("kept-failures")
+    out = cwd / "ev"
     proc = park(
-        "--only", "workloads.serve", "--model", "/nonexistent", "--out", str(tmp_path / "ev"), cwd=tmp_path
+        "--only",
+        "workloads.train,workloads.serve",
+        "--model",
+        "/nonexistent",
+        "--keep",
+        "--out",
+        str(out),
+        cwd=cwd,
+        env={INJECT_TRAIN_ENV: "1.0"},
     )
+    yield proc, out
+    remove_kept(results_of(out)["run_id"])
+
+
+@pytest.fixture(scope="module")
+def failing_batch_beside_pytest_form(tmp_path_factory):
+    """Two runs started together: ``park conformance --only storage,workloads.batch`` losing 25 batch rows
+    (no --keep), and the pytest form of the suite on the first layers. (pytest-form process, its evidence,
+    CLI process, its output, its evidence) once both ended."""
+    cwd = tmp_path_factory.mktemp("concurrent")
+    logs = {name: (cwd / f"{name}.log").open("w+") for name in ("pytest", "cli")}
+    pytest_form = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(Path(__file__).parents[1] / "conformance"),
+            "-k",
+            "infrastructure.host or operators.ray-head or storage",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--evidence",
+            str(cwd / "ev-pytest"),
+        ],
+        cwd=cwd,
+        stdout=logs["pytest"],
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    cli = subprocess.Popen(
+        [PARK, "conformance", "--only", "storage,workloads.batch", "--out", str(cwd / "ev-cli")],
+        cwd=cwd,
+        env={**os.environ, INJECT_BATCH_ENV: "25"},
+        stdout=logs["cli"],
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    for proc in (pytest_form, cli):
+        proc.wait(timeout=600)
+    output = {}
+    for name, log in logs.items():
+        log.seek(0)
+        output[name] = log.read()
+        log.close()
+    return pytest_form, output["pytest"], cwd / "ev-pytest", cli, output["cli"], cwd / "ev-cli"
+
+
+def test_a_model_path_that_does_not_exist_fails_workloads_serve(kept_failures):
+    proc, out = kept_failures
     assert proc.returncode == 1, proc.stdout[-3000:]
     assert (
         "FAILED workloads.serve: --model /nonexistent: model path '/nonexistent' does not exist"
         in proc.stdout
     )
-    check = checks_of(tmp_path / "ev")["workloads.serve"]
+    check = checks_of(out)["workloads.serve"]
     assert check["status"] == "failed"
-    junit = ET.parse(tmp_path / "ev" / "junit.xml").getroot()
+    junit = ET.parse(out / "junit.xml").getroot()
     failure = next(c for c in junit.iter("testcase") if c.get("name") == "workloads.serve").find("failure")
     assert "/nonexistent" in failure.get("message")
-    assert results_of(tmp_path / "ev")["verdict"] == "failed"
+    assert results_of(out)["verdict"] == "failed"
 
 
-def test_training_that_misses_its_accuracy_bar_fails_and_keeps_its_checkpoints(tmp_path):
-    proc = park(
-        "--only",
-        "workloads.train",
-        "--keep",
-        "--out",
-        str(tmp_path / "ev"),
-        cwd=tmp_path,
-        env={INJECT_TRAIN_ENV: "1.0"},
-    )
-    run_id = results_of(tmp_path / "ev")["run_id"]
-    try:
-        assert proc.returncode == 1, proc.stdout[-3000:]
-        assert "FAILED workloads.train: final test accuracy 0." in proc.stdout
-        assert re.search(
-            r"is below the bar 1 after 3 epoch\(s\) on (cpu|cuda) \(job FAILED\); checkpoints kept at "
-            r"file://",
-            proc.stdout,
-        )
-        details = checks_of(tmp_path / "ev")["workloads.train"]["details"]
-        checkpoints = [Path(uri.removeprefix("file://")) for uri in details["checkpoints"]]
-        assert checkpoints and all((c / "state.pt").is_file() for c in checkpoints)  # left readable
-        assert results_of(tmp_path / "ev")["options"]["injections"] == ["train min accuracy 1.0"]
-    finally:
-        remove_kept(run_id)
-
-
-def test_batch_that_loses_rows_fails_naming_the_missing_ids(tmp_path):
-    proc = park(
-        "--only", "workloads.batch", "--out", str(tmp_path / "ev"), cwd=tmp_path, env={INJECT_BATCH_ENV: "25"}
-    )
+def test_training_that_misses_its_accuracy_bar_fails_and_keeps_its_checkpoints(kept_failures):
+    proc, out = kept_failures
     assert proc.returncode == 1, proc.stdout[-3000:]
-    assert (
-        "FAILED workloads.batch: output is not exactly the input rows: 25 of 2000 input ids missing"
-        in proc.stdout
+    assert "FAILED workloads.train: final test accuracy 0." in proc.stdout
+    assert re.search(
+        r"is below the bar 1 after 3 epoch\(s\) on (cpu|cuda) \(job FAILED\); checkpoints kept at file://",
+        proc.stdout,
     )
-    details = checks_of(tmp_path / "ev")["workloads.batch"]["details"]
+    details = checks_of(out)["workloads.train"]["details"]
+    checkpoints = [Path(uri.removeprefix("file://")) for uri in details["checkpoints"]]
+    assert checkpoints and all((c / "state.pt").is_file() for c in checkpoints)  # left readable
+    assert results_of(out)["options"]["injections"] == ["train min accuracy 1.0"]
+
+
+def test_batch_that_loses_rows_fails_naming_the_missing_ids_and_the_failed_run_cleans_up(
+    failing_batch_beside_pytest_form,
+):
+    *_, cli, output, out = failing_batch_beside_pytest_form
+    assert cli.returncode == 1, output[-3000:]
+    assert (
+        "FAILED workloads.batch: output is not exactly the input rows: 25 of 2000 input ids missing" in output
+    )
+    details = checks_of(out)["workloads.batch"]["details"]
     assert (details["missing"], details["rows_out"]) == (25, 1975)
-    assert leftovers(results_of(tmp_path / "ev")["run_id"]) == []
+    assert leftovers(results_of(out)["run_id"]) == []
 
 
 # --- interruption, concurrency, usage errors ---------------------------------------------------------
@@ -293,20 +480,13 @@ def test_an_interrupted_run_writes_evidence_and_cleans_up(tmp_path, signum):
     assert leftovers(results["run_id"]) == []
 
 
-def test_two_concurrent_runs_do_not_collide(tmp_path):
-    runs = [
-        subprocess.Popen(
-            [PARK, "conformance", "--only", "storage", "--out", str(tmp_path / f"ev{i}")],
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    outputs = [run.communicate(timeout=600)[0] for run in runs]
-    assert [run.returncode for run in runs] == [0, 0], outputs
-    first, second = (checks_of(tmp_path / f"ev{i}") for i in range(2))
+def test_two_concurrent_runs_do_not_collide(failing_batch_beside_pytest_form):
+    """Started together, each run has a Ray head on ports of its own and storage of its own, and the storage
+    check passes in both."""
+    _, _, pytest_evidence, _, _, cli_evidence = failing_batch_beside_pytest_form
+    first, second = checks_of(pytest_evidence), checks_of(cli_evidence)
+    for checks in (first, second):
+        assert checks["operators.ray-head"]["status"] == checks["storage.read-write"]["status"] == "passed"
     assert first["operators.ray-head"]["details"]["ports"] != second["operators.ray-head"]["details"]["ports"]
     assert first["storage.read-write"]["details"]["uri"] != second["storage.read-write"]["details"]["uri"]
 
@@ -335,30 +515,11 @@ def test_usage_errors_exit_2_with_the_reason(tmp_path):
     assert listing.returncode == 0 and "workloads.serve" in listing.stdout
 
 
-def test_pytest_form_runs_the_same_checks(tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(Path(__file__).parents[1] / "conformance"),
-            "-k",
-            "infrastructure.host or operators.ray-head or storage",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--evidence",
-            str(tmp_path / "ev"),
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    assert "3 passed" in proc.stdout
-    names = {c["name"]: c["status"] for c in results_of(tmp_path / "ev")["checks"]}
+def test_pytest_form_runs_the_same_checks(failing_batch_beside_pytest_form):
+    proc, output, evidence, *_ = failing_batch_beside_pytest_form
+    assert proc.returncode == 0, output[-3000:]
+    assert "3 passed" in output
+    names = {c["name"]: c["status"] for c in results_of(evidence)["checks"]}
     assert names == {
         "infrastructure.host": "passed",
         "operators.ray-head": "passed",

@@ -370,13 +370,17 @@ def local_batch(machine: LocalMachine, ctx: RunContext) -> Passed:
             f"batch job {status} although its output holds every input row: {message}; last output: {tail(logs)}",
             details,
         )
-    summary_uri = storage.join(output_uri, "summary.json")
+    from park.workloads.batch import pipeline  # numpy, under the batch pipeline, is the workloads extra
+
+    summary_uri = storage.join(output_uri, pipeline.SUMMARY_FILE)
     summary = json.loads(storage.read_text(summary_uri)) if storage.exists(summary_uri) else {}
     details.update(
         {
             "device": summary.get("device"),
             "rows_per_second": summary.get("rows_per_second"),
             "label_counts": dict(Counter(labels)),
+            "job_verdict": summary.get("passed"),  # the workload's own exactness verdict, beside ours
+            "success_marker": storage.exists(storage.join(output_uri, pipeline.SUCCESS_FILE)),
         }
     )
     if ctx.options.gpu == "require" and summary.get("device") != "cuda":
