@@ -19,6 +19,7 @@ from park.workloads.batch.pipeline import (
     BatchInputError,
     RowsMismatch,
     compare_ids,
+    ensure_input,
     preprocess,
     run_pipeline,
 )
@@ -76,57 +77,84 @@ def test_same_input_and_output_is_refused():
 
 
 @pytest.fixture(scope="module")
-def shared_input(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("batch-input")
+def shared_input(local_ray, tmp_path_factory) -> Path:
+    """The module's input: ROWS rows, generated once (by Ray Data, as a job does) for every run here."""
+    folder = tmp_path_factory.mktemp("batch-input")
+    ensure_input(BatchConfig(input_uri=str(folder), output_uri=str(folder.with_name("unused")), rows=ROWS))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def run_with_a_task_failure(shared_input, tmp_path_factory) -> dict:
+    """One run that carries the exactly-once checks: the first preprocessing task kills its process once and
+    Ray retries it. Batches of 100 make six blocks of 200 rows (BATCHES_PER_BLOCK), so the crash hits one
+    block of several and each of the two vision actors gets several batches."""
+    output = tmp_path_factory.mktemp("batch-fault")
+    summary = run_pipeline(BatchConfig(input_uri=str(shared_input), output_uri=str(output), rows=ROWS,
+                                       fail_once=True, batch_size=100))
+    return {"summary": summary, "output": output}
+
+
+@pytest.fixture(scope="module")
+def run_that_drops_rows(shared_input, tmp_path_factory) -> dict:
+    """A run that silently loses 5 rows, as found when it ends (the rerun test then reruns onto its output).
+    Batches of 100 make it write six files, more than a run with the default batch size writes (three)."""
+    output = tmp_path_factory.mktemp("batch-dropped")
+    with pytest.raises(RowsMismatch) as raised:
+        run_pipeline(BatchConfig(input_uri=str(shared_input), output_uri=str(output), rows=ROWS,
+                                 batch_size=100, drop_rows_for_testing=5))
+    return {"error": str(raised.value), "output": output, "summary": json.loads((output / "summary.json").read_text()),
+            "committed": (output / SUCCESS_FILE).exists(), "ids": ids_in(output / "data"),
+            "files": sorted(path.name for path in (output / "data").iterdir())}
 
 
 @pytest.mark.ray
-def test_output_ids_are_exactly_the_input_ids(local_ray, shared_input, tmp_path):
-    summary = run_pipeline(BatchConfig(input_uri=str(shared_input), output_uri=str(tmp_path), rows=ROWS))
-    out_ids = ids_in(tmp_path / "data")
+def test_output_ids_are_exactly_the_input_ids(shared_input, run_with_a_task_failure):
+    summary, output = run_with_a_task_failure["summary"], run_with_a_task_failure["output"]
+    out_ids = ids_in(output / "data")
     assert sorted(out_ids) == sorted(ids_in(shared_input)) == [data.row_id(i) for i in range(ROWS)]
     assert len(set(out_ids)) == len(out_ids)
-    assert summary["exact"] and (tmp_path / SUCCESS_FILE).exists()
-    table = pads.dataset(tmp_path / "data", format="parquet").to_table()
+    assert summary["exact"] and (output / SUCCESS_FILE).exists()
+    table = pads.dataset(output / "data", format="parquet").to_table()
     assert {"id", "text", "text_flagged", "image_label", "image_score"} <= set(table.column_names)
     # no GPU: decoding runs inside the vision actors (one fused operator), so pixels skip the object store
-    stats = (tmp_path / STATS_FILE).read_text()
+    stats = (output / STATS_FILE).read_text()
     assert "MapBatches(preprocess)->MapBatches(VisionClassifier)" in stats, stats[:2000]
 
 
 @pytest.mark.ray
-def test_exactly_once_after_an_injected_task_failure(local_ray, shared_input, tmp_path):
-    summary = run_pipeline(BatchConfig(input_uri=str(shared_input), output_uri=str(tmp_path), rows=ROWS,
-                                       fail_once=True, batch_size=100))
-    assert summary["injected_fault"] is not None, "the fault hook did not fire"
-    out_ids = ids_in(tmp_path / "data")
+def test_exactly_once_after_an_injected_task_failure(run_with_a_task_failure):
+    assert run_with_a_task_failure["summary"]["injected_fault"] is not None, "the fault hook did not fire"
+    out_ids = ids_in(run_with_a_task_failure["output"] / "data")
     assert sorted(out_ids) == [data.row_id(i) for i in range(ROWS)]
 
 
 @pytest.mark.ray
-def test_a_rerun_overwrites_its_output_instead_of_appending(local_ray, shared_input, tmp_path):
-    config = BatchConfig(input_uri=str(shared_input), output_uri=str(tmp_path), rows=ROWS)
-    run_pipeline(config)
-    run_pipeline(config)
-    assert sorted(ids_in(tmp_path / "data")) == [data.row_id(i) for i in range(ROWS)]
-
-
-@pytest.mark.ray
-def test_dropped_rows_fail_the_job_and_leave_partial_output_readable(local_ray, shared_input, tmp_path):
-    with pytest.raises(RowsMismatch, match="5 missing"):
-        run_pipeline(BatchConfig(input_uri=str(shared_input), output_uri=str(tmp_path), rows=ROWS,
-                                 drop_rows_for_testing=5))
-    summary = json.loads((tmp_path / "summary.json").read_text())
+def test_dropped_rows_fail_the_job_and_leave_partial_output_readable(run_that_drops_rows):
+    assert "5 missing" in run_that_drops_rows["error"]
+    summary = run_that_drops_rows["summary"]
     assert summary["missing"] == 5 and summary["passed"] is False
-    assert not (tmp_path / SUCCESS_FILE).exists()
-    assert len(ids_in(tmp_path / "data")) == ROWS - 5
+    assert not run_that_drops_rows["committed"]
+    assert len(run_that_drops_rows["ids"]) == ROWS - 5
 
 
 @pytest.mark.ray
-def test_input_with_another_row_count_is_a_clear_error(local_ray, shared_input, tmp_path):
-    run_pipeline(BatchConfig(input_uri=str(shared_input), output_uri=str(tmp_path), rows=ROWS))
+def test_a_rerun_overwrites_its_output_instead_of_appending(shared_input, run_that_drops_rows):
+    """The rerun of a failed job onto its output: an appending write would keep the failed run's files that
+    this run does not rewrite, and their ids would show up twice."""
+    output = run_that_drops_rows["output"]
+    summary = run_pipeline(BatchConfig(input_uri=str(shared_input), output_uri=str(output), rows=ROWS))
+    assert set(run_that_drops_rows["files"]) - set(summary["files"]), "the rerun rewrote every earlier file"
+    assert sorted(ids_in(output / "data")) == [data.row_id(i) for i in range(ROWS)]
+
+
+@pytest.mark.ray
+def test_input_with_another_row_count_is_a_clear_error(shared_input, tmp_path):
+    """Refused before anything runs, and an output an earlier run committed stays committed."""
+    (tmp_path / SUCCESS_FILE).write_text("{}")
     with pytest.raises(BatchInputError, match=f"holds {ROWS} rows"):
         run_pipeline(BatchConfig(input_uri=str(shared_input), output_uri=str(tmp_path), rows=ROWS + 1))
+    assert (tmp_path / SUCCESS_FILE).exists(), "the refused run took back the earlier run's _SUCCESS"
 
 
 @pytest.mark.ray
@@ -134,7 +162,7 @@ def test_input_with_another_row_count_is_a_clear_error(local_ray, shared_input, 
 @pytest.mark.skipif(importlib.util.find_spec("park.workloads.serve.tiny") is None,
                     reason="the tiny Llama builder (park.workloads.serve.tiny) is not in this checkout")
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed")
-def test_llm_stage_answers_every_row(local_ray, shared_input, tmp_path):
+def test_llm_stage_answers_every_row(local_ray, tmp_path):
     from park.workloads.serve.tiny import build_tiny_llama
 
     model = build_tiny_llama(tmp_path / "tiny-llama")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 from park.workloads.train import data
+from park.workloads.train.cli import app
 from park.workloads.train.loop import HISTORY_FILE, STATE_FILE, checkpoint_dir_name
 from park.workloads.train.run import SUMMARY_FILE, TrainConfig, decide_gpu, run_training
+from typer.testing import CliRunner
 
 EPOCHS = 3
 CRASH_EPOCH = 2
-CLI_TIMEOUT_S = 240
 
 
 # --- the data, without Ray ------------------------------------------------------------------------
@@ -93,11 +94,28 @@ def test_killed_worker_resumes_from_the_last_checkpoint_losing_at_most_one_epoch
     assert crashed_run["device"] == "cpu" and crashed_run["backend"] == "gloo"
 
 
+@pytest.fixture(scope="module")
+def rerun_below_the_bar(local_ray, crashed_run, tmp_path_factory) -> dict:
+    """The crashed run, copied to storage of its own (so the crashed run's files stay as it left them),
+    rerun under the same name through the job's command line for one more epoch with a bar it cannot reach.
+
+    One run for two tests: a rerun continuing from the latest checkpoint and a missed bar exiting 1 with its
+    checkpoints kept are independent outcomes of the same job (one Ray Train start instead of two). The
+    command runs in this process, on the module's driver: a new Python process would spend seconds
+    importing torch and connecting to Ray (the test of bad arguments runs the module as a process)."""
+    storage = tmp_path_factory.mktemp("train-rerun")
+    shutil.copytree(Path(crashed_run["run_uri"].removeprefix("file://")), storage / "crash")
+    summary_path = storage / "summary-copy.json"
+    result = CliRunner().invoke(
+        app, ["--storage-uri", f"file://{storage}", "--run-name", "crash", "--epochs", str(EPOCHS + 1),
+              "--num-workers", "1", "--min-accuracy", "0.999", "--summary-path", str(summary_path)])
+    return {"result": result, "summary_path": summary_path, "run_dir": storage / "crash"}
+
+
 @pytest.mark.ray
-def test_rerun_under_the_same_name_continues_from_the_latest_checkpoint(crashed_run, storage_dir):
-    config = TrainConfig(storage_uri=f"file://{storage_dir}", run_name="crash", epochs=EPOCHS + 1, num_workers=2)
-    summary = run_training(config)
-    assert summary["resumed_from"] == EPOCHS
+def test_rerun_under_the_same_name_continues_from_the_latest_checkpoint(crashed_run, rerun_below_the_bar):
+    summary = json.loads(rerun_below_the_bar["summary_path"].read_text())
+    assert summary["resumed_from"] == EPOCHS, rerun_below_the_bar["result"].output[-3000:]
     assert summary["epochs"] == list(range(1, EPOCHS + 2))
     assert summary["losses"][:EPOCHS] == crashed_run["losses"]  # history carried over, not retrained
 
@@ -109,17 +127,13 @@ def test_gpu_choice_auto_falls_back_to_cpu_without_cluster_gpus(local_ray):
 
 
 @pytest.mark.ray
-def test_accuracy_below_the_bar_exits_1_and_keeps_checkpoints(local_ray, storage_dir, tmp_path):
-    summary_path = tmp_path / "summary.json"
-    env = {**os.environ, "RAY_ADDRESS": local_ray, "RAY_AUTH_MODE": "disabled"}
-    result = subprocess.run(
-        [sys.executable, "-m", "park.workloads.train", "--storage-uri", f"file://{storage_dir}",
-         "--run-name", "bar", "--epochs", "1", "--num-workers", "1", "--min-accuracy", "0.999",
-         "--summary-path", str(summary_path)],
-        capture_output=True, text=True, env=env, timeout=CLI_TIMEOUT_S, check=False)
-    assert result.returncode == 1, result.stderr[-3000:]
+def test_accuracy_below_the_bar_exits_1_and_keeps_checkpoints(rerun_below_the_bar):
+    result = rerun_below_the_bar["result"]
+    assert isinstance(result.exception, SystemExit), result.exception  # an exit, not an error escaping
+    assert result.exit_code == 1, result.output[-3000:]
     assert "below --min-accuracy 0.999" in result.stderr
-    summary = json.loads(summary_path.read_text())
+    summary = json.loads(rerun_below_the_bar["summary_path"].read_text())
     assert summary["passed"] is False and summary["final_accuracy"] < 0.999
-    state = torch.load(storage_dir / "bar" / checkpoint_dir_name(1) / STATE_FILE, weights_only=True)
-    assert state["epoch"] == 1
+    state = torch.load(rerun_below_the_bar["run_dir"] / checkpoint_dir_name(EPOCHS + 1) / STATE_FILE,
+                       weights_only=True)
+    assert state["epoch"] == EPOCHS + 1

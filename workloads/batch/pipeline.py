@@ -287,12 +287,12 @@ def run_pipeline(config: BatchConfig) -> dict[str, Any]:
     # predicate push-down uses, and this pipeline reads every row. V1 reads the footers in its read tasks.
     context.use_datasource_v2 = False
     started = time.time()
+    ensure_input(config)  # first: an input that does not match the request leaves the output as it was
     for leftover in (SUCCESS_FILE, FAULT_MARKER_FILE):  # this run is not committed (yet), nor fault-injected
         uri = storage.join(config.output_uri, leftover)
         if storage.exists(uri):
             filesystem, path = storage.resolve(uri)
             filesystem.delete_file(path)
-    ensure_input(config)
     if not storage.exists(config.model_uri):
         from park.workloads.batch.model import (  # imports torch: only when the model is missing
             build_vision_model,

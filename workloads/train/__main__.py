@@ -4,6 +4,6 @@ from park.extras import require_extra
 
 if __name__ == "__main__":
     require_extra("workloads", "ray", "torch", "pyarrow", command="python -m park.workloads.train")
-    from park.workloads.train.cli import main  # optional extra: workloads (imports torch), checked above
+    from park.workloads.train.cli import main  # optional extra: workloads, checked above
 
     main()

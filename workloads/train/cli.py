@@ -9,7 +9,7 @@ import sys
 from typing import Annotated
 
 import typer
-from park.workloads.train.run import FAIL_AT_EPOCH_ENV
+from park.workloads.train.run import FAIL_AT_EPOCH_ENV, AccuracyBelowBar, TrainConfig, run_training
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -37,12 +37,6 @@ def train(
         envvar=FAIL_AT_EPOCH_ENV, hidden=True, help="Test only: kill one worker in this epoch, once per run.")] = None,
 ) -> None:
     """Data-parallel training of a small CNN on glyph digits with Ray Train, a checkpoint per epoch."""
-    from park.workloads.train.run import (  # start-up time: 8.5 s (torch)
-        AccuracyBelowBar,
-        TrainConfig,
-        run_training,
-    )
-
     try:
         config = TrainConfig(storage_uri=storage_uri, run_name=run_name, epochs=epochs, num_workers=num_workers,
                              use_gpu=use_gpu.value, cpus_per_worker=cpus_per_worker, min_accuracy=min_accuracy,

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from park.workloads import storage
-from park.workloads.train.loop import CHECKPOINT_PREFIX, train_loop_per_worker
 
 FAIL_AT_EPOCH_ENV = "PARK_TRAIN_FAIL_AT_EPOCH"
 """Test hook: kill one worker halfway through this epoch, once per run (see loop._maybe_inject_crash)."""
@@ -88,6 +87,9 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
     Raises :class:`AccuracyBelowBar` after writing the summary when the bar is missed, and
     ``ray.train.TrainingFailedError`` when training fails beyond ``max_failures`` (checkpoints stay)."""
     _ensure_ray()
+    from park.workloads.train.loop import (  # start-up time: torch (1.6 s), which argument errors skip
+        train_loop_per_worker,
+    )
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -129,6 +131,8 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
 
 def _summary(config: TrainConfig, history: dict[str, Any] | None, use_gpu: bool, seconds: float,
              error: Exception | None) -> dict[str, Any]:
+    from park.workloads.train.loop import CHECKPOINT_PREFIX  # start-up time: torch, as in run_training
+
     history = history or {"epochs": [], "losses": [], "accuracies": [], "resumes": []}
     checkpoints = [storage.join(config.run_uri, name) for name in storage.list_names(config.run_uri)
                    if name.startswith(CHECKPOINT_PREFIX)]
