@@ -17,7 +17,11 @@ What "checked" means:
   runs as ``--help`` and every option shown must be one it has; so do the ``park`` commands not run here.
 
 Each distinct command line runs once per session, in a folder of its own (``/tmp/...`` and the kind stack's
-``/mnt/park-storage`` are mapped into that folder, ``$HOME`` too, and ``KUBECONFIG`` points nowhere).
+``/mnt/park-storage`` are mapped into that folder, ``$HOME`` too, and ``KUBECONFIG`` points nowhere). ``park``
+commands other than ``conformance`` and ``--version`` run in this process, through typer's CliRunner on the
+``park.cli:app`` the console script calls (:func:`test_the_console_script_is_the_app_run_in_process`): a fresh
+``park`` would spend seconds importing and rendering what this process has imported and rendered already.
+``conformance`` (threads, signal handlers, its own logging) and ``--version`` run the console script.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from park_in_process import park_in_process
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "workloads").glob("*/README.md")])
@@ -67,6 +72,9 @@ PARK_NOT_RUN: dict[str, str] = {
 with ``--dry-run`` only print what they would do, and run here."""
 
 PARK_RUN = ("render", "cost", "kind-config", "tiny-model", "--version")
+
+PARK_IN_A_FRESH_PROCESS = ("conformance", "--version")
+"""``park`` commands run as the console script (the others run in this process, see the module docstring)."""
 
 
 # --- reading the docs ---------------------------------------------------------------------------------
@@ -307,11 +315,15 @@ def run(argv: tuple[str, ...], env: tuple[tuple[str, str], ...], files: dict[str
         (cwd / name).write_text(text)
     program = argv[0] if argv[0] == "make" else str(VENV_BIN / argv[0])
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("PARK_", "PYTEST_"))}
-    full_env = {**clean, "HOME": str(cwd / "home"), "KUBECONFIG": str(cwd / "no-kubeconfig"),
-                "COLUMNS": "200", **{k: mapped(v, cwd) for k, v in env}}
+    settings = {"HOME": str(cwd / "home"), "KUBECONFIG": str(cwd / "no-kubeconfig"), "COLUMNS": "200",
+                **{k: mapped(v, cwd) for k, v in env}}
     cwd_for_program = ROOT if argv[0] in ("make", "pytest") else cwd  # make and pytest read the checkout
-    done = subprocess.run([program, *(mapped(a, cwd) for a in argv[1:])], cwd=cwd_for_program, env=full_env,
-                          capture_output=True, text=True, timeout=600, check=False)
+    args = [mapped(a, cwd) for a in argv[1:]]
+    if argv[0] == "park" and (args or [""])[0] not in PARK_IN_A_FRESH_PROCESS:
+        done = park_in_process(*args, cwd=cwd_for_program, env=settings, unset_prefixes=("PARK_", "PYTEST_"))
+    else:
+        done = subprocess.run([program, *args], cwd=cwd_for_program, env={**clean, **settings},
+                              capture_output=True, text=True, timeout=600, check=False)
     result = Run(cwd, done.returncode, done.stdout + done.stderr)
     _RUNS[key] = result
     return result
@@ -380,6 +392,19 @@ def test_every_command_shown_is_run_here_or_excused():
     unknown = [s.id for s in SHOWN if plan(s).not_run == UNCLASSIFIED]
     assert not unknown, "commands neither run nor excused (classify them in tests/test_docs_commands.py):\n" + \
         "\n".join(unknown)
+
+
+def test_the_console_script_is_the_app_run_in_process():
+    """What lets most ``park`` commands run in this process: ``.venv/bin/park`` is the entry point of the
+    installed park-stack, and that entry point is ``park.cli:app``."""
+    from importlib.metadata import distribution
+
+    from park.cli import app
+
+    assert (VENV_BIN / "park").is_file(), f"no park console script in {VENV_BIN}"
+    (script,) = [e for e in distribution("park-stack").entry_points if e.group == "console_scripts" and
+                 e.name == "park"]
+    assert script.load() is app, script.value
 
 
 def test_every_reason_not_to_run_is_still_needed():
