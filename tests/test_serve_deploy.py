@@ -6,7 +6,7 @@ dashboard) is played by the session's local head (tests/conftest.py) and Serve's
 KubeRay calls. The serveConfigV2 is the kind stack's as rendered by ``build_rayservice``, with one change made on
 the spec before rendering: the model source (``file:///mnt/park-storage/models/tiny-llama``, a host folder of
 the kind nodes, absent here) points at a tiny Llama built in tmp. The Serve HTTP proxy is started first on a free port
-(``serve start``, as the RayService's head does on 8000), so the config itself is deployed as rendered.
+(``serve.start``, as the RayService's head does on 8000), so the config itself is deployed as rendered.
 That such a config deploys and answers a chat completion (as transformers' greedy decoding does) is proven by
 the local conformance run, once, in tests/test_conformance_local.py.
 """
@@ -14,10 +14,7 @@ the local conformance run, once, in tests/test_conformance_local.py.
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -31,7 +28,6 @@ from schemas import assert_valid_custom_resource, shipped_specs
 
 SPECS = shipped_specs()
 STACKS = sorted(SPECS)
-SERVE_START_TIMEOUT_S = 180
 DEPLOY_FAIL_S = 240
 """A bad model path fails in the app builder, before vLLM is imported; the wait is the build task's start."""
 
@@ -160,27 +156,18 @@ def rendered_serve_config(source: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def serving_head(ray_head):
-    """The session's Ray head (tests/conftest.py) with Serve's proxy started on a free port by `serve start`;
-    Serve is shut down again with the module."""
-    from park.conformance.local_ray import free_ports, local_environment
+def serving_head(ray_head, local_ray):
+    """The session's Ray head (tests/conftest.py) with Serve's proxy started on a free port (what `serve start`
+    does, from this module's driver: no extra interpreter); Serve is shut down again with the module."""
+    from park.conformance.local_ray import free_ports
+    from ray import serve
 
     http_port = free_ports(1)[0]
-    bin_dir = Path(sys.executable).parent
-    started = subprocess.run(
-        [str(bin_dir / "serve"), "start", "--address", f"127.0.0.1:{ray_head.ports['port']}",
-         "--http-host", "127.0.0.1", "--http-port", str(http_port)],
-        env=local_environment(), capture_output=True, text=True, check=False, timeout=SERVE_START_TIMEOUT_S,
-    )
-    assert started.returncode == 0, f"serve start failed: {started.stderr[-2000:]}"
+    serve.start(http_options={"host": "127.0.0.1", "port": http_port})
     try:
         yield ray_head, f"http://127.0.0.1:{http_port}"
     finally:
-        stopped = subprocess.run(
-            [str(bin_dir / "serve"), "shutdown", "--address", ray_head.dashboard_url, "--yes"],
-            env=local_environment(), capture_output=True, text=True, check=False, timeout=SERVE_START_TIMEOUT_S,
-        )
-        assert stopped.returncode == 0, f"serve shutdown failed: {stopped.stderr[-2000:]}"
+        serve.shutdown()
 
 
 def deploy(dashboard: str, config: dict) -> None:
