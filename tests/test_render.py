@@ -4,9 +4,11 @@ folder (``$PARK_CHART_DIR`` or ``../shared/charts``): CI has no network to chart
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,14 +48,33 @@ def _charts():
 
 
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the pure-Python loader takes a minute on the CRDs
+DOCUMENT_START = re.compile(r"^---\n", re.MULTILINE)
+
+
+@functools.cache
+def _parsed(text: str) -> tuple:
+    """The documents of ``text``, parsed once per module: the tests here read the same objects again and again
+    (a stack by name and by path, the platform part of --workloads, stdout and --out), and reading megabytes
+    of CRDs costs seconds each time. Read-only: several tests share them."""
+    return tuple(yaml.load_all(text, Loader=LOADER))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _forget_parsed_documents():
+    yield
+    _parsed.cache_clear()
 
 
 def load_all(text: str) -> list:
-    return list(yaml.load_all(text, Loader=LOADER))
+    """Every document of a YAML stream; split at its document markers, so that each document is parsed once
+    (a marker inside a value would leave pieces that do not parse, or parse to other documents)."""
+    return [doc for piece in DOCUMENT_START.split(text) for doc in _parsed(piece)]
 
 
 def load(text: str):
-    return yaml.load(text, Loader=LOADER)
+    """The one document of a file."""
+    (document,) = _parsed(text)
+    return document
 
 
 def render(*args: str):
