@@ -13,6 +13,7 @@ them (issue 11, item 3).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import re
@@ -103,31 +104,36 @@ def test_the_gpu_image_defaults_to_the_image_with_gpu_appended_to_its_tag():
     assert images == {ECR, f"{ECR}-gpu"}
 
 
+@contextlib.contextmanager
+def versions_reloaded():
+    """components/versions.py read again under the environment as it is now, then put back as it was, the same
+    objects: reloading it once more would make a new ``Chart`` class, and the pins other modules compare with
+    ``==`` (test_schemas.py) would no longer equal the releases' charts."""
+    saved = dict(vars(versions))
+    try:
+        yield importlib.reload(versions)
+    finally:
+        vars(versions).clear()
+        vars(versions).update(saved)
+
+
 def test_unset_the_pins_apply_and_their_environment_override_still_works(monkeypatch):
     """Stacks that set nothing keep today's behaviour: the pins, overridable by PARK_WORKLOAD_IMAGE; a stack that
     sets workloads.image wins over the variable."""
     unset, pinned = SPECS["aws"], parse_spec(stack_config("aws", workloads={"image": ECR}))
     assert unset.workloads.reference(gpu=False) == versions.WORKLOAD_IMAGE
     monkeypatch.setenv("PARK_WORKLOAD_IMAGE", "team.example/park:2")
-    try:
-        importlib.reload(versions)
+    with versions_reloaded():
         assert unset.workloads.reference(gpu=False) == "team.example/park:2"
         assert unset.workloads.reference(gpu=True) == "team.example/park:2-gpu"
         assert pinned.workloads.reference(gpu=False) == ECR
-    finally:
-        monkeypatch.delenv("PARK_WORKLOAD_IMAGE")
-        importlib.reload(versions)
 
 
 def test_an_empty_override_variable_is_no_override(monkeypatch):
     """A CI variable left unset arrives as an empty string; it must not become an empty image name."""
     monkeypatch.setenv("PARK_WORKLOAD_IMAGE", "")
-    try:
-        importlib.reload(versions)
+    with versions_reloaded():
         assert versions.WORKLOAD_IMAGE == versions.UNPUBLISHED_WORKLOAD_IMAGE
-    finally:
-        monkeypatch.delenv("PARK_WORKLOAD_IMAGE")
-        importlib.reload(versions)
 
 
 # --- invalid image references ------------------------------------------------------------------------------
