@@ -97,8 +97,16 @@ def test_stdout_holds_the_crds_then_every_object_in_apply_order(stack):
     assert crds == list(range(len(crds))) and crds, "CRDs come first, all of them"
 
 
-def test_out_writes_one_readable_file_per_object_in_apply_order(tmp_path):
-    result = render("kind", "--out", str(tmp_path))
+@pytest.fixture(scope="module")
+def kind_out(tmp_path_factory):
+    """``park render kind --out NEW_FOLDER``, once for the tests that only read what it wrote: (result, folder)."""
+    require_chart_dir()
+    folder = tmp_path_factory.mktemp("render-kind-out")
+    return render("kind", "--out", str(folder)), folder
+
+
+def test_out_writes_one_readable_file_per_object_in_apply_order(kind_out):
+    result, tmp_path = kind_out
     assert result.exit_code == 0, result.output
     expected = render_documents(SPECS["kind"])
     files = sorted(f for f in tmp_path.iterdir() if f.name != RECORD_FILE)
@@ -148,10 +156,11 @@ def test_force_writes_beside_foreign_files_and_later_renders_keep_them_byte_for_
     assert digests(tmp_path) == after
 
 
-def test_out_records_each_file_it_wrote_under_a_name_kubectl_apply_skips(tmp_path):
+def test_out_records_each_file_it_wrote_under_a_name_kubectl_apply_skips(kind_out):
     """kubectl apply -f DIR reads every .json, .yaml and .yml file in DIR (kubernetes cli-runtime
     pkg/resource/visitor.go: FileExtensions, ignoreFile), so the record must have none of those."""
-    assert render("kind", "--out", str(tmp_path)).exit_code == 0
+    result, tmp_path = kind_out
+    assert result.exit_code == 0, result.output
     assert Path(RECORD_FILE).suffix not in {".json", ".yaml", ".yml"}
     record = json.loads((tmp_path / RECORD_FILE).read_text())
     assert record["stack"] == "kind" and record["park"]
