@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 import typer
+from park_in_process import park_in_process
 from typer.testing import CliRunner
 
 from park.cli import app
-from park_in_process import park_in_process
 
 ROOT = Path(__file__).resolve().parent.parent
 PARK = Path(sys.executable).with_name("park")
