@@ -21,6 +21,7 @@ have no effect there.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import shutil
 import tempfile
@@ -28,7 +29,9 @@ from pathlib import Path
 
 import pytest
 from park.conformance.local_ray import LocalRayHead, RayStartError
-from ray_local import HEAD_START_TIMEOUT_S, SESSION_CPUS, connected
+from ray_local import HEAD_START_TIMEOUT_S, RAY_TEST_ENV, SESSION_CPUS, connected
+
+os.environ.update(RAY_TEST_ENV)  # before any test touches Ray: see RAY_TEST_ENV
 
 SESSION_HEAD_GROUP = "ray-session-head"
 """The xdist work unit of every module that takes the session's Ray head."""

@@ -12,10 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
 from park.conformance.local_ray import LocalRayHead
 
 RAY_TEST_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1"}
+"""Set for the whole test session by tests/conftest.py. ``RAY_AUTH_MODE`` must be set before anything in the
+process touches Ray: Ray 2.60 switches a process to token authentication for good (``os.environ`` and its cached
+config, ray/_private/authentication/authentication_token_setup.py) the first time something starts a private
+local Ray with the variable unset, or finds ``~/.ray/auth_token``; a driver of that process then refuses the
+calls of the session's head, which runs without tokens, and Ray Train's controller dies before it starts."""
 
 SESSION_CPUS = 3
 """Logical CPUs of the shared head: the serving test's two CPU engine replicas plus Serve's router need 3;
@@ -32,18 +36,15 @@ def gcs_address(head: LocalRayHead) -> str:
 
 @contextmanager
 def connected(head: LocalRayHead) -> Iterator[str]:
-    """A driver in this process connected to ``head`` (with the environment Ray needs here, restored
-    afterwards); yields the head's GCS address and disconnects on exit, leaving the head running."""
+    """A driver in this process connected to ``head``; yields the head's GCS address and disconnects on exit,
+    leaving the head running."""
     import ray  # the Ray modules only: collecting the rest of the suite does not need Ray imported
 
-    with pytest.MonkeyPatch.context() as env:
-        for key, value in RAY_TEST_ENV.items():
-            env.setenv(key, value)
-        address = gcs_address(head)
-        if ray.is_initialized():  # an earlier test let Ray start a private local cluster (e.g. an app builder)
-            ray.shutdown()
-        ray.init(address=address, log_to_driver=False)
-        try:
-            yield address
-        finally:
-            ray.shutdown()
+    address = gcs_address(head)
+    if ray.is_initialized():  # an earlier test let Ray start a private local cluster (e.g. an app builder)
+        ray.shutdown()
+    ray.init(address=address, log_to_driver=False)
+    try:
+        yield address
+    finally:
+        ray.shutdown()

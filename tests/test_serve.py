@@ -240,10 +240,12 @@ def test_configs_are_accepted_by_ray_serve_llm(tmp_path):
     )
 
 
-def test_direct_streaming_args_are_built_by_ray_serve_llm(tmp_path, monkeypatch):
+@pytest.mark.ray
+def test_direct_streaming_args_are_built_by_ray_serve_llm(tmp_path, monkeypatch, local_ray):
     """Under direct streaming Ray Serve LLM refuses any ``ingress_deployment_config`` (ray 2.60.0,
     python/ray/llm/_internal/serve/core/ingress/builder.py, ``_validate_direct_streaming_ingress_config``);
-    the args leave it out, and the builder (its flag is read at import, so patched there) accepts them."""
+    the args leave it out, and the builder (its flag is read at import, so patched there) accepts them.
+    The builder talks to Ray: on the session's head, not a private cluster of its own (15-20 s)."""
     from ray.llm._internal.serve.core.ingress import builder
 
     _config_for(tmp_path)  # makes the model folder
