@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -261,29 +262,40 @@ def test_the_run_leaves_nothing_behind(full_run):
     assert leftovers(results_of(out)["run_id"]) == []
 
 
+def ran_as_rendered(
+    out: Path, check: str, rendered: dict, storage_flag: str, run_changes: Callable[[str, str], dict[str, str]]
+) -> dict:
+    """Assert that ``check`` submitted ``rendered``'s entrypoint (logged at submission, recorded in its details)
+    with the same command and flags, changed only where the run must: the kind storage root replaced by the run's
+    scratch storage (read from ``storage_flag``) and the flags ``run_changes(job name, root)`` gives; the same
+    runtimeEnvYAML (plus token auth off); and that the job SUCCEEDED. Returns the check's details."""
+    results = results_of(out)
+    details = checks_of(out)[check]["details"]
+    name = f"{run_name(results['run_id'])}-{check.removeprefix('workloads.')}"
+    entrypoint, runtime_env = submitted_job(out, name)
+    assert entrypoint == details["entrypoint"]
+    command, flags = command_and_flags(entrypoint)
+    root = scratch_storage(results["run_id"], dict(flags)[storage_flag])
+    changes = run_changes(name, root)
+    rendered_command, rendered_flags = command_and_flags(rendered["spec"]["entrypoint"])
+    expected = [(flag, changes.get(flag, value.replace(KIND.storage_uri, root))) for flag, value in rendered_flags]
+    assert (command, flags) == (rendered_command, expected)
+    assert runtime_env == as_submitted_locally(rendered["spec"]["runtimeEnvYAML"])
+    assert details["job_status"] == "SUCCEEDED"
+    return details
+
+
 def test_the_train_check_ran_the_kind_stacks_rendered_rayjob_through_the_jobs_api_for_every_epoch(full_run):
     """The job the train check submitted is the kind stack's training RayJob as ``park render kind`` gives it
     (train_manifest.build_rayjob): the same command and flags with the same values, but for the storage root (the
     run's scratch storage for the kind nodes' host folder, absent here) and the run's own --run-name; the
     same runtimeEnvYAML (plus token auth off for the run's head). It SUCCEEDED and left one checkpoint per epoch."""
     _, out, _ = full_run
-    results = results_of(out)
-    assert Path(results["environment"]["stack"]).name == "Pulumi.kind.yaml"
-    details = checks_of(out)["workloads.train"]["details"]
-    name = f"{run_name(results['run_id'])}-train"
-    entrypoint, runtime_env = submitted_job(out, name)
-    assert entrypoint == details["entrypoint"]
-    command, flags = command_and_flags(entrypoint)
-    root = scratch_storage(results["run_id"], dict(flags)["--storage-uri"])
-    rendered = train_manifest.build_rayjob(KIND)
-    rendered_command, rendered_flags = command_and_flags(rendered["spec"]["entrypoint"])
-    expected = [
-        (flag, name if flag == "--run-name" else value.replace(KIND.storage_uri, root))
-        for flag, value in rendered_flags
-    ]
-    assert (command, flags) == (rendered_command, expected)
-    assert runtime_env == as_submitted_locally(rendered["spec"]["runtimeEnvYAML"])
-    assert details["job_status"] == "SUCCEEDED"
+    assert Path(results_of(out)["environment"]["stack"]).name == "Pulumi.kind.yaml"
+    details = ran_as_rendered(
+        out, "workloads.train", train_manifest.build_rayjob(KIND), "--storage-uri",
+        lambda name, root: {"--run-name": name},
+    )
     epochs = range(1, train_manifest.DEFAULT_EPOCHS + 1)
     assert details["epochs"] == len(details["accuracies"]) == len(epochs)
     assert [uri.rsplit("/", 1)[-1] for uri in details["checkpoints"]] == [
@@ -301,22 +313,10 @@ def test_the_batch_check_ran_the_kind_stacks_rendered_rayjob_through_the_jobs_ap
     auth off). It SUCCEEDED; the check read every input id back exactly once, and the workload's own verdict
     and its ``_SUCCESS`` marker agree."""
     _, out, _ = full_run
-    results = results_of(out)
-    details = checks_of(out)["workloads.batch"]["details"]
-    name = f"{run_name(results['run_id'])}-batch"
-    entrypoint, runtime_env = submitted_job(out, name)
-    assert entrypoint == details["entrypoint"]
-    command, flags = command_and_flags(entrypoint)
-    root = scratch_storage(results["run_id"], dict(flags)["--input-uri"])
-    rendered = batch_manifest.build_rayjob(KIND)
-    rendered_command, rendered_flags = command_and_flags(rendered["spec"]["entrypoint"])
-    run_changes = {"--output-uri": f"{root}/batch/{name}", "--rows": str(workloads.BATCH_ROWS)}
-    expected = [
-        (flag, run_changes.get(flag, value.replace(KIND.storage_uri, root))) for flag, value in rendered_flags
-    ]
-    assert (command, flags) == (rendered_command, expected)
-    assert runtime_env == as_submitted_locally(rendered["spec"]["runtimeEnvYAML"])
-    assert details["job_status"] == "SUCCEEDED"
+    details = ran_as_rendered(
+        out, "workloads.batch", batch_manifest.build_rayjob(KIND), "--input-uri",
+        lambda name, root: {"--output-uri": f"{root}/batch/{name}", "--rows": str(workloads.BATCH_ROWS)},
+    )
     assert details["rows_in"] == details["rows_out"] == workloads.BATCH_ROWS and details["exact"] is True
     assert details["job_verdict"] is True and details["success_marker"] is True
 
