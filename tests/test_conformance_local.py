@@ -369,8 +369,8 @@ def kept_failures(tmp_path_factory):
 @pytest.fixture(scope="module")
 def failing_batch_beside_pytest_form(tmp_path_factory):
     """Two runs started together: ``park conformance --only storage,workloads.batch`` losing 25 batch rows
-    (no --keep), and the pytest form of the suite on the first layers. (pytest-form process, its evidence,
-    CLI process, its output, its evidence) once both ended."""
+    (no --keep), and the pytest form of the suite on the first layers. Once both ended: the pytest form's
+    process, output and evidence folder, then the CLI run's."""
     cwd = tmp_path_factory.mktemp("concurrent")
     logs = {name: (cwd / f"{name}.log").open("w+") for name in ("pytest", "cli")}
     pytest_form = subprocess.Popen(

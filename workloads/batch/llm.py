@@ -10,20 +10,21 @@ from __future__ import annotations
 import numpy as np
 
 PROMPT = "Moderate this post. Answer SAFE or UNSAFE.\nPost: {text}\nAnswer:"
-CPU_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+CPU_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+"""The environment of an actor that runs a vLLM offline engine on CPU (here and the post-training generators).
+The last setting keeps the engine inside the actor's own process, with its one worker: otherwise an
+engine-core process and a worker process each import vLLM again before the first batch (18 of this stage's
+44 s of start-up on a loaded 2-core machine)."""
 MAX_MODEL_LEN = 512
 
 
 def llm_actor_options(gpu: bool) -> dict:
     """Ray resources of the LLM actor: one GPU, or half a CPU (vLLM's CPU backend runs its own threads;
-    claiming more would starve the read tasks on a 2-CPU machine).
-
-    On CPU the engine runs inside the actor's process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, which also lets
-    vLLM keep its one worker in that process): otherwise an engine-core process and a worker process each
-    import vLLM again before the first batch, 18 of the stage's 44 s of start-up on a loaded 2-core machine."""
+    claiming more would starve the read tasks on a 2-CPU machine), with :data:`CPU_ENV`."""
     if gpu:
         return {"num_gpus": 1}
-    return {"num_cpus": 0.5, "runtime_env": {"env_vars": {**CPU_ENV, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}}}
+    return {"num_cpus": 0.5, "runtime_env": {"env_vars": dict(CPU_ENV)}}
 
 
 class LLMModerator:

@@ -40,11 +40,9 @@ class WeightReloadExtension:
 
 
 def generator_env() -> dict[str, str]:
-    """Environment of a generator actor on CPU: vLLM's CPU settings shared with the batch workload, and the
-    engine inside the actor's own process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``): the actor is already a
-    process of its own, and a separate engine-core process would import vLLM a second time before the
-    first step (see docs/benchmarks.md, "Post-training")."""
-    return {**CPU_ENV, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    """Environment of a generator actor on CPU: vLLM's CPU settings shared with the batch workload, the
+    engine inside the actor's own process among them (see docs/benchmarks.md, "Post-training")."""
+    return dict(CPU_ENV)
 
 
 class Generator:
